@@ -1,0 +1,246 @@
+"""Emulated Globus Auth: OAuth2 with PKCE, refresh tokens, scopes with dependencies."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import re
+import secrets
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from globus_sdk.scopes import ScopeParser
+
+from .errors import ApiError
+from .web import Request, Response, Route
+
+if TYPE_CHECKING:
+    from .server import Emulator
+
+AUTH_RS = "auth.globus.org"
+TRANSFER_RS = "transfer.api.globus.org"
+TIMERS_RS = "524230d7-ea86-4a52-8312-86065a9e0417"
+TRANSFER_SCOPE = "urn:globus:auth:scope:transfer.api.globus.org:all"
+TIMERS_SCOPE = f"https://auth.globus.org/scopes/{TIMERS_RS}/timer"
+IDENTITY_SCOPES = {"openid", "profile", "email", "offline_access"}
+CODE_LIFETIME = 600
+_DATA_ACCESS = re.compile(r"https://auth\.globus\.org/scopes/([0-9a-fA-F-]{36})/data_access")
+
+
+def data_access_scope(collection: str) -> str:
+    return f"https://auth.globus.org/scopes/{collection}/data_access"
+
+
+def granted_data_access(scopes: list[str]) -> set[str]:
+    """Collections whose data_access consent appears anywhere in these scope strings."""
+    return {match.lower() for text in scopes for match in _DATA_ACCESS.findall(text)}
+
+
+def resource_server_of(scope: str) -> str:
+    """The resource server a scope string belongs to, as Globus Auth derives it."""
+    if scope in IDENTITY_SCOPES or scope.startswith("urn:globus:auth:scope:auth.globus.org:"):
+        return AUTH_RS
+    urn = re.fullmatch(r"urn:globus:auth:scope:([^:]+):.+", scope)
+    if urn:
+        return urn.group(1)
+    url = re.fullmatch(r"https://auth\.globus\.org/scopes/([^/]+)/.+", scope)
+    if url:
+        return url.group(1)
+    raise ApiError(400, "invalid_scope", f"Unknown scope '{scope}'")
+
+
+class AuthService:
+    """Issues and checks tokens. One emulated user, ``user@example.org``, approves everything."""
+
+    username = "user@example.org"
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+        self.state = emulator.state
+        self.identity_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"emulator:{self.username}"))
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("GET", "/v2/oauth2/authorize", self.authorize),
+            Route("GET", "/v2/web/auth-code", self.show_code),
+            Route("POST", "/v2/oauth2/token", self.token),
+            Route("POST", "/v2/oauth2/token/revoke", self.revoke),
+            Route("POST", "/v2/oauth2/token/introspect", self.introspect),
+            Route("GET", "/v2/oauth2/userinfo", self.userinfo),
+        ]
+
+    # -- checking tokens, for the other services -------------------------------------------
+
+    def check(self, request: Request, resource_server: str) -> dict[str, Any]:
+        """The live token record behind the request's bearer token, or a 401."""
+        token = request.bearer_token()
+        record = self.state["tokens"].get(token) if token else None
+        if record is None or record["revoked"] or record["resource_server"] != resource_server:
+            raise ApiError(401, "AuthenticationFailed", "Token is not active")
+        if record["expires_at"] <= time.time():
+            raise ApiError(401, "AuthenticationFailed", "Token is not active (expired)")
+        return record
+
+    # -- routes ------------------------------------------------------------------------------
+
+    def authorize(self, request: Request) -> Response:
+        client_id = request.arg("client_id")
+        scope = request.arg("scope")
+        if not client_id or not scope:
+            raise ApiError(400, "invalid_request", "client_id and scope are required")
+        challenge = request.arg("code_challenge")
+        if challenge and request.arg("code_challenge_method", "S256") != "S256":
+            raise ApiError(400, "invalid_request", "Only code_challenge_method=S256 is supported")
+        for each in ScopeParser.parse(scope):
+            resource_server_of(each.scope_string)
+        code = secrets.token_urlsafe(24)
+        with self.state.lock:
+            self.state["codes"][code] = {
+                "client_id": client_id,
+                "scope": scope,
+                "challenge": challenge,
+                "redirect_uri": request.arg("redirect_uri"),
+                "offline": request.arg("access_type") == "offline",
+                "expires_at": time.time() + CODE_LIFETIME,
+            }
+            self.state.mark_dirty()
+        return self._code_page(request, code)
+
+    def show_code(self, request: Request) -> Response:
+        return self._code_page(request, request.arg("code", ""))
+
+    def _code_page(self, request: Request, code: str) -> Response:
+        if "application/json" in request.headers.get("accept", ""):
+            return Response(200, {"code": code, "state": request.arg("state", "_default")})
+        page = (
+            "<!doctype html><title>Globus emulator: authorization code</title>"
+            "<h1>Access approved</h1><p>Copy this code into the program that asked for it:</p>"
+            f"<pre id='code'>{html.escape(code)}</pre>"
+        )
+        return Response(200, page, content_type="text/html; charset=utf-8")
+
+    def token(self, request: Request) -> Response:
+        form = request.form()
+        grant = form.get("grant_type")
+        basic = request.basic_auth()
+        client_id = basic[0] if basic else form.get("client_id")
+        if not client_id:
+            raise ApiError(401, "invalid_client", "No client id given")
+        if grant == "authorization_code":
+            scope, offline = self._redeem_code(form, client_id)
+        elif grant == "refresh_token":
+            return Response(200, self._refresh(form.get("refresh_token", ""), client_id))
+        elif grant == "client_credentials":
+            if not basic or not basic[1]:
+                raise ApiError(401, "invalid_client", "Client credentials require a client secret")
+            scope, offline = form.get("scope", ""), False
+        else:
+            raise ApiError(400, "unsupported_grant_type", f"Unsupported grant_type '{grant}'")
+        tokens = self._issue(client_id, scope, offline)
+        first, *others = tokens
+        return Response(200, {**first, "state": form.get("state", "_default"),
+                              "other_tokens": others})
+
+    def _redeem_code(self, form: dict[str, str], client_id: str) -> tuple[str, bool]:
+        with self.state.lock:
+            grant = self.state["codes"].pop(form.get("code", ""), None)
+            self.state.mark_dirty()
+        if grant is None or grant["expires_at"] < time.time() or grant["client_id"] != client_id:
+            raise ApiError(401, "invalid_grant", "Invalid or expired authorization code")
+        if grant["challenge"]:
+            verifier = form.get("code_verifier", "")
+            digest = hashlib.sha256(verifier.encode()).digest()
+            expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+            if not secrets.compare_digest(expected, grant["challenge"]):
+                raise ApiError(401, "invalid_grant", "PKCE code_verifier does not match")
+        return grant["scope"], grant["offline"]
+
+    def _issue(self, client_id: str, scope: str, offline: bool) -> list[dict[str, Any]]:
+        by_server: dict[str, list[Any]] = {}
+        for each in ScopeParser.parse(scope):
+            by_server.setdefault(resource_server_of(each.scope_string), []).append(each)
+        if not by_server:
+            raise ApiError(400, "invalid_scope", "No scope requested")
+        return [
+            self._new_token(client_id, server, [str(s) for s in scopes], offline)
+            for server, scopes in by_server.items()
+        ]
+
+    def _new_token(self, client_id: str, server: str, scopes: list[str], offline: bool,
+                   refresh_token: str | None = None) -> dict[str, Any]:
+        lifetime = self.emulator.settings["token_lifetime"]
+        access_token = secrets.token_urlsafe(32)
+        if offline and refresh_token is None:
+            refresh_token = secrets.token_urlsafe(32)
+        with self.state.lock:
+            self.state["tokens"][access_token] = {
+                "client_id": client_id, "resource_server": server, "scopes": scopes,
+                "sub": self.identity_id, "issued_at": time.time(),
+                "expires_at": time.time() + lifetime, "revoked": False,
+                "refresh_token": refresh_token,
+            }
+            if refresh_token:
+                self.state["refresh_tokens"].setdefault(refresh_token, {
+                    "client_id": client_id, "resource_server": server, "scopes": scopes,
+                    "revoked": False,
+                })
+            self.state.mark_dirty()
+        answer = {
+            "access_token": access_token,
+            "expires_in": int(lifetime),
+            "resource_server": server,
+            # Globus Auth names the granted scopes without their dependencies
+            "scope": " ".join(each.scope_string for each in ScopeParser.parse(" ".join(scopes))),
+            "token_type": "Bearer",
+        }
+        if refresh_token:
+            answer["refresh_token"] = refresh_token
+        return answer
+
+    def _refresh(self, refresh_token: str, client_id: str) -> dict[str, Any]:
+        grant = self.state["refresh_tokens"].get(refresh_token)
+        if grant is None or grant["revoked"] or grant["client_id"] != client_id:
+            raise ApiError(401, "invalid_grant", "Invalid refresh token")
+        token = self._new_token(client_id, grant["resource_server"], grant["scopes"], True,
+                                refresh_token=refresh_token)
+        return {**token, "state": "_default", "other_tokens": []}
+
+    def revoke(self, request: Request) -> Response:
+        token = request.form().get("token", "")
+        with self.state.lock:
+            if token in self.state["tokens"]:
+                self.state["tokens"][token]["revoked"] = True
+            if token in self.state["refresh_tokens"]:
+                self.state["refresh_tokens"][token]["revoked"] = True
+                for record in self.state["tokens"].values():
+                    if record["refresh_token"] == token:
+                        record["revoked"] = True
+            self.state.mark_dirty()
+        return Response(200, {"active": False})
+
+    def introspect(self, request: Request) -> Response:
+        record = self.state["tokens"].get(request.form().get("token", ""))
+        if record is None or record["revoked"] or record["expires_at"] <= time.time():
+            return Response(200, {"active": False})
+        return Response(200, {
+            "active": True, "token_type": "Bearer",
+            "scope": " ".join(record["scopes"]), "client_id": record["client_id"],
+            "username": self.username, "name": "Emulated User", "email": self.username,
+            "exp": int(record["expires_at"]), "iat": int(record["issued_at"]),
+            "nbf": int(record["issued_at"]), "sub": record["sub"],
+            "aud": [record["resource_server"], record["client_id"]],
+            "iss": "https://auth.globus.org",
+        })
+
+    def userinfo(self, request: Request) -> Response:
+        self.check(request, AUTH_RS)
+        identity = {
+            "sub": self.identity_id, "username": self.username, "name": "Emulated User",
+            "email": self.username, "identity_provider": str(uuid.uuid5(uuid.NAMESPACE_DNS,
+                                                                          "example.org")),
+            "identity_provider_display_name": "Globus emulator", "organization": "Emulator",
+        }
+        return Response(200, {**identity, "preferred_username": self.username,
+                              "identity_set": [identity]})

@@ -1,0 +1,74 @@
+"""``pegasus-globus-emulator``: serve the Globus emulator until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+from .server import DEFAULT_TOKEN_LIFETIME, Emulator
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pegasus-globus-emulator",
+        description="Serve Globus Auth, Transfer and Timers locally for rehearsals and tests. "
+        "On start it prints the export lines that point globus-sdk at it; evaluate them with "
+        "eval \"$(pegasus-globus-emulator ... | head -3)\" or copy them.",
+    )
+    parser.add_argument("--root", required=True,
+                        help="directory for collections (ROOT/collections/<uuid>/) and state")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=0,
+                        help="TCP port; 0 picks a free one (default)")
+    parser.add_argument("--time-scale", type=float, default=1.0, metavar="X",
+                        help="run the timers' clock X times faster than real time (default: 1)")
+    parser.add_argument("--fault-rate", type=float, default=0.0, metavar="R",
+                        help="answer this fraction of requests with 502/503 or a dropped "
+                        "connection (default: 0)")
+    parser.add_argument("--seed", type=int, help="seed for fault injection")
+    parser.add_argument("--token-lifetime", type=float, default=DEFAULT_TOKEN_LIFETIME,
+                        metavar="SECONDS", help="access token lifetime (default: %(default)s)")
+    parser.add_argument("--bandwidth", type=float, default=0.0, metavar="BYTES_PER_S",
+                        help="emulated transfer rate; 0 is unlimited (default)")
+    for flag in ("consent-required", "permission-denied", "inactive"):
+        parser.add_argument(f"--{flag}", action="append", default=[], metavar="UUID",
+                            help=f"mark a collection as {flag.replace('-', ' ')} (repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        emulator = Emulator(args.root, host=args.host, port=args.port,
+                            time_scale=args.time_scale, fault_rate=args.fault_rate,
+                            seed=args.seed, token_lifetime=args.token_lifetime,
+                            bandwidth=args.bandwidth)
+        for flag in ("consent_required", "permission_denied", "inactive"):
+            for collection in getattr(args, flag):
+                emulator.mark_collection(collection, **{flag: True})
+    except (OSError, ValueError) as error:
+        print(f"pegasus-globus-emulator: {error}", file=sys.stderr)
+        return 2
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # shutdown() waits for serve_forever to return, so it must run in another thread
+        threading.Thread(target=emulator.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for name, value in emulator.environment.items():
+        print(f"export {name}={value}")
+    sys.stdout.flush()
+    print(f"Globus emulator serving {emulator.root} at {emulator.url} "
+          f"(time scale {args.time_scale}); Ctrl-C stops it", file=sys.stderr)
+    emulator.serve_forever()
+    emulator.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Errors in the body shape each Globus service uses, so globus-sdk parses them as usual."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+
+class ApiError(Exception):
+    """An HTTP error answer. ``code`` and ``message`` are what globus-sdk exposes."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def service_of(path: str) -> str:
+    """Which emulated service a request path belongs to."""
+    if path.startswith("/v0.10"):
+        return "transfer"
+    if path.startswith(("/v2/timer", "/jobs")):
+        return "timer"
+    if path.startswith("/v2/"):
+        return "auth"
+    return "emulator"
+
+
+def error_body(service: str, error: ApiError, resource: str) -> dict[str, Any]:
+    request_id = uuid.uuid4().hex[:9]
+    if service == "auth":
+        return {
+            "error": error.code.lower(),
+            "error_description": error.message,
+            "errors": [
+                {
+                    "id": request_id,
+                    "status": str(error.status),
+                    "code": error.code,
+                    "title": error.code.replace("_", " ").title(),
+                    "detail": error.message,
+                }
+            ],
+            **error.extra,
+        }
+    if service == "timer":
+        return {"error": {"code": error.code, "detail": error.message, "status": error.status},
+                **error.extra}
+    return {
+        "code": error.code,
+        "message": error.message,
+        "request_id": request_id,
+        "resource": resource,
+        **error.extra,
+    }

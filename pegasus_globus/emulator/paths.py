@@ -1,0 +1,51 @@
+"""Map a collection and a Globus path onto the emulator's files."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from .errors import ApiError
+
+
+def collection_id(text: str) -> str:
+    """The canonical form of a collection id, or a Globus-style 400."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise ApiError(400, "ClientError.BadRequest",
+                       f"Invalid endpoint/collection id '{text}': not a UUID") from None
+
+
+def collection_root(root: Path, collection: str) -> Path:
+    return root / "collections" / collection_id(collection)
+
+
+def resolve(root: Path, collection: str, path: str) -> Path:
+    """The local file behind ``path`` on ``collection``.
+
+    Absolute paths map below the collection's directory and ``/~/`` is that directory itself.
+    Anything that would leave it (``..`` past the top, or a symbolic link pointing out) is
+    refused.
+    """
+    base = collection_root(root, collection)
+    if not path.startswith(("/", "~")):
+        raise ApiError(400, "ClientError.BadRequest", f"Path '{path}' must be absolute")
+    parts: list[str] = []
+    for index, part in enumerate(path.split("/")):
+        if part in ("", ".") or (index <= 1 and part == "~"):
+            continue
+        if part == "..":
+            if not parts:
+                raise ApiError(403, "ClientError.BadRequest.PathOutsideCollection",
+                               f"Path '{path}' is outside the collection")
+            parts.pop()
+        else:
+            parts.append(part)
+    local = base.joinpath(*parts)
+    real_base = os.path.realpath(base)
+    if os.path.commonpath([os.path.realpath(local), real_base]) != real_base:
+        raise ApiError(403, "ClientError.BadRequest.PathOutsideCollection",
+                       f"Path '{path}' is outside the collection")
+    return local

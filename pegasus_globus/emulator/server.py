@@ -1,0 +1,298 @@
+"""One HTTP server that answers as Globus Auth, Transfer and Timers at a single base URL."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .auth import AuthService
+from .clock import ScaledClock
+from .errors import ApiError, error_body, service_of
+from .paths import collection_id
+from .state import StateStore
+from .timers import TimersService
+from .transfer import TransferService
+from .web import Request, Response, Route
+
+SERVICES = ("AUTH", "TRANSFER", "TIMER")
+COLLECTION_FLAGS = ("consent_required", "permission_denied", "inactive")
+DEFAULT_TOKEN_LIFETIME = 172800.0
+POLL_SECONDS = 0.05  # how soon serve_forever notices a shutdown request
+
+
+class Emulator:
+    """The Globus emulator, started and stopped in-process::
+
+        with Emulator("/tmp/g") as emulator:
+            os.environ.update(emulator.environment)
+            ...  # plain globus-sdk code now talks to the emulator
+
+    :param root: directory for collections (``root/collections/<uuid>/``) and saved state
+    :param port: TCP port; 0 picks a free one
+    :param time_scale: how much faster than real time the timers' clock runs
+    :param fault_rate: fraction of requests (0..1) answered 502/503 or dropped
+    :param seed: seed for the fault injection
+    :param token_lifetime: access token lifetime in seconds (real time)
+    :param bandwidth: emulated transfer rate in bytes per emulated second; 0 is unlimited
+    """
+
+    def __init__(self, root: str | Path, host: str = "127.0.0.1", port: int = 0,
+                 time_scale: float = 1.0, fault_rate: float = 0.0, seed: int | None = None,
+                 token_lifetime: float = DEFAULT_TOKEN_LIFETIME, bandwidth: float = 0.0) -> None:
+        if not 0 <= fault_rate <= 1:
+            raise ValueError(f"fault rate must be between 0 and 1, got {fault_rate}")
+        self.root = Path(root).resolve()
+        (self.root / "collections").mkdir(parents=True, exist_ok=True)
+        self.state = StateStore(self.root)
+        self.clock = ScaledClock(time_scale, self.state["meta"].get("clock", 0.0))
+        self.settings: dict[str, Any] = {"fault_rate": fault_rate, "token_lifetime":
+                                         token_lifetime, "bandwidth": bandwidth}
+        self._random = random.Random(seed)
+        self._random_lock = threading.Lock()
+        self.stats: Counter[str] = Counter()
+        self.auth = AuthService(self)
+        self.transfer = TransferService(self)
+        self.timers = TimersService(self)
+        self.routes: list[Route] = [
+            *self.auth.routes(), *self.transfer.routes(), *self.timers.routes(),
+            *self._admin_routes(),
+        ]
+        self._httpd = _Server((host, port), _Handler)
+        self._httpd.emulator = self
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The variables that point globus-sdk at this emulator."""
+        return {f"GLOBUS_SDK_SERVICE_URL_{name}": self.url for name in SERVICES}
+
+    def start(self) -> Emulator:
+        self.transfer.resume_unfinished()
+        self.timers.start()
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(POLL_SECONDS,),
+                                        name="emulator-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until :meth:`shutdown` is called from another."""
+        self.transfer.resume_unfinished()
+        self.timers.start()
+        self._httpd.serve_forever(POLL_SECONDS)
+
+    def shutdown(self) -> None:
+        self._httpd.shutdown()
+
+    def close(self) -> None:
+        """Stop serving and save the state."""
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+        self._httpd.server_close()
+        self.timers.stop()
+        with self.state.lock:
+            self.state["meta"]["clock"] = self.clock.now()
+            self.state.mark_dirty()
+        self.state.close()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    # -- collections -----------------------------------------------------------------------
+
+    def collection_flags(self, collection: str) -> dict[str, bool]:
+        return self.state["collections"].get(collection.lower(), {})
+
+    def mark_collection(self, collection: str, **flags: bool) -> dict[str, bool]:
+        """Set ``consent_required``, ``permission_denied`` or ``inactive`` on a collection."""
+        unknown = set(flags) - set(COLLECTION_FLAGS)
+        if unknown:
+            raise ValueError(f"unknown collection flags: {', '.join(sorted(unknown))}")
+        collection = collection_id(collection)
+        with self.state.lock:
+            current = self.state["collections"].setdefault(collection, {})
+            current.update({k: bool(v) for k, v in flags.items()})
+            self.state.mark_dirty()
+            return dict(current)
+
+    def collection_path(self, collection: str) -> Path:
+        """The local directory holding a collection's files (created on demand)."""
+        path = self.root / "collections" / collection_id(collection)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- admin routes under /_emulator/ ------------------------------------------------------
+
+    def _admin_routes(self) -> list[Route]:
+        return [
+            Route("GET", "/_emulator/stats", self._get_stats),
+            Route("DELETE", "/_emulator/stats", self._reset_stats),
+            Route("GET", "/_emulator/settings", self._get_settings),
+            Route("PATCH", "/_emulator/settings", self._patch_settings),
+            Route("GET", "/_emulator/collections", self._get_collections),
+            Route("POST", "/_emulator/collections/{collection}", self._post_collection),
+            Route("POST", "/_emulator/tokens/expire", self._expire_tokens),
+            Route("GET", "/_emulator/clock", self._get_clock),
+        ]
+
+    def _get_stats(self, request: Request) -> Response:
+        with self.state.lock:
+            requests = dict(self.stats)
+        faults = requests.pop("faults", 0)
+        return Response(200, {"requests": requests, "total": sum(requests.values()),
+                              "faults": faults})
+
+    def _reset_stats(self, request: Request) -> Response:
+        with self.state.lock:
+            self.stats.clear()
+        return Response(200, {"requests": {}, "total": 0, "faults": 0})
+
+    def _get_settings(self, request: Request) -> Response:
+        return Response(200, {**self.settings, "time_scale": self.clock.scale})
+
+    def _patch_settings(self, request: Request) -> Response:
+        changes = request.json()
+        for key, value in changes.items():
+            if key not in self.settings or not isinstance(value, (int, float)):
+                raise ApiError(400, "BadRequest", f"Unknown or non-numeric setting '{key}'")
+        if not 0 <= changes.get("fault_rate", 0) <= 1:
+            raise ApiError(400, "BadRequest", "fault_rate must be between 0 and 1")
+        self.settings.update(changes)
+        return self._get_settings(request)
+
+    def _get_collections(self, request: Request) -> Response:
+        with self.state.lock:
+            return Response(200, dict(self.state["collections"]))
+
+    def _post_collection(self, request: Request, collection: str) -> Response:
+        try:
+            flags = self.mark_collection(collection, **request.json())
+        except (TypeError, ValueError) as error:
+            raise ApiError(400, "BadRequest", str(error)) from None
+        return Response(200, flags)
+
+    def _expire_tokens(self, request: Request) -> Response:
+        """Expire every access token now, so clients must refresh."""
+        with self.state.lock:
+            for record in self.state["tokens"].values():
+                record["expires_at"] = 0.0
+            self.state.mark_dirty()
+            return Response(200, {"expired": len(self.state["tokens"])})
+
+    def _get_clock(self, request: Request) -> Response:
+        return Response(200, {"now": self.clock.now(), "time_scale": self.clock.scale})
+
+    # -- request dispatch ------------------------------------------------------------------
+
+    def dispatch(self, request: Request) -> tuple[Response, str | None]:
+        """Answer one request; also says which fault, if any, to inject into the answer."""
+        service = service_of(request.path)
+        allowed: list[str] = []
+        for route in self.routes:
+            match = route.pattern.match(request.path)
+            if not match:
+                continue
+            if route.method != request.method:
+                allowed.append(route.method)
+                continue
+            with self.state.lock:
+                self.stats[route.key] += 1
+            fault = None if service == "emulator" else self._draw_fault()
+            if fault in ("502", "503"):
+                error = ApiError(int(fault), "ServiceUnavailable" if fault == "503"
+                                 else "BadGateway", "Injected fault: try again")
+                return self._error(service, error, request.path), fault
+            try:
+                return self._as_response(route.handler(request, **match.groupdict())), fault
+            except ApiError as error:
+                return self._error(service, error, request.path), fault
+        if allowed:
+            error = ApiError(405, "MethodNotAllowed",
+                             f"{request.method} is not allowed on {request.path}")
+            response = self._error(service, error, request.path)
+            response.headers["Allow"] = ", ".join(sorted(set(allowed)))
+            return response, None
+        return self._error(service, ApiError(404, "ClientError.NotFound",
+                                             f"No such route: {request.path}"), request.path), None
+
+    def _draw_fault(self) -> str | None:
+        rate = self.settings["fault_rate"]
+        if not rate:
+            return None
+        with self._random_lock:
+            if self._random.random() >= rate:
+                return None
+            kind = self._random.choice(("502", "503", "drop"))
+        with self.state.lock:
+            self.stats["faults"] += 1
+        return kind
+
+    @staticmethod
+    def _as_response(result: Any) -> Response:
+        return result if isinstance(result, Response) else Response(200, result)
+
+    @staticmethod
+    def _error(service: str, error: ApiError, path: str) -> Response:
+        return Response(error.status, error_body(service, error, path))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    emulator: Emulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: request lines would end up in test output and demo logs."""
+
+    def _handle(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        request = Request(
+            method=self.command, path=parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=self.rfile.read(length) if length else b"",
+        )
+        try:
+            response, fault = self.server.emulator.dispatch(request)
+        except Exception as error:  # a bug must answer 500, never kill the connection thread
+            body = {"code": "InternalError", "message": f"{type(error).__name__}: {error}"}
+            response, fault = Response(500, body), None
+        if fault == "drop":  # the work was done, but the answer is lost on the way back
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        payload = response.encode()
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle

@@ -1,0 +1,68 @@
+"""Everything the emulator remembers, kept in one JSON file under its root directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+SECTIONS = ("codes", "tokens", "refresh_tokens", "tasks", "submissions", "timers", "collections")
+
+
+class StateStore:
+    """A dict of sections guarded by one lock and flushed to ``root/state.json``.
+
+    Handlers change ``data`` while holding ``lock`` and call :meth:`mark_dirty`; a background
+    thread writes dirty state at most every ``flush_interval`` seconds (atomically: temporary
+    file, fsync, rename), and :meth:`close` writes the last changes. Mode 0600, because the
+    file holds the tokens the emulator issued.
+    """
+
+    def __init__(self, root: Path, flush_interval: float = 0.2) -> None:
+        self.path = root / "state.json"
+        self.lock = threading.RLock()
+        self.data: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+        self.data["meta"] = {}
+        if self.path.exists():
+            saved = json.loads(self.path.read_text())
+            self.data.update({k: v for k, v in saved.items() if isinstance(v, dict)})
+        self._dirty = False
+        self._closed = threading.Event()
+        self._interval = flush_interval
+        self._thread = threading.Thread(target=self._flush_loop, name="state-flush", daemon=True)
+        self._thread.start()
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.data[section]
+
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    def flush(self) -> None:
+        with self.lock:
+            if not self._dirty:
+                return
+            text = json.dumps(self.data, separators=(",", ":"))
+            self._dirty = False
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join()
+        self.flush()
+
+    def _flush_loop(self) -> None:
+        while not self._closed.wait(self._interval):
+            self.flush()

@@ -1,0 +1,77 @@
+"""Shared fixtures: an in-process Globus emulator and logins through the real globus-sdk."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from typing import Any, Callable, Iterator
+
+import globus_sdk
+import pytest
+
+from pegasus_globus.emulator import Emulator, approve
+
+PEGASUS_CLIENT_ID = "d7382f5a-4ea3-4b69-b094-99c392fc820d"
+TRANSFER = globus_sdk.TransferClient.scopes.all
+TIMERS = globus_sdk.TimersClient.scopes.timer
+TIMERS_RS = globus_sdk.TimersClient.resource_server
+
+
+@pytest.fixture
+def emulator(tmp_path, monkeypatch) -> Iterator[Emulator]:
+    """An emulator whose timers' clock runs 600 times faster than real time."""
+    with Emulator(tmp_path / "globus", time_scale=600, seed=7) as emu:
+        for name, value in emu.environment.items():
+            monkeypatch.setenv(name, value)
+        yield emu
+
+
+def login(scopes: str, refresh: bool = True) -> tuple[globus_sdk.NativeAppAuthClient, Any]:
+    """A complete native-app login with PKCE, the code read off the emulator's page."""
+    client = globus_sdk.NativeAppAuthClient(PEGASUS_CLIENT_ID)
+    client.oauth2_start_flow(requested_scopes=scopes, refresh_tokens=refresh)
+    code = approve(client.oauth2_get_authorize_url())
+    return client, client.oauth2_exchange_code_for_tokens(code)
+
+
+@pytest.fixture
+def transfer_client(emulator) -> globus_sdk.TransferClient:
+    client, tokens = login(TRANSFER)
+    token = tokens.by_resource_server["transfer.api.globus.org"]
+    return globus_sdk.TransferClient(authorizer=globus_sdk.RefreshTokenAuthorizer(
+        token["refresh_token"], client, access_token=token["access_token"],
+        expires_at=token["expires_at_seconds"]))
+
+
+@pytest.fixture
+def timers_client(emulator) -> globus_sdk.TimersClient:
+    client, tokens = login(f"{TIMERS}[{TRANSFER}]")
+    token = tokens.by_resource_server[TIMERS_RS]
+    return globus_sdk.TimersClient(authorizer=globus_sdk.AccessTokenAuthorizer(
+        token["access_token"]))
+
+
+def admin(emulator: Emulator, method: str, path: str, body: Any = None) -> Any:
+    """Call an /_emulator/ admin route."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(emulator.url + path.lstrip("/"), data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.load(answer)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, every: float = 0.02) -> Any:
+    """Poll until ``condition()`` is truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def wait_task(client: globus_sdk.TransferClient, task_id: str) -> dict[str, Any]:
+    return wait_for(lambda: (doc := client.get_task(task_id).data)["status"]
+                    in ("SUCCEEDED", "FAILED") and doc)
