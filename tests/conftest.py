@@ -46,7 +46,7 @@ def transfer_client(emulator) -> globus_sdk.TransferClient:
 
 @pytest.fixture
 def timers_client(emulator) -> globus_sdk.TimersClient:
-    client, tokens = login(f"{TIMERS}[{TRANSFER}]")
+    _, tokens = login(f"{TIMERS}[{TRANSFER}]")
     token = tokens.by_resource_server[TIMERS_RS]
     return globus_sdk.TimersClient(authorizer=globus_sdk.AccessTokenAuthorizer(
         token["access_token"]))

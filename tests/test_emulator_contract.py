@@ -15,7 +15,7 @@ from typing import Any, Callable
 import globus_sdk
 import pytest
 
-from .conftest import TIMERS, TRANSFER, admin, login, wait_for, wait_task
+from .conftest import TRANSFER, admin, login, wait_for, wait_task
 
 
 def canned(module: str, case: str = "default") -> tuple[int, Any]:

@@ -1,0 +1,350 @@
+"""The emulator driven only through globus-sdk 4, as a workflow's tools would drive Globus."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import datetime
+
+import globus_sdk
+import pytest
+from globus_sdk.gare import to_gare
+
+from pegasus_globus.emulator import Emulator, approve
+
+from .conftest import (
+    PEGASUS_CLIENT_ID,
+    TIMERS,
+    TIMERS_RS,
+    TRANSFER,
+    admin,
+    login,
+    wait_for,
+    wait_task,
+)
+
+
+@pytest.fixture
+def collections(emulator):
+    source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+    tree = emulator.collection_path(source) / "inputs"
+    (tree / "deep").mkdir(parents=True)
+    (tree / "a.txt").write_text("alpha")
+    (tree / "deep" / "b.txt").write_text("beta")
+    emulator.collection_path(destination)
+    return source, destination
+
+
+def transfer(client, source, destination, *items, **options):
+    data = globus_sdk.TransferData(source, destination, **options)
+    for src, dst, *recursive in items:
+        data.add_item(src, dst, **({"recursive": recursive[0]} if recursive else {}))
+    return client.submit_transfer(data)
+
+
+# -- Auth ------------------------------------------------------------------------------------
+
+def test_login_with_pkce_gives_tokens_per_resource_server(emulator):
+    _, tokens = login(f"{TRANSFER} {TIMERS}[{TRANSFER}] openid")
+    assert set(tokens.by_resource_server) == {"transfer.api.globus.org", TIMERS_RS,
+                                              "auth.globus.org"}
+    transfer_token = tokens.by_resource_server["transfer.api.globus.org"]
+    assert transfer_token["refresh_token"]
+    assert transfer_token["expires_at_seconds"] > time.time() + 3600
+
+
+def test_login_without_refresh_tokens_gives_none(emulator):
+    _, tokens = login(TRANSFER, refresh=False)
+    assert tokens.by_resource_server["transfer.api.globus.org"]["refresh_token"] is None
+
+
+def test_code_exchange_checks_the_pkce_verifier(emulator):
+    client = globus_sdk.NativeAppAuthClient(PEGASUS_CLIENT_ID)
+    client.oauth2_start_flow(requested_scopes=TRANSFER)
+    code = approve(client.oauth2_get_authorize_url())
+    client.oauth2_start_flow(requested_scopes=TRANSFER)  # a new verifier: not the code's
+    with pytest.raises(globus_sdk.AuthAPIError) as caught:
+        client.oauth2_exchange_code_for_tokens(code)
+    assert caught.value.http_status == 401
+
+
+def test_a_code_is_redeemed_once(emulator):
+    client = globus_sdk.NativeAppAuthClient(PEGASUS_CLIENT_ID)
+    client.oauth2_start_flow(requested_scopes=TRANSFER)
+    code = approve(client.oauth2_get_authorize_url())
+    client.oauth2_exchange_code_for_tokens(code)
+    with pytest.raises(globus_sdk.AuthAPIError):
+        client.oauth2_exchange_code_for_tokens(code)
+
+
+def test_expired_token_is_refreshed_and_persisted_through_on_refresh(emulator):
+    client, tokens = login(TRANSFER)
+    token = tokens.by_resource_server["transfer.api.globus.org"]
+    refreshed = []
+    authorizer = globus_sdk.RefreshTokenAuthorizer(
+        token["refresh_token"], client, access_token=token["access_token"],
+        expires_at=token["expires_at_seconds"], on_refresh=refreshed.append)
+    transfer_client = globus_sdk.TransferClient(authorizer=authorizer)
+    transfer_client.get_submission_id()
+    admin(emulator, "POST", "_emulator/tokens/expire")
+    with pytest.raises(globus_sdk.TransferAPIError) as caught:  # the old token is dead
+        globus_sdk.TransferClient(authorizer=globus_sdk.AccessTokenAuthorizer(
+            token["access_token"])).get_submission_id()
+    assert caught.value.http_status == 401
+    transfer_client.get_submission_id()  # 401, refresh, retry: all inside globus-sdk
+    assert len(refreshed) == 1
+    assert refreshed[0].by_resource_server["transfer.api.globus.org"]["access_token"] != \
+        token["access_token"]
+
+
+def test_revoked_refresh_token_stops_working(emulator):
+    client, tokens = login(TRANSFER)
+    refresh_token = tokens.by_resource_server["transfer.api.globus.org"]["refresh_token"]
+    client.oauth2_revoke_token(refresh_token)
+    with pytest.raises(globus_sdk.AuthAPIError):
+        client.oauth2_refresh_token(refresh_token)
+
+
+def test_userinfo_names_the_emulated_user(emulator):
+    _, tokens = login("openid profile email")
+    token = tokens.by_resource_server["auth.globus.org"]["access_token"]
+    info = globus_sdk.AuthClient(authorizer=globus_sdk.AccessTokenAuthorizer(token)).userinfo()
+    assert info["preferred_username"] == "user@example.org"
+
+
+# -- Transfer ----------------------------------------------------------------------------------
+
+def test_recursive_transfer_copies_the_tree(emulator, transfer_client, collections):
+    source, destination = collections
+    item = ("/inputs/", "/~/out/", True)
+    task_id = transfer(transfer_client, source, destination, item)["task_id"]
+    task = wait_task(transfer_client, task_id)
+    assert task["status"] == "SUCCEEDED"
+    assert (task["files_transferred"], task["bytes_transferred"]) == (2, 9)
+    out = emulator.collection_path(destination) / "out"
+    assert (out / "a.txt").read_text() == "alpha"
+    assert (out / "deep" / "b.txt").read_text() == "beta"
+
+
+def test_missing_source_fails_the_task_with_an_error_event(transfer_client, collections):
+    source, destination = collections
+    task_id = transfer(transfer_client, source, destination, ("/nope.txt", "/~/x"))["task_id"]
+    task = wait_task(transfer_client, task_id)
+    assert task["status"] == "FAILED"
+    assert task["fatal_error"]["code"] == "FILE_NOT_FOUND"
+    events = list(transfer_client.task_event_list(task_id))
+    assert any(e["is_error"] and e["code"] == "FILE_NOT_FOUND" for e in events)
+
+
+def test_repeated_submission_id_returns_the_original_task(emulator, transfer_client, collections):
+    source, destination = collections
+    data = globus_sdk.TransferData(source, destination)
+    data.add_item("/inputs/a.txt", "/~/a.txt")
+    data["submission_id"] = transfer_client.get_submission_id()["value"]
+    first = transfer_client.submit_transfer(data)
+    second = transfer_client.submit_transfer(data)
+    assert second["task_id"] == first["task_id"]
+    assert second["code"] == "Duplicate"
+    assert len(list(transfer_client.task_list())) == 1
+
+
+def test_sync_level_skips_files_already_there(transfer_client, collections):
+    source, destination = collections
+    item = ("/inputs/a.txt", "/~/a.txt")
+    wait_task(transfer_client, transfer(transfer_client, source, destination, item)["task_id"])
+    again = wait_task(transfer_client, transfer(transfer_client, source, destination, item,
+                                                sync_level="checksum")["task_id"])
+    assert (again["files_skipped"], again["files_transferred"]) == (1, 0)
+
+
+def test_preserve_timestamp_keeps_mtime(emulator, transfer_client, collections):
+    source, destination = collections
+    os.utime(emulator.collection_path(source) / "inputs" / "a.txt", (1_000_000, 1_000_000))
+    wait_task(transfer_client, transfer(transfer_client, source, destination,
+                                        ("/inputs/a.txt", "/~/a.txt"), preserve_timestamp=True)
+              ["task_id"])
+    assert (emulator.collection_path(destination) / "a.txt").stat().st_mtime == 1_000_000
+
+
+def test_delete_task_removes_a_tree_only_when_recursive(emulator, transfer_client, collections):
+    source, _ = collections
+    flat = globus_sdk.DeleteData(source)
+    flat.add_item("/inputs")
+    assert wait_task(transfer_client, transfer_client.submit_delete(flat)["task_id"])[
+        "status"] == "FAILED"
+    deep = globus_sdk.DeleteData(source, recursive=True)
+    deep.add_item("/inputs")
+    assert wait_task(transfer_client, transfer_client.submit_delete(deep)["task_id"])[
+        "status"] == "SUCCEEDED"
+    assert not (emulator.collection_path(source) / "inputs").exists()
+
+
+def test_mkdir_ls_and_stat(transfer_client, collections):
+    _, destination = collections
+    transfer_client.operation_mkdir(destination, "/~/new")
+    with pytest.raises(globus_sdk.TransferAPIError) as caught:
+        transfer_client.operation_mkdir(destination, "/~/new")
+    assert caught.value.code == "ExternalError.MkdirFailed.Exists"
+    assert [e["name"] for e in transfer_client.operation_ls(destination, path="/~/")] == ["new"]
+    assert transfer_client.operation_stat(destination, "/new")["type"] == "dir"
+
+
+def test_cancel_fails_an_inactive_task(emulator, transfer_client, collections):
+    source, destination = collections
+    emulator.mark_collection(destination, inactive=True)
+    task_id = transfer(transfer_client, source, destination, ("/inputs/a.txt", "/~/a"))["task_id"]
+    wait_for(lambda: transfer_client.get_task(task_id)["status"] == "INACTIVE")
+    assert transfer_client.cancel_task(task_id)["code"] == "Canceled"
+    task = transfer_client.get_task(task_id)
+    assert (task["status"], task["fatal_error"]["code"]) == ("FAILED", "CANCELED")
+    assert not (emulator.collection_path(destination) / "a").exists()
+
+
+def test_consent_required_collection_needs_the_data_access_dependency(emulator, collections):
+    source, destination = collections
+    emulator.mark_collection(destination, consent_required=True)
+    _, tokens = login(TRANSFER)
+    plain = globus_sdk.TransferClient(authorizer=globus_sdk.AccessTokenAuthorizer(
+        tokens.by_resource_server["transfer.api.globus.org"]["access_token"]))
+    with pytest.raises(globus_sdk.TransferAPIError) as caught:
+        transfer(plain, source, destination, ("/inputs/a.txt", "/~/a"))
+    assert caught.value.http_status == 403 and caught.value.code == "ConsentRequired"
+    required = to_gare(caught.value).authorization_parameters.required_scopes
+    assert f"https://auth.globus.org/scopes/{destination}/data_access" in required[0]
+
+    _, tokens = login(f"{TRANSFER}[*https://auth.globus.org/scopes/{destination}/data_access]")
+    consented = globus_sdk.TransferClient(authorizer=globus_sdk.AccessTokenAuthorizer(
+        tokens.by_resource_server["transfer.api.globus.org"]["access_token"]))
+    task_id = transfer(consented, source, destination, ("/inputs/a.txt", "/~/a"))["task_id"]
+    assert wait_task(consented, task_id)["status"] == "SUCCEEDED"
+
+
+def test_permission_denied_collection_fails_the_task(emulator, transfer_client, collections):
+    source, destination = collections
+    emulator.mark_collection(source, permission_denied=True)
+    task_id = transfer(transfer_client, source, destination, ("/inputs/a.txt", "/~/a"))["task_id"]
+    assert wait_task(transfer_client, task_id)["fatal_error"]["code"] == "PERMISSION_DENIED"
+
+
+def test_faults_never_duplicate_a_task_or_lose_an_item(emulator, transfer_client, collections):
+    """globus-sdk retries 502/503 and dropped answers; the submission id keeps it one task."""
+    source, destination = collections
+    files = emulator.collection_path(source) / "many"
+    files.mkdir()
+    for index in range(20):
+        (files / f"{index}.txt").write_text(str(index))
+    admin(emulator, "PATCH", "_emulator/settings", {"fault_rate": 0.2})
+    data = globus_sdk.TransferData(source, destination)
+    for index in range(20):
+        data.add_item(f"/many/{index}.txt", f"/~/many/{index}.txt")
+    task_id = transfer_client.submit_transfer(data)["task_id"]
+    assert wait_task(transfer_client, task_id)["status"] == "SUCCEEDED"
+    admin(emulator, "PATCH", "_emulator/settings", {"fault_rate": 0})
+    assert len(list(transfer_client.task_list())) == 1
+    copied = sorted(p.name for p in (emulator.collection_path(destination) / "many").iterdir())
+    assert copied == sorted(f"{i}.txt" for i in range(20))
+    assert admin(emulator, "GET", "_emulator/stats")["faults"] > 0
+
+
+# -- Timers ------------------------------------------------------------------------------------
+
+def new_timer(timers_client, source, destination, runs, interval=60):
+    body = globus_sdk.TransferData(source, destination)
+    body.add_item("/inputs/", "/~/backup/", recursive=True)
+    schedule = globus_sdk.RecurringTimerSchedule(
+        interval, end={"condition": "iterations", "count": runs})
+    timer = globus_sdk.TransferTimer(name="backup", schedule=schedule, body=body)
+    return timers_client.create_timer(timer)["timer"]
+
+
+def test_timer_runs_exactly_its_count(emulator, timers_client, collections):
+    source, destination = collections
+    timer = new_timer(timers_client, source, destination, runs=3)
+    assert timer["status"] == "new"
+    job = wait_for(lambda: (j := timers_client.get_job(timer["job_id"]))["next_run"] is None and j)
+    time.sleep(0.3)  # three more intervals at x600: a fourth run would show now
+    job = timers_client.get_job(timer["job_id"])
+    assert (job["number_of_runs"], job["status"]) == (3, "loaded")
+    tasks = [r["data"]["action_id"] for r in job["results"]["data"]]
+    assert len(set(tasks)) == 3
+    assert (emulator.collection_path(destination) / "backup" / "deep" / "b.txt").exists()
+
+
+def test_timer_runs_stay_on_the_start_plus_interval_grid(emulator, timers_client, collections):
+    """Run k happens at start + k * interval (give or take the scheduler's tick), never drifting."""
+    source, destination = collections
+    timer = new_timer(timers_client, source, destination, runs=4, interval=120)
+    job = wait_for(lambda: (j := timers_client.get_job(timer["job_id"]))["number_of_runs"] == 4
+                   and j)
+    start = datetime.fromisoformat(timer["schedule"]["start"])
+    ran = sorted(datetime.fromisoformat(r["ran_at"]) for r in job["results"]["data"])
+    tick = 0.05 * 600  # a generous scheduler tick, in emulated seconds
+    for k, when in enumerate(ran):
+        assert 0 <= (when - start).total_seconds() - 120 * k <= tick, (k, when, start)
+
+
+def test_pause_stops_runs_and_resume_restarts_them(timers_client, collections):
+    source, destination = collections
+    timer = new_timer(timers_client, source, destination, runs=1000)
+    wait_for(lambda: timers_client.get_job(timer["job_id"])["number_of_runs"] >= 1)
+    timers_client.pause_job(timer["job_id"])
+    paused = timers_client.get_job(timer["job_id"])
+    assert paused["status"] == "inactive" and paused["inactive_reason"]["cause"] == "user"
+    time.sleep(0.3)
+    assert timers_client.get_job(timer["job_id"])["number_of_runs"] == paused["number_of_runs"]
+    timers_client.resume_job(timer["job_id"])
+    wait_for(lambda: timers_client.get_job(timer["job_id"])["number_of_runs"]
+             > paused["number_of_runs"])
+
+
+def test_deleted_timer_stops_and_leaves_the_list(timers_client, collections):
+    source, destination = collections
+    timer = new_timer(timers_client, source, destination, runs=1000)
+    assert timers_client.delete_job(timer["job_id"])["status"] == "deleted"
+    runs = timers_client.get_job(timer["job_id"])["number_of_runs"]
+    time.sleep(0.3)
+    assert timers_client.get_job(timer["job_id"])["number_of_runs"] == runs
+    assert timers_client.list_jobs()["jobs"] == []
+    shown = timers_client.list_jobs(query_params={"filter_status": "deleted"})["jobs"]
+    assert [j["job_id"] for j in shown] == [timer["job_id"]]
+
+
+def test_timer_without_consent_goes_inactive_until_resumed_with_new_credentials(
+        emulator, timers_client, collections):
+    source, destination = collections
+    emulator.mark_collection(destination, consent_required=True)
+    timer = new_timer(timers_client, source, destination, runs=2)
+    job = wait_for(lambda: (j := timers_client.get_job(timer["job_id"]))["status"] == "inactive"
+                   and j)
+    assert job["inactive_reason"]["cause"] == "globus_auth_requirements"
+    required = job["inactive_reason"]["detail"]["authorization_parameters"]["required_scopes"]
+    assert f"{destination}/data_access" in required[0]
+
+    data_access = f"*https://auth.globus.org/scopes/{destination}/data_access"
+    _, tokens = login(f"{TIMERS}[{TRANSFER}[{data_access}]]")
+    consented = globus_sdk.TimersClient(authorizer=globus_sdk.AccessTokenAuthorizer(
+        tokens.by_resource_server[TIMERS_RS]["access_token"]))
+    consented.resume_job(timer["job_id"], update_credentials=True)
+    job = wait_for(lambda: (j := consented.get_job(timer["job_id"]))["number_of_runs"] == 2 and j)
+    assert job["status"] == "loaded"
+
+
+def test_interval_below_a_minute_is_refused(timers_client, collections):
+    source, destination = collections
+    with pytest.raises(globus_sdk.TimersAPIError) as caught:
+        new_timer(timers_client, source, destination, runs=1, interval=30)
+    assert caught.value.http_status == 422
+
+
+def test_restart_keeps_tokens_tasks_and_timers(tmp_path, monkeypatch):
+    root = tmp_path / "g"
+    with Emulator(root, time_scale=600) as emulator:
+        monkeypatch.setenv("GLOBUS_SDK_SERVICE_URL_AUTH", emulator.url)
+        _, tokens = login(f"{TRANSFER} {TIMERS}[{TRANSFER}]")
+    with Emulator(root, time_scale=600) as emulator:
+        for name, value in emulator.environment.items():
+            monkeypatch.setenv(name, value)
+        token = tokens.by_resource_server["transfer.api.globus.org"]["access_token"]
+        again = globus_sdk.TransferClient(authorizer=globus_sdk.AccessTokenAuthorizer(token))
+        again.get_submission_id()  # the token issued before the restart still works

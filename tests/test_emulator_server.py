@@ -1,0 +1,160 @@
+"""The emulator as a server: its command line, bad input, and many clients at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+
+import globus_sdk
+import pytest
+
+from .conftest import TRANSFER, login, wait_task
+
+
+def raw(emulator, method: str, path: str, body: bytes | None = None,
+        token: str | None = None) -> tuple[int, Any, dict[str, str]]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(emulator.url + path.lstrip("/"), data=body, method=method,
+                                     headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.load(answer), dict(answer.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error), dict(error.headers)
+
+
+@pytest.fixture
+def token(emulator) -> str:
+    return login(TRANSFER)[1].by_resource_server["transfer.api.globus.org"]["access_token"]
+
+
+def test_malformed_json_is_a_400_in_transfer_style(emulator, token):
+    status, body, _ = raw(emulator, "POST", "/v0.10/transfer", b"{not json", token)
+    assert status == 400
+    assert set(body) >= {"code", "message", "request_id", "resource"}
+
+
+def test_unknown_route_is_a_404_and_wrong_method_a_405(emulator, token):
+    assert raw(emulator, "GET", "/v0.10/no/such/thing", token=token)[0] == 404
+    status, body, headers = raw(emulator, "DELETE", "/v0.10/submission_id", token=token)
+    assert status == 405 and headers["Allow"] == "GET"
+    assert "code" in body
+
+
+def test_bad_uuid_in_path_is_a_400(emulator, token):
+    status, body, _ = raw(emulator, "GET", "/v0.10/endpoint/not-a-uuid", token=token)
+    assert status == 400 and "not a UUID" in body["message"]
+
+
+def test_bad_uuid_in_timers_is_a_422_in_timers_style(emulator):
+    scopes = f"{globus_sdk.TimersClient.scopes.timer}[{TRANSFER}]"
+    timers_token = login(scopes)[1].by_resource_server[
+        globus_sdk.TimersClient.resource_server]["access_token"]
+    status, body, _ = raw(emulator, "GET", "/jobs/nonsense", token=timers_token)
+    assert status == 422 and set(body["error"]) == {"code", "detail", "status"}
+
+
+@pytest.mark.parametrize("path", ["/../outside.txt", "/~/../../etc/passwd", "/a/../../b"])
+def test_paths_escaping_a_collection_are_refused(emulator, token, path):
+    collection = str(uuid.uuid4())
+    status, body, _ = raw(emulator, "GET",
+                          f"/v0.10/operation/endpoint/{collection}/stat?path={path}", token=token)
+    assert status == 403 and body["code"] == "ClientError.BadRequest.PathOutsideCollection"
+
+
+def test_symlink_out_of_a_collection_is_refused(emulator, token, tmp_path):
+    collection = str(uuid.uuid4())
+    (tmp_path / "secret").write_text("s")
+    os.symlink(tmp_path, emulator.collection_path(collection) / "link")
+    status, _, _ = raw(emulator, "GET",
+                       f"/v0.10/operation/endpoint/{collection}/stat?path=/link/secret",
+                       token=token)
+    assert status == 403
+
+
+def test_missing_or_bogus_token_is_a_401(emulator):
+    assert raw(emulator, "GET", "/v0.10/submission_id")[0] == 401
+    assert raw(emulator, "GET", "/v0.10/submission_id", token="bogus")[0] == 401
+
+
+def test_server_survives_bad_input(emulator, token):
+    for body in (b"[1,2]", b"\xff\xfe", b'{"DATA_TYPE": "transfer", "DATA": "x"}'):
+        assert raw(emulator, "POST", "/v0.10/transfer", body, token)[0] == 400
+    assert raw(emulator, "POST", "/v2/oauth2/token", b"grant_type=nonsense")[0] == 401
+    assert raw(emulator, "GET", "/v0.10/submission_id", token=token)[0] == 200
+
+
+def test_64_clients_at_once_lose_nothing(emulator, token):
+    source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+    for index in range(64):
+        (emulator.collection_path(source) / f"{index}.dat").write_bytes(os.urandom(1024))
+    barrier = threading.Barrier(64)
+    task_ids: list[str] = []
+    errors: list[BaseException] = []
+
+    def submit(index: int) -> None:
+        try:
+            client = globus_sdk.TransferClient(
+                authorizer=globus_sdk.AccessTokenAuthorizer(token))
+            data = globus_sdk.TransferData(source, destination)
+            data.add_item(f"/{index}.dat", f"/~/{index}.dat")
+            barrier.wait()
+            task_ids.append(client.submit_transfer(data)["task_id"])
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(64)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    client = globus_sdk.TransferClient(authorizer=globus_sdk.AccessTokenAuthorizer(token))
+    assert all(wait_task(client, t)["status"] == "SUCCEEDED" for t in task_ids)
+    assert len(set(task_ids)) == 64
+    assert len(list(client.paginated.task_list().items())) == 64
+    stats = raw(emulator, "GET", "/_emulator/stats")[1]
+    assert stats["requests"]["POST /v0.10/transfer"] == 64
+    for index in range(64):
+        assert (emulator.collection_path(destination) / f"{index}.dat").read_bytes() == \
+            (emulator.collection_path(source) / f"{index}.dat").read_bytes()
+
+
+def test_cli_prints_exports_then_saves_state_on_sigterm(tmp_path):
+    root = tmp_path / "g"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pegasus_globus.emulator.cli", "--root", str(root), "--port", "0",
+         "--consent-required", str(uuid.uuid4())],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        exports = [process.stdout.readline().strip() for _ in range(3)]
+        names = [line.split("=")[0] for line in exports]
+        services = ("AUTH", "TRANSFER", "TIMER")
+        assert names == [f"export GLOBUS_SDK_SERVICE_URL_{s}" for s in services]
+        url = exports[0].split("=", 1)[1]
+        with urllib.request.urlopen(url + "_emulator/clock", timeout=10) as answer:
+            assert json.load(answer)["time_scale"] == 1.0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    saved = json.loads((root / "state.json").read_text())
+    assert len(saved["collections"]) == 1
+    assert (root / "state.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_cli_rejects_a_bad_fault_rate(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pegasus_globus.emulator.cli", "--root", str(tmp_path),
+         "--fault-rate", "2"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "fault rate must be between 0 and 1" in result.stderr
