@@ -1,0 +1,261 @@
+"""The Globus tokens Pegasus uses, kept in ``~/.pegasus/globus.conf`` and shared by every command.
+
+The file stays readable by stock Pegasus: section ``[oauth]`` holds ``client_id``,
+``transfer_at``, ``transfer_at_exp`` and, for refreshable logins only, ``transfer_rt``. Tokens for
+other resource servers (Timers, Auth, collections) live in ``[token <resource server>]``
+sections, which stock Pegasus ignores. Writes take an exclusive lock, re-read the file, change
+only their own keys (comments and unrelated content stay) and replace the file atomically with
+mode 0600, so many ``pegasus-transfer`` processes can refresh at once.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import fcntl
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+from .ini import Changes, update_ini
+from .scopes import INIT_COMMAND, TRANSFER_RS
+
+if TYPE_CHECKING:
+    import globus_sdk
+
+DEFAULT_CLIENT_ID = "d7382f5a-4ea3-4b69-b094-99c392fc820d"  # Pegasus' native app
+CONFIG_ENV = "PEGASUS_GLOBUS_CONFIG"
+CLIENT_ID_ENV = "PEGASUS_GLOBUS_CLIENT_ID"
+STOCK_SECTION = "oauth"
+META_SECTION = "pegasus-globus"
+
+
+class TokenStoreError(Exception):
+    """A problem with the stored tokens. The message says what to run; it never holds a token."""
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """One resource server's tokens. ``expires_at`` is in epoch seconds."""
+
+    resource_server: str
+    access_token: str = field(repr=False)
+    expires_at: int
+    refresh_token: str | None = field(default=None, repr=False)
+    scopes: str = ""
+
+    @property
+    def refreshable(self) -> bool:
+        return bool(self.refresh_token)
+
+    def expired(self, margin: float = 0.0) -> bool:
+        return self.expires_at <= time.time() + margin
+
+    @classmethod
+    def from_response(cls, response: Any) -> list[StoredToken]:
+        """The tokens of a globus-sdk ``OAuthTokenResponse``, one per resource server."""
+        return [
+            cls(server, data["access_token"], int(data["expires_at_seconds"]),
+                data.get("refresh_token"), data.get("scope", ""))
+            for server, data in response.by_resource_server.items()
+        ]
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """``explicit``, else ``$PEGASUS_GLOBUS_CONFIG``, else ``~/.pegasus/globus.conf``."""
+    chosen = explicit or os.environ.get(CONFIG_ENV)
+    if chosen:
+        return Path(chosen).expanduser()
+    if not os.environ.get("HOME"):
+        raise TokenStoreError("HOME is not set, so ~/.pegasus/globus.conf cannot be found: "
+                              f"set HOME, or name the file with --config or {CONFIG_ENV}")
+    return Path.home() / ".pegasus" / "globus.conf"
+
+
+def _section(server: str) -> str:
+    return STOCK_SECTION if server == TRANSFER_RS else f"token {server}"
+
+
+def _token_changes(token: StoredToken) -> dict[str, str | None]:
+    if token.resource_server == TRANSFER_RS:
+        # stock Pegasus reads a missing transfer_rt as "not refreshable"; never write "None"
+        return {"transfer_at": token.access_token, "transfer_at_exp": str(token.expires_at),
+                "transfer_rt": token.refresh_token or None, "transfer_scopes": token.scopes}
+    return {"access_token": token.access_token, "expires_at": str(token.expires_at),
+            "refresh_token": token.refresh_token or None, "scopes": token.scopes}
+
+
+class TokenStore:
+    """Read and write the token file at ``path`` (see :func:`config_path`)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = config_path(path)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def read(self) -> configparser.RawConfigParser:
+        """The parsed file (empty when missing); a clear error when unreadable or damaged."""
+        parser = configparser.RawConfigParser()
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return parser
+        except (OSError, UnicodeDecodeError) as error:
+            raise TokenStoreError(f"cannot read {self.path} ({error.__class__.__name__}: "
+                                  f"{getattr(error, 'strerror', None) or error}): fix its "
+                                  f"permissions, or remove it and run {INIT_COMMAND}") from None
+        try:
+            parser.read_string(text, source=str(self.path))
+        except configparser.Error as error:
+            first_line = str(error).splitlines()[0]
+            raise TokenStoreError(f"{self.path} is not a valid configuration file "
+                                  f"({first_line}): repair it, or remove it and run "
+                                  f"{INIT_COMMAND}") from None
+        return parser
+
+    def client_id(self, parser: configparser.RawConfigParser | None = None) -> str:
+        parser = parser or self.read()
+        return (os.environ.get(CLIENT_ID_ENV)
+                or parser.get(STOCK_SECTION, "client_id", fallback=None) or DEFAULT_CLIENT_ID)
+
+    def tokens(self, parser: configparser.RawConfigParser | None = None) -> dict[str, StoredToken]:
+        parser = parser or self.read()
+        found: dict[str, StoredToken] = {}
+        for section in parser.sections():
+            if section == STOCK_SECTION:
+                server = TRANSFER_RS
+                keys = ("transfer_at", "transfer_at_exp", "transfer_rt", "transfer_scopes")
+            elif section.startswith("token "):
+                server = section[len("token "):].strip()
+                keys = ("access_token", "expires_at", "refresh_token", "scopes")
+            else:
+                continue
+            access, expires, refresh, scopes = (parser.get(section, k, fallback="") for k in keys)
+            if not access:
+                continue
+            try:
+                expires_at = int(float(expires or 0))
+            except ValueError:
+                raise TokenStoreError(f"{self.path}: [{section}] {keys[1]} is not a number: run "
+                                      f"{INIT_COMMAND} to log in again") from None
+            refresh = None if refresh in ("", "None") else refresh  # stock wrote "None"
+            found[server] = StoredToken(server, access, expires_at, refresh, scopes)
+        return found
+
+    def token(self, server: str) -> StoredToken | None:
+        return self.tokens().get(server)
+
+    def meta(self) -> dict[str, str]:
+        parser = self.read()
+        return dict(parser.items(META_SECTION)) if parser.has_section(META_SECTION) else {}
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """An exclusive lock on the token file, across processes."""
+        self._ensure_directory()
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def update(self, changes: Changes) -> None:
+        """Apply ``changes`` (see :func:`update_ini`) under the lock, atomically, mode 0600."""
+        with self.locked():
+            self.read()  # refuse to build on a damaged file
+            try:
+                text = self.path.read_text()
+            except FileNotFoundError:
+                text = ""
+            self._write(update_ini(text, changes))
+
+    def save_tokens(self, tokens: Iterable[StoredToken], client_id: str | None = None,
+                    meta: dict[str, str] | None = None) -> None:
+        # [oauth] and its client_id first, where stock Pegasus writes them
+        changes: dict[str, dict[str, str | None]] = {
+            STOCK_SECTION: {"client_id": client_id} if client_id else {}}
+        for token in tokens:
+            changes.setdefault(_section(token.resource_server), {}).update(_token_changes(token))
+        if meta:
+            changes[META_SECTION] = dict(meta)
+        self.update(changes)
+
+    def remove_tokens(self) -> list[StoredToken]:
+        """Forget every token (keeping everything else in the file); returns what was removed."""
+        with self.locked():
+            parser = self.read()
+            removed = list(self.tokens(parser).values())
+            changes: dict[str, Any] = {_section(t.resource_server): None for t in removed
+                                       if t.resource_server != TRANSFER_RS}
+            changes[STOCK_SECTION] = dict.fromkeys(
+                ("transfer_at", "transfer_at_exp", "transfer_rt", "transfer_scopes"))
+            changes[META_SECTION] = None
+            if self.path.exists():
+                self._write(update_ini(self.path.read_text(), changes))
+        return removed
+
+    def _ensure_directory(self) -> None:
+        directory = self.path.parent
+        if not directory.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o700)  # ~/.pegasus holds credentials
+
+    def _write(self, text: str) -> None:
+        fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        try:
+            with os.fdopen(fd, "w") as handle:  # mkstemp files are mode 0600
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    # -- authorizers -----------------------------------------------------------------------
+
+    def authorizer(self, server: str,
+                   fix: str = INIT_COMMAND) -> globus_sdk.authorizers.GlobusAuthorizer:
+        """An authorizer for ``server`` that refreshes when it can and saves refreshed tokens.
+
+        :param fix: the command to suggest when there is no usable token
+        """
+        import globus_sdk
+
+        parser = self.read()
+        token = self.tokens(parser).get(server)
+        if token is None:
+            raise TokenStoreError(f"no Globus token for {server} in {self.path}: run {fix}")
+        if token.refreshable:
+            return globus_sdk.RefreshTokenAuthorizer(
+                token.refresh_token, globus_sdk.NativeAppAuthClient(self.client_id(parser)),
+                access_token=token.access_token, expires_at=token.expires_at,
+                on_refresh=self._on_refresh)
+        if token.expired():
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(token.expires_at))
+            raise TokenStoreError(f"the Globus token for {server} in {self.path} expired at "
+                                  f"{when} and cannot be refreshed: run {fix}")
+        return globus_sdk.AccessTokenAuthorizer(token.access_token)
+
+    def _on_refresh(self, response: Any) -> None:
+        """Persist refreshed tokens, keeping the refresh token if the answer left it out."""
+        stored = self.tokens()
+        self.save_tokens(
+            token if token.refresh_token or token.resource_server not in stored
+            else StoredToken(token.resource_server, token.access_token, token.expires_at,
+                             stored[token.resource_server].refresh_token,
+                             token.scopes or stored[token.resource_server].scopes)
+            for token in StoredToken.from_response(response))
