@@ -1,0 +1,40 @@
+"""Every command has --help and a man page, and the pages say what --help says."""
+
+from __future__ import annotations
+
+import configparser
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pegasus_globus.manpage import COMMANDS, pages
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def console_scripts() -> dict[str, str]:
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    entries = setup["options.entry_points"]["console_scripts"].strip().splitlines()
+    return dict(line.replace(" ", "").split("=") for line in entries)
+
+
+def test_every_console_script_has_a_man_page():
+    assert set(console_scripts()) == set(COMMANDS)
+
+
+def test_committed_man_pages_are_current():
+    for filename, text in pages().items():
+        committed = ROOT / "share" / "man" / "man1" / filename
+        assert committed.read_text() == text, (
+            f"{committed} is stale: run python -m pegasus_globus.manpage share/man/man1")
+
+
+@pytest.mark.parametrize("command", sorted(console_scripts()))
+def test_help_works(command):
+    module = console_scripts()[command].split(":")[0]
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("usage:")
