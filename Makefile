@@ -3,12 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PEGASUS_WHEELS := pegasus-wms==5.1.3 pegasus-wms.worker==5.1.3 pegasus-wms.common==5.1.3 six
 
-.PHONY: demo test lint clean
+.PHONY: demo test clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	# stock Pegasus, for the interoperability tests: --no-deps keeps its globus-sdk<4 pin out
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(PEGASUS_WHEELS)
 	touch $@
 
 demo: $(STAMP)

@@ -15,6 +15,7 @@ from pathlib import Path
 COMMANDS = {
     "pegasus-globus-emulator": "pegasus_globus.emulator.cli:_parser",
     "pegasus-globus-online-init": "pegasus_globus.online_init:_parser",
+    "pegasus-globus-online": "pegasus_globus.online:_parser",
 }
 
 

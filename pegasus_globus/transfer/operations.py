@@ -1,0 +1,211 @@
+"""Transfers, mkdir and remove on Globus collections: done completely, or reported as failed."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import posixpath
+import re
+import time
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable
+
+from ..scopes import init_command
+from .options import TransferOptions
+from .watch import TaskOutcome, TaskWatcher, TransferFailed
+
+if TYPE_CHECKING:
+    import globus_sdk
+
+log = logging.getLogger("pegasus_globus")
+RETRY_DELAYS = (1.0, 2.0, 4.0)  # our retries, after globus-sdk's own
+_COLLECTION_IN_SCOPE = re.compile(r"scopes/([0-9a-fA-F-]{36})/data_access")
+
+
+def default_label(environ: dict[str, str] | None = None) -> str | None:
+    """``"<PEGASUS_WF_UUID> - <PEGASUS_DAG_JOB_ID>"`` when both are set, as stock Pegasus."""
+    environ = dict(os.environ) if environ is None else environ
+    if environ.get("PEGASUS_WF_UUID") and environ.get("PEGASUS_DAG_JOB_ID"):
+        return f"{environ['PEGASUS_WF_UUID']} - {environ['PEGASUS_DAG_JOB_ID']}"
+    return None
+
+
+def is_transient(error: BaseException) -> bool:
+    """Worth trying again: network trouble, or the service saying so (5xx, 429)."""
+    import globus_sdk
+
+    if isinstance(error, globus_sdk.NetworkError):
+        return True
+    if not isinstance(error, globus_sdk.GlobusAPIError):
+        return False
+    # a collection's definite answer can come as a 502 (ExternalError.MkdirFailed.Exists)
+    if str(error.code).endswith(("Exists", "NotFound")):
+        return False
+    return error.http_status >= 500 or error.http_status == 429
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class GlobusTransfers:
+    """Runs Globus tasks to the end and says exactly what failed.
+
+    :param client: a ``globus_sdk.TransferClient``
+    :param options: transfer options (default: :meth:`TransferOptions.from_environment`)
+    :param label: task label (default: :func:`default_label`)
+    :param submitting: wraps each submission, so a caller can hold signals until the new
+        task's id is known and the task can be cancelled (default: does nothing)
+    """
+
+    def __init__(self, client: globus_sdk.TransferClient, options: TransferOptions | None = None,
+                 label: str | None = None, sleep: Callable[[float], None] = time.sleep,
+                 submitting: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> None:
+        self.client = client
+        self.options = options or TransferOptions.from_environment()
+        self.label = label if label is not None else default_label()
+        self.current_task: str | None = None
+        self._sleep = sleep
+        self._submitting = submitting
+
+    # -- the three operations ------------------------------------------------------------
+
+    def transfer(self, source: str, destination: str,
+                 files: Iterable[tuple[str, str]]) -> TaskOutcome:
+        """Copy ``(source path, destination path)`` pairs; a path ending in / is a directory."""
+        import globus_sdk
+
+        files = list(files)
+        options = self.options
+        data = globus_sdk.TransferData(
+            source, destination, label=self.label, sync_level=options.sync_level or
+            globus_sdk.MISSING, verify_checksum=options.verify_checksum,
+            preserve_timestamp=options.preserve_timestamp, encrypt_data=options.encrypt_data,
+            deadline=self._deadline(), notify_on_succeeded=False, notify_on_failed=False,
+            notify_on_inactive=False)
+        for src, dst in files:
+            # the service finds out whether a source is a directory; a trailing / says so
+            data.add_item(src, dst, recursive=True if src.endswith("/") else globus_sdk.MISSING)
+        what = f"transfer of {len(files)} item(s) from {source} to {destination}"
+        return self._run(self.client.submit_transfer, data, what, [source, destination])
+
+    def remove(self, collection: str, paths: Iterable[str], recursive: bool) -> TaskOutcome:
+        """Delete paths; one already gone counts as deleted, so a retried cleanup succeeds."""
+        import globus_sdk
+
+        paths = list(paths)
+        data = globus_sdk.DeleteData(
+            collection, label=self.label, recursive=recursive, ignore_missing=True,
+            deadline=self._deadline(), notify_on_succeeded=False, notify_on_failed=False,
+            notify_on_inactive=False)
+        for path in paths:
+            data.add_item(path)
+        what = f"removal of {len(paths)} path(s) on {collection}"
+        return self._run(self.client.submit_delete, data, what, [collection])
+
+    def mkdir(self, collection: str, paths: Iterable[str]) -> int:
+        """Create directories and their missing parents; existing ones are fine.
+
+        :returns: how many directories were created
+        """
+        return sum(self._mkdir(collection, posixpath.normpath(path)) for path in paths)
+
+    def cancel_current(self) -> bool:
+        """Cancel the task in progress, if any; says whether there was one."""
+        if self.current_task is None:
+            return False
+        try:
+            self.client.cancel_task(self.current_task)
+        except Exception as error:  # the process is ending: report, do not mask the cause
+            log.warning("could not cancel task %s: %s", self.current_task,
+                        error.__class__.__name__)
+        return True
+
+    # -- the machinery -------------------------------------------------------------------
+
+    def _deadline(self) -> str:
+        deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(
+            hours=self.options.deadline_hours)
+        return deadline.isoformat(timespec="seconds")
+
+    def _call(self, what: str, call: Callable[[], Any], collections: list[str]) -> Any:
+        """One API call, retried on transient errors, with failures turned into one line."""
+        import globus_sdk
+
+        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+            try:
+                return call()
+            except globus_sdk.GlobusAPIError as error:
+                if delay is None or not is_transient(error):
+                    raise self._explain(what, error, collections) from None
+            except globus_sdk.NetworkError as error:
+                if delay is None:
+                    raise TransferFailed(f"{what}: cannot reach Globus Transfer "
+                                         f"({error.__class__.__name__})") from None
+            log.warning("%s: transient error, attempt %d; retrying in %g s", what,
+                        attempt + 1, delay)
+            self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _explain(what: str, error: Any, collections: list[str]) -> TransferFailed:
+        if error.http_status == 403 and error.code == "ConsentRequired":
+            needed = _COLLECTION_IN_SCOPE.findall(error.text) or collections
+            return TransferFailed(
+                f"{what}: Globus needs your consent to access collection(s) "
+                f"{', '.join(dict.fromkeys(needed))}: run {init_command(needed)}",
+                code=error.code)
+        if error.http_status == 401:
+            return TransferFailed(f"{what}: Globus rejected the access token ({error.code}): "
+                                  f"run {init_command()}", code=error.code)
+        return TransferFailed(f"{what}: Globus refused it ({error.http_status} {error.code}): "
+                              f"{_one_line(error.message)}", code=error.code)
+
+    def _run(self, submit: Callable[[Any], Any], data: Any, what: str,
+             collections: list[str]) -> TaskOutcome:
+        with self._submitting():
+            # one submission id for every attempt: a retry can never create a second task
+            data["submission_id"] = self._call(
+                what, lambda: self.client.get_submission_id()["value"], collections)
+            self.current_task = self._call(what, lambda: submit(data)["task_id"], collections)
+        log.info("%s: task %s submitted", what, self.current_task)
+        watcher = TaskWatcher(lambda task_id: self.client.get_task(task_id).data,
+                              self.client.cancel_task,
+                              self.options.inactive_timeout, self.options.progress_interval,
+                              is_transient, sleep=self._sleep)
+        outcome = watcher.wait(self.current_task)
+        self.current_task = None
+        if outcome.status == "SUCCEEDED":
+            return outcome
+        raise TransferFailed(f"{what}: task {outcome.task_id} {outcome.status}"
+                             + self._fatal(outcome.document), self._error_events(outcome))
+
+    @staticmethod
+    def _fatal(task: dict[str, Any]) -> str:
+        fatal = task.get("fatal_error") or {}
+        return f" ({fatal.get('code')}: {_one_line(fatal.get('description', ''))})" if fatal else ""
+
+    def _error_events(self, outcome: TaskOutcome) -> list[str]:
+        try:
+            events = self.client.task_event_list(outcome.task_id, limit=20,
+                                                 query_params={"filter": "is_error:1"})
+            return [f"{e['code']}: {_one_line(e.get('details') or e.get('description', ''))}"
+                    for e in events if e.get("is_error")]
+        except Exception as error:  # the failure itself is already known and reported
+            return [f"(the task's error events could not be read: {error.__class__.__name__})"]
+
+    def _mkdir(self, collection: str, path: str) -> int:
+        if path in ("/", "/~", "."):
+            return 0
+        try:
+            self._call(f"mkdir {path} on {collection}",
+                       lambda: self.client.operation_mkdir(collection, path), [collection])
+            return 1
+        except TransferFailed as failure:
+            if failure.code.endswith("Exists"):
+                return 0
+            if "NotFound" not in failure.code:
+                raise
+        created = self._mkdir(collection, posixpath.dirname(path))  # a parent is missing
+        return created + self._mkdir(collection, path)

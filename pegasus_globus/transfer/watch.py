@@ -1,0 +1,117 @@
+"""Wait for a Globus task: notice completion fast, cost few calls, never trust a silent failure."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+FIRST_POLL = 0.5  # seconds
+POLL_GROWTH = 1.5
+LONGEST_POLL = 15.0
+TRANSIENT_POLL_FAILURES = 20  # consecutive failed polls tolerated before giving up
+
+log = logging.getLogger("pegasus_globus")
+
+
+class TransferFailed(Exception):
+    """The batch did not fully succeed. ``reasons`` holds one line per failure."""
+
+    def __init__(self, summary: str, reasons: list[str] | None = None, code: str = "") -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.reasons = reasons or []
+        self.code = code  # the Globus error code, when Globus refused a call
+
+
+@dataclass
+class TaskOutcome:
+    task_id: str
+    status: str
+    document: dict[str, Any] = field(repr=False)
+    polls: int = 0
+
+
+def poll_delays() -> Any:
+    """0.5, 0.75, 1.1, 1.7, ... seconds, growing to 15 s: a short task is seen done within
+    about a second, an hour-long one costs a few hundred polls."""
+    delay = FIRST_POLL
+    while True:
+        yield delay
+        delay = min(delay * POLL_GROWTH, LONGEST_POLL)
+
+
+def _human_bytes(count: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"
+
+
+def progress_line(task: dict[str, Any]) -> str:
+    rate = task.get("effective_bytes_per_second") or 0
+    return (f"task {task['task_id']}: {task.get('files_transferred', 0)}/{task.get('files', 0)} "
+            f"files, {_human_bytes(task.get('bytes_transferred', 0))} done, "
+            f"{_human_bytes(rate)}/s, status {task['status']}")
+
+
+class TaskWatcher:
+    """Polls one task until it ends.
+
+    :param get_task: returns the task document as a dict
+    :param cancel: cancels the task (``TransferClient.cancel_task``)
+    :param inactive_timeout: seconds a task may stay INACTIVE before it is cancelled
+    :param progress_interval: seconds between progress lines on the log
+    :param is_transient: says whether a polling error is worth polling again after
+    :param sleep: for tests
+    """
+
+    def __init__(self, get_task: Callable[[str], Any], cancel: Callable[[str], Any],
+                 inactive_timeout: float, progress_interval: float,
+                 is_transient: Callable[[BaseException], bool],
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._get_task = get_task
+        self._cancel = cancel
+        self._inactive_timeout = inactive_timeout
+        self._progress_interval = progress_interval
+        self._is_transient = is_transient
+        self._sleep = sleep
+
+    def wait(self, task_id: str) -> TaskOutcome:
+        started = last_progress = time.monotonic()
+        inactive_since: float | None = None
+        failures = polls = 0
+        for delay in poll_delays():
+            self._sleep(delay)
+            try:
+                task = self._get_task(task_id)
+                polls += 1
+                failures = 0
+            except Exception as error:
+                failures += 1
+                if not self._is_transient(error) or failures > TRANSIENT_POLL_FAILURES:
+                    raise
+                log.warning("polling task %s failed (%s); trying again", task_id,
+                            error.__class__.__name__)
+                continue
+            status = task["status"]
+            if status in ("SUCCEEDED", "FAILED"):
+                return TaskOutcome(task_id, status, task, polls)
+            now = time.monotonic()
+            if status == "INACTIVE":
+                inactive_since = inactive_since or now
+                if now - inactive_since > self._inactive_timeout:
+                    self._cancel(task_id)
+                    reason = task.get("nice_status_details") or task.get("nice_status") or ""
+                    raise TransferFailed(
+                        f"task {task_id} was INACTIVE for more than "
+                        f"{self._inactive_timeout:g} s and was cancelled"
+                        + (f" ({reason})" if reason else ""))
+            else:
+                inactive_since = None
+            if now - last_progress >= self._progress_interval:
+                log.info("%s, %.0f s so far", progress_line(task), now - started)
+                last_progress = now
+        raise AssertionError("unreachable: poll_delays never ends")

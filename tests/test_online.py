@@ -1,0 +1,268 @@
+"""``pegasus-globus-online`` against the emulator, alone and driven by stock pegasus-transfer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.concurrent_refresh import logged_in_store
+from pegasus_globus.scopes import TRANSFER_RS
+
+from .conftest import admin, wait_for
+
+HANDLER = [sys.executable, "-m", "pegasus_globus.online"]
+
+
+class World:
+    """An emulator, a logged-in HOME, two collections and a way to run the handler."""
+
+    def __init__(self, emulator, tmp_path: Path) -> None:
+        self.emulator = emulator
+        self.home = tmp_path / "home"
+        self.store = logged_in_store(emulator, self.home / ".pegasus" / "globus.conf")
+        self.source, self.destination = str(uuid.uuid4()), str(uuid.uuid4())
+        self.src_root = emulator.collection_path(self.source)
+        self.dst_root = emulator.collection_path(self.destination)
+        self.spec_path = tmp_path / "spec.json"
+        self.env = {**os.environ, **emulator.environment, "HOME": str(self.home)}
+        self.env.pop("PEGASUS_GLOBUS_CONFIG", None)
+
+    def credentials(self) -> dict[str, Any]:
+        """What stock pegasus-transfer puts in the spec, read back with stock's rules."""
+        token = self.store.token(TRANSFER_RS)
+        return {"client_id": self.store.client_id(), "transfer_at": token.access_token,
+                "transfer_rt": token.refresh_token, "transfer_at_exp": token.expires_at}
+
+    def spec(self, **fields: Any) -> Path:
+        self.spec_path.write_text(json.dumps({**self.credentials(), **fields}))
+        return self.spec_path
+
+    def transfer_spec(self, *files: tuple[str, str]) -> Path:
+        return self.spec(src_endpoint=self.source, dst_endpoint=self.destination,
+                         files=[{"src": s, "dst": d} for s, d in files])
+
+    def run(self, mode: str, spec: Path, *extra: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*HANDLER, f"--{mode}", "--file", str(spec), *extra],
+                              capture_output=True, text=True, timeout=120,
+                              env={**self.env, **env})
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return [task["doc"] for task in self.emulator.state["tasks"].values()]
+
+
+@pytest.fixture
+def world(emulator, tmp_path) -> World:
+    return World(emulator, tmp_path)
+
+
+def test_transfer_of_files_and_a_directory(world):
+    (world.src_root / "in" / "sub").mkdir(parents=True)
+    (world.src_root / "in" / "sub" / "x.dat").write_text("x")
+    (world.src_root / "f.txt").write_text("f")
+    result = world.run("transfer", world.transfer_spec(("/f.txt", "/~/out/f.txt"),
+                                                       ("/in", "/~/out/in")))
+    assert result.returncode == 0, result.stderr
+    assert (world.dst_root / "out" / "f.txt").read_text() == "f"
+    assert (world.dst_root / "out" / "in" / "sub" / "x.dat").read_text() == "x"
+    assert "transfer complete" in result.stderr
+    assert len(world.tasks()) == 1
+    assert world.tasks()[0]["verify_checksum"] is True  # on by default
+
+
+def test_mkdir_of_a_deep_path_twice(world):
+    spec = world.spec(endpoint=world.destination, files=["/~/a/b/c/d/e"])
+    first, second = world.run("mkdir", spec), world.run("mkdir", spec)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert (world.dst_root / "a" / "b" / "c" / "d" / "e").is_dir()
+    assert "5 directories created" in first.stderr
+    assert "0 directories created" in second.stderr
+    assert "retrying" not in second.stderr  # "already exists" is an answer, not a fault
+
+
+def test_remove_honours_recursive_and_ignores_what_is_gone(world):
+    (world.dst_root / "tree" / "deep").mkdir(parents=True)
+    (world.dst_root / "tree" / "deep" / "f").write_text("f")
+    flat = world.run("remove", world.spec(endpoint=world.destination, recursive=False,
+                                          files=["/~/tree"]))
+    assert flat.returncode == 1 and "DIRECTORY_NOT_EMPTY" in flat.stderr
+    deep = world.run("remove", world.spec(endpoint=world.destination, recursive=True,
+                                          files=["/~/tree", "/~/never-existed"]))
+    assert deep.returncode == 0, deep.stderr
+    assert not (world.dst_root / "tree").exists()
+
+
+def test_failing_source_exits_non_zero_with_the_reason(world):
+    (world.src_root / "ok.txt").write_text("ok")
+    result = world.run("transfer", world.transfer_spec(("/ok.txt", "/~/ok.txt"),
+                                                       ("/missing.txt", "/~/m.txt")))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert any("FILE_NOT_FOUND" in line and "/missing.txt" in line for line in errors)
+    assert errors[-1].split("ERROR:", 1)[1].strip().startswith("transfer of 2 item(s)")
+
+
+def test_consent_required_names_the_fix(world):
+    (world.src_root / "f").write_text("f")
+    world.emulator.mark_collection(world.destination, consent_required=True)
+    result = world.run("transfer", world.transfer_spec(("/f", "/~/f")))
+    assert result.returncode == 1
+    assert (f"run pegasus-globus-online-init --permanent --collections {world.destination}"
+            in result.stderr)
+
+
+def test_injected_faults_deliver_every_item_exactly_once_in_one_task(world):
+    for index in range(30):
+        (world.src_root / f"{index}.dat").write_text(str(index))
+    spec = world.transfer_spec(*[(f"/{i}.dat", f"/~/{i}.dat") for i in range(30)])
+    admin(world.emulator, "PATCH", "_emulator/settings", {"fault_rate": 0.2})
+    result = world.run("transfer", spec)
+    admin(world.emulator, "PATCH", "_emulator/settings", {"fault_rate": 0})
+    assert result.returncode == 0, result.stderr
+    assert len(world.tasks()) == 1
+    assert world.tasks()[0]["files_transferred"] == 30
+    assert sorted(p.name for p in world.dst_root.iterdir()) == sorted(
+        f"{i}.dat" for i in range(30))
+    assert admin(world.emulator, "GET", "_emulator/stats")["faults"] > 0
+
+
+def test_sigterm_cancels_the_running_task(world):
+    (world.src_root / "f").write_text("f")
+    world.emulator.mark_collection(world.destination, inactive=True)
+    process = subprocess.Popen([*HANDLER, "--transfer", "--file",
+                                str(world.transfer_spec(("/f", "/~/f")))],
+                               stderr=subprocess.PIPE, text=True, env=world.env)
+    wait_for(lambda: world.tasks() and world.tasks()[0]["status"] == "INACTIVE", timeout=30)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 1
+    assert "interrupted by SIGTERM; the Globus task was cancelled" in process.stderr.read()
+    assert world.tasks()[0]["fatal_error"]["code"] == "CANCELED"
+
+
+def test_a_task_inactive_too_long_is_cancelled_and_fails(world):
+    (world.src_root / "f").write_text("f")
+    world.emulator.mark_collection(world.destination, inactive=True)
+    result = world.run("transfer", world.transfer_spec(("/f", "/~/f")),
+                       PEGASUS_GLOBUS_INACTIVE_TIMEOUT="1")
+    assert result.returncode == 1
+    assert "was INACTIVE for more than 1 s and was cancelled" in result.stderr
+    assert world.tasks()[0]["status"] == "FAILED"
+
+
+def test_options_and_label_come_from_the_environment(world):
+    (world.src_root / "f").write_text("f")
+    result = world.run("transfer", world.transfer_spec(("/f", "/~/f")),
+                       PEGASUS_GLOBUS_SYNC_LEVEL="checksum",
+                       PEGASUS_GLOBUS_PRESERVE_TIMESTAMP="true",
+                       PEGASUS_WF_UUID="wf-1", PEGASUS_DAG_JOB_ID="stage_in_0")
+    assert result.returncode == 0, result.stderr
+    task = world.tasks()[0]
+    assert (task["sync_level"], task["preserve_timestamp"], task["label"]) == (
+        3, True, "wf-1 - stage_in_0")
+
+
+@pytest.mark.parametrize("variable,value", [("PEGASUS_GLOBUS_SYNC_LEVEL", "sometimes"),
+                                            ("PEGASUS_GLOBUS_VERIFY_CHECKSUM", "maybe"),
+                                            ("PEGASUS_GLOBUS_DEADLINE_HOURS", "-1")])
+def test_a_bad_option_is_a_one_line_error(world, variable, value):
+    result = world.run("transfer", world.transfer_spec(("/f", "/~/f")), **{variable: value})
+    assert result.returncode == 2
+    assert variable in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert world.tasks() == []
+
+
+@pytest.mark.parametrize("content,message", [
+    ("{broken", "not valid JSON"),
+    ('{"client_id": "c", "transfer_at": "a", "files": [{"src": "/a", "dst": "/b"}],'
+     ' "src_endpoint": "not-a-uuid", "dst_endpoint": "not-a-uuid"}', "not a collection UUID"),
+    ('{"client_id": "c", "transfer_at": "a", "files": []}', "'files' is empty"),
+])
+def test_a_bad_spec_is_a_one_line_error(world, content, message):
+    world.spec_path.write_text(content)
+    result = world.run("transfer", world.spec_path)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_tokens_never_reach_the_output_even_with_debug_and_refresh(world):
+    (world.src_root / "f").write_text("f")
+    world.store.update({"oauth": {"transfer_at_exp": "0"}})  # expired: the handler refreshes
+    before = world.credentials()
+    result = world.run("transfer", world.transfer_spec(("/f", "/~/f")), "--debug")
+    assert result.returncode == 0, result.stderr
+    after = world.credentials()
+    assert after["transfer_at"] != before["transfer_at"]  # refreshed and written back
+    assert after["transfer_rt"] == before["transfer_rt"]
+    for secret in (before["transfer_at"], before["transfer_rt"], after["transfer_at"]):
+        assert secret not in result.stdout + result.stderr
+    assert "DEBUG" in result.stderr
+
+
+def test_an_expired_unrefreshable_token_names_the_fix(world):
+    spec = world.transfer_spec(("/f", "/~/f"))
+    document = json.loads(spec.read_text())
+    spec.write_text(json.dumps({**document, "transfer_rt": None, "transfer_at_exp": 1}))
+    result = world.run("transfer", spec)
+    assert result.returncode == 1
+    assert "cannot be refreshed: run pegasus-globus-online-init --permanent" in result.stderr
+
+
+# -- stock pegasus-transfer (pegasus-wms.worker 5.1.3) driving our handler -----------------
+
+def pegasus_transfer(world: World, entries: list[dict[str, Any]]) -> subprocess.CompletedProcess:
+    import Pegasus
+
+    script = Path(Pegasus.__file__).parent / "cli" / "pegasus-transfer.py"
+    listing = world.spec_path.with_name("transfers.json")
+    listing.write_text(json.dumps(entries))
+    handler_dir = Path(sys.executable).parent  # where pip put our pegasus-globus-online
+    assert (handler_dir / "pegasus-globus-online").exists()
+    env = {**world.env, "PATH": f"{handler_dir}:{world.env['PATH']}"}
+    return subprocess.run([sys.executable, str(script), "--file", str(listing),
+                           "--max-attempts", "1", "--threads", "1"], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def go(collection: str, path: str) -> dict[str, str]:
+    return {"site_label": "globus", "url": f"go://{collection}{path}"}
+
+
+def test_stock_pegasus_transfer_moves_go_urls_through_our_handler(world):
+    """The planner's create-dir, stage-in and cleanup jobs: one pegasus-transfer run each."""
+    (world.src_root / "inputs").mkdir()
+    for name in ("a.txt", "b.txt"):
+        (world.src_root / "inputs" / name).write_text(name)
+    (world.dst_root / "old").mkdir()
+    create_dir = [{"type": "mkdir", "target": go(world.destination, "/~/run/inputs")}]
+    stage_in = [{"type": "transfer", "lfn": name, "id": i, "linkage": "input",
+                 "src_urls": [go(world.source, f"/inputs/{name}")],
+                 "dest_urls": [go(world.destination, f"/~/run/inputs/{name}")]}
+                for i, name in enumerate(("a.txt", "b.txt"))]
+    cleanup = [{"type": "remove", "target": {**go(world.destination, "/~/old"),
+                                              "recursive": True}}]
+    for job in (create_dir, stage_in, cleanup):
+        result = pegasus_transfer(world, job)
+        assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("a.txt", "b.txt"):
+        assert (world.dst_root / "run" / "inputs" / name).read_text() == name
+    assert not (world.dst_root / "old").exists()
+    assert len(world.tasks()) == 2  # one transfer task for the batch, one delete task
+
+
+def test_a_failing_go_transfer_fails_pegasus_transfer(world):
+    entries = [{"type": "transfer", "lfn": "x", "id": 1, "linkage": "input",
+                "src_urls": [go(world.source, "/missing")],
+                "dest_urls": [go(world.destination, "/~/x")]}]
+    started = time.monotonic()
+    result = pegasus_transfer(world, entries)
+    assert result.returncode != 0
+    assert "FILE_NOT_FOUND" in result.stdout + result.stderr
+    assert time.monotonic() - started < 300
