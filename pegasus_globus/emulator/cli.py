@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
                         metavar="SECONDS", help="access token lifetime (default: %(default)s)")
     parser.add_argument("--bandwidth", type=float, default=0.0, metavar="BYTES_PER_S",
                         help="emulated transfer rate; 0 is unlimited (default)")
+    parser.add_argument("--task-latency", type=float, default=0.0, metavar="SECONDS",
+                        help="real seconds before a task starts, as a real service takes a "
+                        "moment to pick one up (default: 0)")
     for flag in ("consent-required", "permission-denied", "inactive"):
         parser.add_argument(f"--{flag}", action="append", default=[], metavar="UUID",
                             help=f"mark a collection as {flag.replace('-', ' ')} (repeatable)")
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         emulator = Emulator(args.root, host=args.host, port=args.port,
                             time_scale=args.time_scale, fault_rate=args.fault_rate,
                             seed=args.seed, token_lifetime=args.token_lifetime,
-                            bandwidth=args.bandwidth)
+                            bandwidth=args.bandwidth, task_latency=args.task_latency)
         for flag in ("consent_required", "permission_denied", "inactive"):
             for collection in getattr(args, flag):
                 emulator.mark_collection(collection, **{flag: True})

@@ -41,11 +41,14 @@ class Emulator:
     :param seed: seed for the fault injection
     :param token_lifetime: access token lifetime in seconds (real time)
     :param bandwidth: emulated transfer rate in bytes per emulated second; 0 is unlimited
+    :param task_latency: real seconds a task waits before it starts, as a real service takes
+        a moment to pick a task up; 0 starts at once
     """
 
     def __init__(self, root: str | Path, host: str = "127.0.0.1", port: int = 0,
                  time_scale: float = 1.0, fault_rate: float = 0.0, seed: int | None = None,
-                 token_lifetime: float = DEFAULT_TOKEN_LIFETIME, bandwidth: float = 0.0) -> None:
+                 token_lifetime: float = DEFAULT_TOKEN_LIFETIME, bandwidth: float = 0.0,
+                 task_latency: float = 0.0) -> None:
         if not 0 <= fault_rate <= 1:
             raise ValueError(f"fault rate must be between 0 and 1, got {fault_rate}")
         self.root = Path(root).resolve()
@@ -53,7 +56,8 @@ class Emulator:
         self.state = StateStore(self.root)
         self.clock = ScaledClock(time_scale, self.state["meta"].get("clock", 0.0))
         self.settings: dict[str, Any] = {"fault_rate": fault_rate, "token_lifetime":
-                                         token_lifetime, "bandwidth": bandwidth}
+                                         token_lifetime, "bandwidth": bandwidth,
+                                         "task_latency": task_latency}
         self._random = random.Random(seed)
         self._random_lock = threading.Lock()
         self.stats: Counter[str] = Counter()
@@ -213,9 +217,11 @@ class Emulator:
             if route.method != request.method:
                 allowed.append(route.method)
                 continue
+            if service == "emulator":  # admin calls are neither counted nor faulted
+                return self._as_response(route.handler(request, **match.groupdict())), None
             with self.state.lock:
                 self.stats[route.key] += 1
-            fault = None if service == "emulator" else self._draw_fault()
+            fault = self._draw_fault()
             if fault in ("502", "503"):
                 error = ApiError(int(fault), "ServiceUnavailable" if fault == "503"
                                  else "BadGateway", "Injected fault: try again")

@@ -257,6 +257,7 @@ class TransferService:
     def _run(self, task_id: str) -> None:
         task = self.state["tasks"][task_id]
         doc = task["doc"]
+        time.sleep(self.emulator.settings["task_latency"])
         while any(self.emulator.collection_flags(c).get("inactive")
                   for c in self._collections(doc)):
             with self.state.lock:

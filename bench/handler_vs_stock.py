@@ -1,0 +1,122 @@
+"""Our pegasus-globus-online against stock Pegasus 5.1.3's, on the same emulator.
+
+    python -m bench.handler_vs_stock
+
+Creates .bench/stock-venv (globus-sdk 3, as stock Pegasus uses) on first run, then times one
+small file and a 1,000-file batch with each tool, counting the API calls the emulator served.
+Targets: small-file wall time at most a fifth of stock's; no more API calls for 1,000 files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.concurrent_refresh import logged_in_store
+from pegasus_globus.emulator import Emulator
+from pegasus_globus.scopes import TRANSFER_RS
+
+ROOT = Path(__file__).resolve().parent.parent
+STOCK_VENV = ROOT / ".bench" / "stock-venv"
+PEGASUS_WORKER = "pegasus-wms.worker==5.1.3"
+# how long the service takes to pick a task up: 0 is the emulator's instant service; real
+# Globus takes a second or more even for one small file
+LATENCIES = (0.0, 1.0)
+
+
+def stock_command() -> list[str]:
+    """The stock handler's command, with globus-sdk 3 in its own virtual environment."""
+    python = STOCK_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(STOCK_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", "globus-sdk>=3,<4"], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps",
+                        "--disable-pip-version-check", PEGASUS_WORKER], check=True)
+    script = subprocess.run(
+        [str(python), "-c", "import Pegasus, os; print(os.path.join(os.path.dirname("
+         "Pegasus.__file__), 'cli', 'pegasus-globus-online.py'))"],
+        check=True, capture_output=True, text=True).stdout.strip()
+    return [str(python), script]
+
+
+def admin(emulator: Emulator, method: str, path: str, body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(emulator.url + path, method=method, data=data)
+    with urllib.request.urlopen(request) as answer:
+        return json.load(answer)
+
+
+def measure(emulator: Emulator, command: list[str], spec: dict[str, Any], workdir: Path,
+            env: dict[str, str]) -> dict[str, Any]:
+    spec_path = workdir / f"spec-{uuid.uuid4().hex[:6]}.json"
+    spec_path.write_text(json.dumps(spec))
+    admin(emulator, "DELETE", "_emulator/stats")
+    started = time.monotonic()
+    result = subprocess.run([*command, "--transfer", "--file", str(spec_path)],
+                            capture_output=True, text=True, env=env, timeout=600)
+    wall = time.monotonic() - started
+    stats = admin(emulator, "GET", "_emulator/stats")
+    if result.returncode != 0:
+        raise SystemExit(f"{command[-1]} failed:\n{result.stdout}{result.stderr}")
+    return {"wall_s": round(wall, 2), "api_calls": stats["total"],
+            "calls": {k: v for k, v in sorted(stats["requests"].items())}}
+
+
+def main() -> int:
+    stock = stock_command()
+    ours = [sys.executable, "-m", "pegasus_globus.online"]
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(scratch)
+        with Emulator(workdir / "globus") as emulator:
+            os.environ.update(emulator.environment)
+            store = logged_in_store(emulator, workdir / "home" / ".pegasus" / "globus.conf")
+            token = store.token(TRANSFER_RS)
+            credentials = {"client_id": store.client_id(), "transfer_at": token.access_token,
+                           "transfer_rt": token.refresh_token,
+                           "transfer_at_exp": token.expires_at}
+            env = {**os.environ, "HOME": str(workdir / "home")}
+            source = str(uuid.uuid4())
+            files = emulator.collection_path(source)
+            (files / "small.txt").write_text("hello\n")
+            for index in range(1000):
+                (files / f"f{index:04d}.dat").write_bytes(b"x" * 1024)
+            cases = {
+                "1 small file": [{"src": "/small.txt", "dst": "/~/small.txt"}],
+                "1,000 files": [{"src": f"/f{i:04d}.dat", "dst": f"/~/many/f{i:04d}.dat"}
+                                for i in range(1000)],
+            }
+            results: dict[str, dict[str, Any]] = {}
+            for latency in LATENCIES:
+                admin(emulator, "PATCH", "_emulator/settings", {"task_latency": latency})
+                for case, items in cases.items():
+                    for tool, command in (("ours", ours), ("stock", stock)):
+                        spec = {**credentials, "src_endpoint": source,
+                                "dst_endpoint": str(uuid.uuid4()), "files": items}
+                        results[f"{latency:g} s latency, {case} / {tool}"] = measure(
+                            emulator, command, spec, workdir, env)
+    print(f"{'case':<40}{'wall s':>8}{'API calls':>11}")
+    for name, figures in results.items():
+        print(f"{name:<40}{figures['wall_s']:>8}{figures['api_calls']:>11}")
+    for latency in LATENCIES:
+        for case in cases:
+            ours_f = results[f"{latency:g} s latency, {case} / ours"]
+            stock_f = results[f"{latency:g} s latency, {case} / stock"]
+            print(f"{latency:g} s latency, {case}: wall ours/stock = "
+                  f"{ours_f['wall_s'] / stock_f['wall_s']:.3f}, API calls ours/stock = "
+                  f"{ours_f['api_calls']}/{stock_f['api_calls']}")
+    if "--json" in sys.argv:
+        print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
