@@ -16,6 +16,7 @@ COMMANDS = {
     "pegasus-globus-emulator": "pegasus_globus.emulator.cli:_parser",
     "pegasus-globus-online-init": "pegasus_globus.online_init:_parser",
     "pegasus-globus-online": "pegasus_globus.online:_parser",
+    "pegasus-kickstart-gpu": "kickstart_gpu.cli:_parser",
 }
 
 

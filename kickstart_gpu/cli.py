@@ -1,0 +1,143 @@
+"""``pegasus-kickstart-gpu``: wrap a job, sample its GPUs, add GPU events to its record."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .launcher import Job, end_like, spawn_failure
+
+STOP_TIMEOUT = 10.0  # seconds the last sample may take before the record is written anyway
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pegasus-kickstart-gpu",
+        usage="%(prog)s [options] [--] COMMAND [ARGS...]",
+        description="Runs COMMAND (typically pegasus-kickstart and the job, as Pegasus' "
+        "gridstart.launcher), samples the job's NVIDIA GPUs through NVML and, when the job "
+        "ends, appends the GPU inventory, samples and maxima to the job's record as a "
+        "pegasus-multipart block. The job runs exactly as without it: same exit status, "
+        "signals, input and output.",
+        epilog="Options stop at the first word that is not one, so everything after it is "
+        "the command. GPUs: CUDA_VISIBLE_DEVICES, else NVIDIA_VISIBLE_DEVICES, else all.",
+    )
+    parser.add_argument("--interval", type=float, default=10.0, metavar="SECONDS",
+                        help="seconds between samples, 1 to 3600 (default: 10)")
+    parser.add_argument("--backend", default="auto", metavar="auto|nvml|none|replay:TRACE",
+                        help="where samples come from: NVML (auto, nvml), nowhere (none), or "
+                        "a recorded trace (default: auto)")
+    parser.add_argument("--max-samples", type=int, default=500, metavar="N",
+                        help="samples kept in the record, spread over the run; maxima cover "
+                        "all (default: 500)")
+    parser.add_argument("--events-file", type=Path, metavar="PATH",
+                        help="also append every event to PATH as JSON lines")
+    parser.add_argument("--output", metavar="PATH",
+                        help="append the block to PATH (default: a file in "
+                        "$PEGASUS_MULTIPART_DIR when set, else standard output)")
+    parser.add_argument("--no-pcie", dest="pcie", action="store_false",
+                        help="skip PCIe throughput (about 20 ms per GPU per sample)")
+    parser.add_argument("--no-process-utilization", dest="process_utilization",
+                        action="store_false", help="skip per-process utilisation samples")
+    parser.add_argument("--no-graphics-processes", dest="graphics_processes",
+                        action="store_false", help="skip graphics processes")
+    parser.add_argument("--mon-url", default=os.environ.get("KICKSTART_MON_URL"),
+                        metavar="URL", help="also send each event to file://, http(s):// or "
+                        "rabbitmq(s):// (default: $KICKSTART_MON_URL)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def _library(backend: str, job_pid: int) -> tuple[Callable[[], Any] | None, str]:
+    """What the monitor thread opens as NVML, and why there is nothing when there is not."""
+    if backend == "none":
+        return None, "GPU monitoring is off (--backend none)"
+    if backend.startswith("replay:"):
+        trace = backend[len("replay:"):]
+
+        def replay() -> Any:
+            from .replay import TraceLibrary, load_trace
+
+            return TraceLibrary(load_trace(trace), job_pid)
+        return replay, ""
+
+    def nvml() -> Any:
+        import pynvml  # about 50 ms: in the monitor thread, never before the job starts
+
+        return pynvml
+    return nvml, ""
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    if not args.command:
+        parser.error("no command to run: pegasus-kickstart-gpu [options] [--] COMMAND [ARGS...]")
+    if not 1 <= args.interval <= 3600:
+        parser.error(f"--interval {args.interval:g}: use 1 to 3600 seconds")
+    if args.max_samples < 2:
+        parser.error(f"--max-samples {args.max_samples}: keep at least 2")
+    backend = args.backend
+    if backend not in ("auto", "nvml", "none") and not backend.startswith("replay:"):
+        parser.error(f"--backend {backend}: use auto, nvml, none or replay:TRACE")
+    if backend.startswith("replay:") and not Path(backend[len("replay:"):]).is_file():
+        parser.error(f"--backend {backend}: no such trace file")
+    if args.mon_url:
+        from .sinks import make_sink
+
+        try:
+            args.sink = make_sink(args.mon_url)
+        except ValueError as error:
+            parser.error(f"--mon-url {error}")
+    else:
+        args.sink = None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    try:
+        job = Job(args.command)  # first: nothing below may delay the job's start
+    except OSError as error:
+        spawn_failure(args.command, error)
+    monitor = _start_monitor(job.pid, args)
+    status = job.wait()
+    if monitor is not None:
+        _write_record(monitor, args)
+    end_like(status)
+
+
+def _start_monitor(job_pid: int, args: argparse.Namespace) -> Any:
+    try:
+        from .monitor import Monitor, Options
+
+        library, reason = _library(args.backend, job_pid)
+        options = Options(interval=args.interval, max_samples=args.max_samples,
+                          pcie=args.pcie, process_utilization=args.process_utilization,
+                          graphics_processes=args.graphics_processes,
+                          events_file=args.events_file, sink=args.sink)
+        monitor = Monitor(library, options, os.environ, job_pid, reason)
+        monitor.start()
+        return monitor
+    except Exception as error:  # no monitoring, and the job goes on untouched
+        print(f"pegasus-kickstart-gpu: monitoring failed to start: {error}", file=sys.stderr)
+        return None
+
+
+def _write_record(monitor: Any, args: argparse.Namespace) -> None:
+    try:
+        if not monitor.stop(STOP_TIMEOUT):
+            monitor.problems.append(f"the last sample did not finish within {STOP_TIMEOUT:g} s")
+        from .record import write_record
+
+        write_record(monitor.finish(), args.output, os.environ)
+    except Exception as error:  # the job's exit status is what matters; say what was lost
+        print(f"pegasus-kickstart-gpu: could not write the GPU record: {error}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

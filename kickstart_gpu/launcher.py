@@ -1,0 +1,70 @@
+"""Run the job exactly as it would run alone, and learn how it ended.
+
+The job is spawned before anything else happens, with the signal mask and dispositions it
+would have had, and standard input, output and error untouched. SIGTERM, SIGINT, SIGHUP,
+SIGQUIT, SIGUSR1 and SIGUSR2 sent to the launcher are forwarded to the job, except those a
+terminal sent to the whole process group (Ctrl-C): the job got those already.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import sys
+import threading
+from typing import NoReturn
+
+FORWARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2}
+SI_KERNEL = 0x80  # si_code of signals the kernel (a terminal) sent to a process group
+NOT_FOUND, NOT_EXECUTABLE = 127, 126  # the shell's exit codes
+
+
+class Job:
+    """A spawned job. Create it before any slow work: it starts at once."""
+
+    def __init__(self, argv: list[str]) -> None:
+        # take the signals in a thread, with their sender, instead of at random points
+        self._original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        self.pid = os.posix_spawnp(argv[0], argv, os.environ,
+                                   setsigmask=self._original_mask)
+        self._done = threading.Event()
+        threading.Thread(target=self._forward, name="signal-forwarder", daemon=True).start()
+
+    def _forward(self) -> None:
+        while not self._done.is_set():
+            info = signal.sigtimedwait(FORWARDED, 0.2)
+            if info is None or info.si_code == SI_KERNEL:
+                continue
+            try:
+                os.kill(self.pid, info.si_signo)
+            except ProcessLookupError:
+                return
+
+    def wait(self) -> int:
+        """The raw wait status, once the job has ended."""
+        _, status = os.waitpid(self.pid, 0)
+        self._done.set()
+        return status
+
+
+def spawn_failure(argv: list[str], error: OSError) -> NoReturn:
+    """Report a job that could not start the way a shell would, and exit like one."""
+    print(f"pegasus-kickstart-gpu: {argv[0]}: {error.strerror}", file=sys.stderr, flush=True)
+    os._exit(NOT_FOUND if isinstance(error, FileNotFoundError) else NOT_EXECUTABLE)
+
+
+def end_like(status: int) -> NoReturn:
+    """Exit with the job's status; for a job killed by a signal, die of the same signal."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the job's core is the one that counts
+        signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+        os.kill(os.getpid(), signum)
+        os._exit(128 + signum)  # only if the signal could not end us
+    os._exit(os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode")
+             else os.WEXITSTATUS(status))

@@ -1,0 +1,314 @@
+"""The sampler: a background thread that never lets an exception out.
+
+Takes the first sample at start, one every interval, and the last when told the job ended.
+The record keeps at most ``max_samples`` samples spread over the whole run; maxima, averages
+and energy cover every sample taken.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .nvml import Device, Nvml, Unavailable
+from .selection import select
+
+CONTEXT_VARIABLES = {"PEGASUS_WF_UUID": "wf_uuid", "PEGASUS_WF_LABEL": "wf_label",
+                     "PEGASUS_DAG_JOB_ID": "dag_job_id", "CONDOR_JOBID": "condor_job_id",
+                     "PEGASUS_XFORMATION": "xformation", "PEGASUS_TASK_ID": "task_id",
+                     "PEGASUS_SITE": "site"}
+
+
+@dataclass
+class Options:
+    """:param interval: seconds between samples
+    :param max_samples: samples kept in the record (all are counted in the maxima)
+    """
+
+    interval: float = 10.0
+    max_samples: int = 500
+    pcie: bool = True
+    process_utilization: bool = True
+    graphics_processes: bool = True
+    events_file: Path | None = None
+    sink: Callable[[dict[str, Any]], None] | None = None
+
+
+class SpreadSamples:
+    """At most ``capacity`` items, spread evenly over all appended: when full, every other item
+    is dropped and only every other later one is kept. The newest item is always kept."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity - 1)  # one place stays free for the newest item
+        self.items: list[Any] = []
+        self.latest: Any = None
+        self._stride = 1
+        self._seen = 0
+
+    def append(self, item: Any) -> None:
+        if self._seen % self._stride == 0:
+            self.items.append(item)
+            if len(self.items) > self.capacity:
+                self.items = self.items[::2]
+                self._stride *= 2
+            self.latest = None
+        else:
+            self.latest = item
+        self._seen += 1
+
+    def __iter__(self) -> Any:
+        yield from self.items
+        if self.latest is not None:
+            yield self.latest
+
+
+class Totals:
+    """Running maxima, means and energy for one device, over every sample."""
+
+    def __init__(self) -> None:
+        self.maxima: dict[str, float] = {}
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.samples = 0
+        self.first_energy: float | None = None
+        self.last_energy: float | None = None
+        self.integrated_mj = 0.0
+        self._last_power: tuple[float, float] | None = None  # (monotonic s, mW)
+
+    def add(self, sample: dict[str, Any], when: float) -> None:
+        self.samples += 1
+        for key in ("temp", "power_usage", "bar1_mem_usage", "mem_usage", "gpu_utilization",
+                    "mem_utilization"):
+            value = sample.get(key)
+            if isinstance(value, (int, float)):
+                self.maxima[key] = max(self.maxima.get(key, value), value)
+                self.sums[key] = self.sums.get(key, 0.0) + value
+                self.counts[key] = self.counts.get(key, 0) + 1
+        energy = sample.get("energy_consumption")
+        if isinstance(energy, (int, float)):
+            self.first_energy = energy if self.first_energy is None else self.first_energy
+            self.last_energy = energy
+        power = sample.get("power_usage")
+        if isinstance(power, (int, float)):
+            if self._last_power is not None:  # trapezoids: mW x s = mJ
+                then, before = self._last_power
+                self.integrated_mj += (before + power) / 2 * (when - then)
+            self._last_power = (when, power)
+
+    def mean(self, key: str) -> float | None:
+        return round(self.sums[key] / self.counts[key], 2) if self.counts.get(key) else None
+
+    def summary(self) -> dict[str, Any]:
+        counter_ok = (self.first_energy is not None and self.last_energy is not None
+                      and self.last_energy >= self.first_energy and self.samples > 1)
+        return {
+            "max_temp": self.maxima.get("temp"),
+            "max_power_usage": self.maxima.get("power_usage"),
+            "max_bar1_mem_usage": self.maxima.get("bar1_mem_usage"),
+            "max_mem_usage": self.maxima.get("mem_usage"),
+            "max_gpu_usage": self.maxima.get("gpu_utilization"),
+            "max_mem_utilization": self.maxima.get("mem_utilization"),
+            "avg_gpu_utilization": self.mean("gpu_utilization"),
+            "avg_mem_utilization": self.mean("mem_utilization"),
+            "avg_power_usage": self.mean("power_usage"),
+            "energy_used": round(self.last_energy - self.first_energy) if counter_ok
+            else round(self.integrated_mj) if self._last_power else None,
+            "energy_source": "energy counter" if counter_ok
+            else "integrated power" if self._last_power else None,
+            "samples": self.samples,
+        }
+
+
+def job_processes(root: int) -> set[int]:
+    """``root`` and its descendants, from /proc (empty where /proc is missing)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return set()
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+class Monitor:
+    """Samples the job's GPUs in a daemon thread.
+
+    :param open_library: returns the NVML library (``pynvml`` or a replay); called in the
+        thread, so importing pynvml never delays the job. None means monitoring is off.
+    """
+
+    def __init__(self, open_library: Callable[[], Any] | None, options: Options,
+                 environ: Mapping[str, str], job_pid: int, disabled_reason: str = "") -> None:
+        self.options = options
+        self._open_library = open_library
+        self._disabled_reason = disabled_reason
+        self._environ = dict(environ)
+        self.job_pid = job_pid
+        self.environment: dict[str, Any] = {}
+        self.samples = SpreadSamples(options.max_samples)
+        self.totals: dict[int, Totals] = {}
+        self.devices: list[Device] = []
+        self.problems: list[str] = []
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._nvml: Nvml | None = None
+        self._events_file: Any = None
+        self._thread = threading.Thread(target=self._run, name="gpu-monitor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> bool:
+        """Ask for the last sample and wait for it; says whether the thread finished."""
+        self._stop.set()
+        return self._stopped.wait(timeout)
+
+    # -- the thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._start_monitoring()
+            if self.devices:
+                self.take_sample()
+                while not self._stop.wait(self.options.interval):
+                    self.take_sample()
+                self.take_sample()  # at the job's exit
+        except Exception as error:  # the job must never notice: record it and stop sampling
+            self.problems.append(f"monitoring stopped: {error.__class__.__name__}: {error}")
+        finally:
+            if self._nvml is not None:
+                self._nvml.shutdown()
+            self._stopped.set()
+
+    def _start_monitoring(self) -> None:
+        started = time.time()
+        environment: dict[str, Any] = {
+            "event": "kickstart.inv.gpu.environment", "timestamp": int(started),
+            "cuda_version": None, "nvidia_driver_version": None, "device_count": 0,
+            "devices": [], "context": self._context(),
+        }
+        self.environment = environment
+        if self._open_library is None:
+            environment["reason"] = self._disabled_reason or "GPU monitoring is off"
+            return
+        try:
+            library = self._open_library()
+        except Exception as error:
+            environment["reason"] = f"no NVML: {error.__class__.__name__}: {error}"
+            return
+        nvml = self._nvml = Nvml(library)
+        if not nvml.init():
+            environment["reason"] = f"NVML did not start: {nvml.init_error}"
+            return
+        cuda = nvml.query("nvmlSystemGetCudaDriverVersion_v2")
+        environment["cuda_version"] = None if isinstance(cuda, Unavailable) else float(
+            f"{cuda // 1000}.{cuda % 1000 // 10}")
+        driver = nvml.query("nvmlSystemGetDriverVersion")
+        environment["nvidia_driver_version"] = None if isinstance(driver, Unavailable) else driver
+        selection = select(nvml, self._environ)
+        self.problems.extend(selection.problems)
+        for index in selection.indices:
+            handle = nvml.query("nvmlDeviceGetHandleByIndex", index)
+            if isinstance(handle, Unavailable):
+                self.problems.append(f"GPU {index}: {handle.reason}")
+                continue
+            self.devices.append(Device(nvml, index, handle, selection.mig.get(index)))
+            self.totals[index] = Totals()
+        host_count = nvml.query("nvmlDeviceGetCount")
+        environment.update(
+            device_count=len(self.devices), devices=[d.inventory() for d in self.devices],
+            host_device_count=None if isinstance(host_count, Unavailable) else host_count,
+            selected_by=selection.source)
+        if not self.devices:
+            environment["reason"] = (f"no GPU for this job ({selection.source})"
+                                     if host_count else "no NVIDIA GPU on this host")
+        self._emit(environment)
+
+    def _context(self) -> dict[str, Any]:
+        context = {name: self._environ[var] for var, name in CONTEXT_VARIABLES.items()
+                   if self._environ.get(var)}
+        context["hostname"] = socket.gethostname()
+        return context
+
+    def take_sample(self) -> list[dict[str, Any]]:
+        """One stats event per device, added to the record and the totals."""
+        options = self.options
+        events = []
+        for device in self.devices:
+            started = time.perf_counter()
+            body = device.sample(options.pcie, options.process_utilization,
+                                 options.graphics_processes)
+            duration = time.perf_counter() - started
+            events.append({"event": "kickstart.inv.gpu.stats", "timestamp": int(time.time()),
+                           **body, "sampling_duration": round(duration, 4)})
+            self.totals[device.index].add(body, time.monotonic())
+        self._mark_job_processes(events)
+        self.samples.append(events)
+        for event in events:
+            self._emit(event)
+        return events
+
+    def _mark_job_processes(self, events: list[dict[str, Any]]) -> None:
+        lists = [event.get(key) for event in events
+                 for key in ("compute_procs", "graphics_procs", "proc_samples")]
+        if not any(lists):
+            return
+        mine = job_processes(self.job_pid)
+        for processes in lists:
+            for process in processes or []:
+                process["in_job"] = process["pid"] in mine
+
+    def maxima(self) -> dict[str, Any]:
+        return {"event": "kickstart.inv.gpu.stats.max", "timestamp": int(time.time()),
+                "devices": [{**device.identity(), **self.totals[device.index].summary()}
+                            for device in self.devices]}
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        if self.options.events_file is not None:
+            try:
+                if self._events_file is None:
+                    self._events_file = self.options.events_file.open("a")
+                self._events_file.write(json.dumps(event) + "\n")
+                self._events_file.flush()
+            except OSError as error:
+                self.problems.append(f"events file {self.options.events_file}: {error}")
+                self.options.events_file = None
+        if self.options.sink is not None:
+            try:
+                self.options.sink(event)
+            except Exception as error:  # a monitoring endpoint's trouble is not the job's
+                self.problems.append(f"monitoring URL: {error.__class__.__name__}: {error}")
+                self.options.sink = None
+
+    def finish(self) -> dict[str, Any]:
+        """The three events for the record (call after :meth:`stop`)."""
+        maxima = self.maxima()
+        self._emit(maxima)
+        if self._events_file is not None:
+            self._events_file.close()
+        environment = dict(self.environment)
+        if self.problems:
+            environment["problems"] = list(self.problems)
+        return {"kickstart.inv.gpu.environment": environment,
+                "kickstart.inv.gpu.stats": [e for sample in self.samples for e in sample],
+                "kickstart.inv.gpu.stats.max": maxima}

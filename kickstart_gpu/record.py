@@ -1,0 +1,68 @@
+"""The GPU block appended to the kickstart record, in the form Pegasus' tools read.
+
+::
+
+    ---------------pegasus-multipart
+    - kickstart.inv.gpu.environment: {...}
+    - kickstart.inv.gpu.stats: [{...}, ...]
+    - kickstart.inv.gpu.stats.max: {...}
+
+Each value is compact JSON, which is YAML: every line starts with ``-``, as
+``Pegasus.tools.kickstart_parser`` requires, and ``Pegasus.exitcode``'s patterns
+(``raw: <n>``, ``integrity_error: ``, ``<status``) cannot occur: compact JSON puts no space
+after a colon outside strings, and inside strings such colons and every ``<`` are escaped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+MARKER = "---------------pegasus-multipart"
+# the text Pegasus.exitcode looks for anywhere in a .out file
+_EXITCODE_PATTERNS = re.compile(r"(raw|integrity_error):(?= )")
+
+
+def render_entries(events: Mapping[str, Any]) -> str:
+    """The block's YAML list, without the marker."""
+    lines = []
+    for name, value in events.items():
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False,
+                          default=str)
+        text = _EXITCODE_PATTERNS.sub(r"\1\\u003a", text).replace("<", "\\u003c")
+        lines.append(f"- {name}: {text}")
+    return "\n".join(lines) + "\n"
+
+
+def write_record(events: Mapping[str, Any], output: str | None,
+                 environ: Mapping[str, str]) -> str:
+    """Write the block where it belongs; returns where it went.
+
+    ``output``: a path; else a new file in ``$PEGASUS_MULTIPART_DIR`` (PegasusLite prints the
+    marker before each file there); else standard output, after the job's own output.
+    """
+    entries = render_entries(events)
+    if output:
+        with open(output, "a") as handle:
+            handle.write(f"{MARKER}\n{entries}")
+        return output
+    directory = environ.get("PEGASUS_MULTIPART_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        # complete or absent: written aside, then renamed into the directory PegasusLite reads
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".gpu-", suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(entries)
+        final = Path(directory) / f"{int(time.time())}-{os.getpid()}-gpu"
+        os.replace(temporary, final)
+        return str(final)
+    sys.stdout.flush()
+    sys.stdout.write(f"\n{MARKER}\n{entries}")
+    sys.stdout.flush()
+    return "standard output"
