@@ -8,6 +8,7 @@ terminal sent to the whole process group (Ctrl-C): the job got those already.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -61,10 +62,12 @@ def end_like(status: int) -> NoReturn:
     sys.stderr.flush()
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the job's core is the one that counts
-        signal.signal(signum, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
-        os.kill(os.getpid(), signum)
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL's disposition cannot be set
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the job's core is what counts
+            signal.signal(signum, signal.SIG_DFL)
+        with contextlib.suppress(OSError, ValueError):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+            os.kill(os.getpid(), signum)
         os._exit(128 + signum)  # only if the signal could not end us
     os._exit(os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode")
              else os.WEXITSTATUS(status))

@@ -1,0 +1,374 @@
+"""pegasus-kickstart-gpu: the job never notices, and Pegasus' own tools read the GPU block."""
+
+from __future__ import annotations
+
+import copy
+import http.server
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jsonschema
+import pytest
+import yaml
+
+from kickstart_gpu.monitor import Monitor, Options, SpreadSamples
+from kickstart_gpu.nvml import Nvml
+from kickstart_gpu.record import MARKER
+from kickstart_gpu.replay import TraceLibrary, load_trace
+from kickstart_gpu.selection import select
+
+ROOT = Path(__file__).resolve().parent.parent
+TRACE = ROOT / "share" / "kickstart-gpu" / "traces" / "a2x-a100-training.json"
+SCHEMA = json.loads((ROOT / "share" / "kickstart-gpu" / "events.schema.json").read_text())
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "kickstart"
+SIDECAR = [sys.executable, "-m", "kickstart_gpu.cli"]
+REPLAY = f"replay:{TRACE}"
+
+
+def sidecar(*args: str, env: dict[str, str] | None = None, **kwargs: Any):
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+                            "PEGASUS_MULTIPART_DIR", "KICKSTART_MON_URL")}
+    return subprocess.run([*SIDECAR, *args], env={**environ, **(env or {})},
+                          capture_output=True, timeout=120, **kwargs)
+
+
+def block(text: str) -> dict[str, Any]:
+    """The GPU block's three entries, read as YAML like Pegasus does."""
+    entries = yaml.safe_load(text.split(MARKER + "\n")[-1])
+    return {key: value for entry in entries for key, value in entry.items()}
+
+
+def validate(events: dict[str, Any]) -> None:
+    jsonschema.Draft202012Validator(SCHEMA).validate(events)
+
+
+# -- the record, read by Pegasus ---------------------------------------------------------------
+
+@pytest.mark.parametrize("fixture", ["success_ls.out", "failure_exit2_ls.out",
+                                     "success_with_multipart_preprocess.out", "yaml_ok.out"])
+def test_pegasus_parser_reads_the_block_and_exitcode_is_unchanged(tmp_path, fixture):
+    from Pegasus.exitcode import JobFailed, check_kickstart_records
+    from Pegasus.tools.kickstart_parser import YAMLParser
+
+    def verdict(text: str) -> str:
+        try:
+            check_kickstart_records(text)
+            return "success"
+        except JobFailed as failure:
+            return f"failure: {failure}"
+
+    out = tmp_path / "job.out"
+    shutil.copy(FIXTURES / fixture, out)
+    before = verdict(out.read_text())
+    result = sidecar("--interval", "1", "--backend", REPLAY, "--output", str(out), "--",
+                     "sleep", "1.2")
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert verdict(text) == before
+    appended = text[len((FIXTURES / fixture).read_text()):]
+    assert all(line[:1] in (" ", "-") for line in appended.split(MARKER + "\n", 1)[1].splitlines())
+    entries = YAMLParser(str(out)).parse_stampede()
+    ours = {key for entry in entries if entry.get("multipart") for key in entry}
+    assert {"kickstart.inv.gpu.environment", "kickstart.inv.gpu.stats",
+            "kickstart.inv.gpu.stats.max"} <= ours
+    assert any("invocation" in entry or "hostname" in entry for entry in entries)
+
+
+def test_pegasus_lite_multipart_directory(tmp_path):
+    from Pegasus.tools.kickstart_parser import YAMLParser
+
+    multipart = tmp_path / "multipart"
+    result = sidecar("--interval", "1", "--backend", REPLAY, "--", "true",
+                     env={"PEGASUS_MULTIPART_DIR": str(multipart)})
+    assert result.returncode == 0 and result.stdout == b""
+    (written,) = multipart.iterdir()
+    assert MARKER not in written.read_text()  # PegasusLite prints the marker itself
+    out = tmp_path / "job.out"  # what pegasus_include_multipart appends to the job's output
+    out.write_text((FIXTURES / "success_ls.out").read_text() + f"\n{MARKER}\n"
+                   + written.read_text())
+    entries = YAMLParser(str(out)).parse_stampede()
+    assert any("kickstart.inv.gpu.stats.max" in entry for entry in entries)
+
+
+# -- the job must not notice -------------------------------------------------------------------
+
+@pytest.mark.parametrize("code", [0, 1, 3, 127, 255])
+def test_exit_status_passes_through(tmp_path, code):
+    result = sidecar("--backend", "none", "--output", str(tmp_path / "r"), "--", "sh", "-c",
+                     f"exit {code}")
+    assert result.returncode == code
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL, signal.SIGSEGV,
+                                    signal.SIGUSR1])
+def test_a_job_killed_by_a_signal_ends_the_sidecar_by_the_same_signal(tmp_path, signum):
+    record = tmp_path / "record"
+    result = sidecar("--backend", REPLAY, "--interval", "1", "--output", str(record), "--",
+                     "sh", "-c", f"kill -{signum.name[3:]} $$")
+    assert result.returncode == -signum
+    assert "kickstart.inv.gpu.stats.max" in record.read_text()  # written before dying
+
+
+CHILD = """
+import os, signal, sys, time
+log = open(sys.argv[1], "a", buffering=1)
+def note(signum, frame):
+    log.write(signal.Signals(signum).name + "\\n")
+    if signum == signal.SIGTERM:
+        sys.exit(7)
+for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"):
+    signal.signal(getattr(signal, name), note)
+log.write("ready\\n")
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_signals_are_forwarded_to_the_job_once_each(tmp_path):
+    log = tmp_path / "signals"
+    process = subprocess.Popen([*SIDECAR, "--backend", "none", "--output",
+                                str(tmp_path / "r"), sys.executable, "-c", CHILD, str(log)])
+    deadline = time.monotonic() + 30
+    while "ready" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sent = [signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT, signal.SIGINT,
+            signal.SIGTERM]
+    for signum in sent:
+        process.send_signal(signum)
+        time.sleep(0.3)
+    assert process.wait(timeout=30) == 7
+    assert log.read_text().split() == ["ready", *[s.name for s in sent]]
+
+
+def test_stdin_stdout_and_stderr_are_untouched(tmp_path):
+    data = os.urandom(200_000)
+    command = ["sh", "-c", "cat; printf 'to stderr\\n' >&2"]
+    alone = subprocess.run(command, input=data, capture_output=True)
+    wrapped = sidecar("--backend", REPLAY, "--interval", "1", "--output", str(tmp_path / "r"),
+                      "--", *command, input=data)
+    assert (wrapped.stdout, wrapped.stderr, wrapped.returncode) == (
+        alone.stdout, alone.stderr, alone.returncode)
+
+
+def test_options_stop_at_the_first_word_that_is_not_one(tmp_path):
+    result = sidecar("--backend", "none", "--output", str(tmp_path / "r"), "echo",
+                     "--interval", "5", "--", "x")
+    assert result.stdout == b"--interval 5 -- x\n"
+
+
+def test_the_job_starts_before_pynvml_is_imported(tmp_path):
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "pynvml.py").write_text(
+        "import time\nopen(__file__ + '.imported', 'w').write(repr(time.time()))\n"
+        "raise ImportError('shim')\n")
+    started = tmp_path / "started"
+    result = sidecar("--backend", "nvml", "--", sys.executable, "-c",
+                     f"import time; open({str(started)!r}, 'w').write(repr(time.time()))",
+                     env={"PYTHONPATH": str(shim)})
+    assert result.returncode == 0
+    imported = float(Path(str(shim / "pynvml.py") + ".imported").read_text())
+    assert float(started.read_text()) <= imported
+    assert "no NVML: ImportError" in block(result.stdout.decode())[
+        "kickstart.inv.gpu.environment"]["reason"]
+
+
+def test_command_not_found_exits_like_a_shell():
+    result = sidecar("--backend", "none", "--", "no-such-command-xyz")
+    assert result.returncode == 127
+    assert b"no-such-command-xyz: No such file or directory" in result.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--interval", "0", "--", "touch", "X"], "--interval 0: use 1 to 3600 seconds"),
+    (["--backend", "cuda", "--", "touch", "X"], "use auto, nvml, none or replay:TRACE"),
+    (["--backend", "replay:/no/such", "--", "touch", "X"], "no such trace file"),
+    (["--max-samples", "1", "--", "touch", "X"], "keep at least 2"),
+    (["--mon-url", "ftp://x", "--", "touch", "X"], "file://, http(s):// or rabbitmq(s)://"),
+    ([], "no command to run"),
+])
+def test_bad_options_fail_before_the_job_runs(tmp_path, args, message):
+    result = sidecar(*args, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr.decode()
+    assert not (tmp_path / "X").exists()
+
+
+# -- what is monitored -------------------------------------------------------------------------
+
+def test_no_nvidia_driver_is_recorded_and_the_job_runs():
+    result = sidecar("--backend", "nvml", "--", "sh", "-c", "echo job ran")
+    environment = block(result.stdout.decode())["kickstart.inv.gpu.environment"]
+    if environment["device_count"]:
+        pytest.skip("this host has an NVIDIA GPU")
+    assert result.returncode == 0 and result.stdout.startswith(b"job ran\n")
+    assert environment["reason"].startswith(("NVML did not start", "no NVML"))
+
+
+def test_replay_of_two_gpus_samples_at_start_interval_and_exit():
+    result = sidecar("--interval", "1", "--backend", REPLAY, "--", "sleep", "2.5")
+    assert result.returncode == 0, result.stderr
+    events = block(result.stdout.decode())
+    validate(events)
+    trace = json.loads(TRACE.read_text())
+    environment = events["kickstart.inv.gpu.environment"]
+    assert environment["device_count"] == 2 and environment["cuda_version"] == 12.4
+    assert [d["uuid"] for d in environment["devices"]] == [d["uuid"] for d in trace["devices"]]
+    assert environment["devices"][0]["total_bar1_memory"] == 64 * 1024 ** 3
+    stats = events["kickstart.inv.gpu.stats"]
+    per_device = {i: [s for s in stats if s["id"] == i] for i in (0, 1)}
+    assert all(len(samples) == 4 for samples in per_device.values())  # 0 s, 1 s, 2 s, exit
+    assert all(s["sampling_duration"] >= 0 for s in stats)
+    assert per_device[1][0]["pcie_rx"] is None
+    assert per_device[1][0]["errors"]["pcie_rx"] == "NOT_SUPPORTED"
+    maxima = {d["id"]: d for d in events["kickstart.inv.gpu.stats.max"]["devices"]}
+    assert maxima[0]["samples"] == 4 and maxima[0]["energy_source"] == "energy counter"
+    assert maxima[0]["max_power_usage"] == max(s["power_usage"] for s in per_device[0])
+
+
+def test_nvml_failing_mid_run_is_recorded_and_the_job_is_unaffected(tmp_path):
+    trace = json.loads(TRACE.read_text())
+    for sample in trace["samples"][1:]:
+        sample["devices"][0]["errors"] = {"*": "GPU_IS_LOST"}
+    lost = tmp_path / "lost.json"
+    lost.write_text(json.dumps(trace))
+    result = sidecar("--interval", "1", "--backend", f"replay:{lost}", "--", "sh", "-c",
+                     "sleep 1.5; exit 4")
+    assert result.returncode == 4
+    events = block(result.stdout.decode())
+    validate(events)
+    gpu0 = [s for s in events["kickstart.inv.gpu.stats"] if s["id"] == 0]
+    assert gpu0[0]["temp"] is not None
+    assert gpu0[-1]["temp"] is None and gpu0[-1]["errors"]["temp"] == "GPU_IS_LOST"
+    gpu1 = [s for s in events["kickstart.inv.gpu.stats"] if s["id"] == 1]
+    assert gpu1[-1]["temp"] is not None  # the other GPU is still sampled
+
+
+def library(trace: dict[str, Any] | None = None) -> Nvml:
+    nvml = Nvml(TraceLibrary(trace or load_trace(TRACE)))
+    nvml.init()
+    return nvml
+
+
+@pytest.mark.parametrize("environ,expected", [
+    ({}, [0, 1]),
+    ({"CUDA_VISIBLE_DEVICES": "1"}, [1]),
+    ({"CUDA_VISIBLE_DEVICES": "1,0"}, [1, 0]),
+    ({"CUDA_VISIBLE_DEVICES": "GPU-8a2d"}, [1]),
+    ({"CUDA_VISIBLE_DEVICES": "GPU-3f1c2b7e-5d4a-4e8b-9c61-0a7d2e4f5b11,0"}, [0]),
+    ({"CUDA_VISIBLE_DEVICES": "0,7,1"}, [0]),  # CUDA stops at the first invalid entry
+    ({"CUDA_VISIBLE_DEVICES": "GPU-"}, []),  # a prefix matching both GPUs is ambiguous
+    ({"CUDA_VISIBLE_DEVICES": ""}, []),
+    ({"CUDA_VISIBLE_DEVICES": "NoDevFiles"}, []),
+    ({"NVIDIA_VISIBLE_DEVICES": "all"}, [0, 1]),
+    ({"NVIDIA_VISIBLE_DEVICES": "none"}, []),
+    ({"NVIDIA_VISIBLE_DEVICES": "GPU-8a2d4c6e-1b3f-4a5c-8e7d-2f4b6c8d0e22"}, [1]),
+    ({"CUDA_VISIBLE_DEVICES": "0", "NVIDIA_VISIBLE_DEVICES": "1"}, [0]),
+])
+def test_only_the_jobs_gpus_are_selected(environ, expected):
+    assert select(library(), environ).indices == expected
+
+
+def test_a_mig_instance_is_monitored_through_its_parent():
+    trace = copy.deepcopy(load_trace(TRACE))
+    trace["devices"][1]["mig_uuids"] = ["MIG-11112222-3333-4444-5555-666677778888"]
+    selection = select(library(trace), {
+        "CUDA_VISIBLE_DEVICES": "MIG-11112222-3333-4444-5555-666677778888"})
+    assert selection.indices == [1]
+    assert selection.mig == {1: "MIG-11112222-3333-4444-5555-666677778888"}
+
+
+def test_the_bounded_record_is_spread_over_the_run_and_maxima_cover_all():
+    monitor = Monitor(lambda: TraceLibrary(load_trace(TRACE)), Options(max_samples=10),
+                      {}, os.getpid())
+    monitor._start_monitoring()
+    for _ in range(1000):
+        monitor.take_sample()
+    events = monitor.finish()
+    gpu0 = [s for s in events["kickstart.inv.gpu.stats"] if s["id"] == 0]
+    assert len(gpu0) <= 10
+    assert events["kickstart.inv.gpu.stats.max"]["devices"][0]["samples"] == 1000
+
+
+def test_spread_samples_keep_the_first_the_last_and_an_even_spread():
+    spread = SpreadSamples(10)
+    for index in range(1000):
+        spread.append(index)
+    kept = list(spread)
+    assert len(kept) <= 10 and kept[0] == 0 and kept[-1] == 999
+    gaps = {b - a for a, b in zip(kept[:-2], kept[1:-1])}
+    assert len(gaps) == 1  # evenly spaced, but for the final sample
+
+
+def test_the_schema_accepts_the_seeds_example():
+    seed = ROOT / "tests" / "fixtures" / "seed_gpu_events.json"  # the seed manual page's JSON
+    events = json.loads(seed.read_text())
+    grouped = {"kickstart.inv.gpu.environment": events[0],
+               "kickstart.inv.gpu.stats": events[1:3], "kickstart.inv.gpu.stats.max": events[3]}
+    validate(grouped)
+
+
+# -- events elsewhere: --events-file and --mon-url ----------------------------------------------
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, dict[str, str], Any]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.received.append((self.path, dict(self.headers), body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def collector():
+    _Collector.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, _Collector.received
+    server.shutdown()
+
+
+def test_events_file_and_http_monitoring_url(tmp_path, collector):
+    server, received = collector
+    events_file = tmp_path / "events.jsonl"
+    result = sidecar("--interval", "1", "--backend", REPLAY, "--events-file", str(events_file),
+                     "--mon-url", f"http://127.0.0.1:{server.server_port}/ingest", "--",
+                     "sleep", "1.2")
+    assert result.returncode == 0
+    lines = [json.loads(line) for line in events_file.read_text().splitlines()]
+    kinds = [event["event"] for event in lines]
+    assert kinds[0] == "kickstart.inv.gpu.environment"
+    assert kinds[-1] == "kickstart.inv.gpu.stats.max"
+    assert [body for _, _, body in received] == lines
+
+
+def test_rabbitmq_monitoring_url_publishes_through_the_http_api(collector):
+    server, received = collector
+    url = f"rabbitmq://guest:secret@127.0.0.1:{server.server_port}/%2F/pegasus"
+    result = sidecar("--backend", REPLAY, "--mon-url", url, "--", "true")
+    assert result.returncode == 0
+    path, headers, body = received[0]
+    assert path == "/api/exchanges/%2F/pegasus/publish"
+    assert headers["Authorization"] == "Basic Z3Vlc3Q6c2VjcmV0"
+    assert body["routing_key"] == "kickstart.inv.online"
+    assert json.loads(body["payload"])["event"] == "kickstart.inv.gpu.environment"
+
+
+def test_an_unreachable_monitoring_url_is_recorded_not_fatal():
+    result = sidecar("--backend", REPLAY, "--mon-url", "http://127.0.0.1:9/", "--", "true")
+    assert result.returncode == 0
+    problems = block(result.stdout.decode())["kickstart.inv.gpu.environment"]["problems"]
+    assert any("monitoring URL" in p for p in problems)
