@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
-from typing import Any, Callable
 
 from .launcher import Job, end_like, spawn_failure
+
+TYPE_CHECKING = False  # the job waits for everything imported before it starts
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 STOP_TIMEOUT = 10.0  # seconds the last sample may take before the record is written anyway
 
@@ -33,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-samples", type=int, default=500, metavar="N",
                         help="samples kept in the record, spread over the run; maxima cover "
                         "all (default: 500)")
-    parser.add_argument("--events-file", type=Path, metavar="PATH",
+    parser.add_argument("--events-file", metavar="PATH",
                         help="also append every event to PATH as JSON lines")
     parser.add_argument("--output", metavar="PATH",
                         help="append the block to PATH (default: a file in "
@@ -83,7 +85,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     backend = args.backend
     if backend not in ("auto", "nvml", "none") and not backend.startswith("replay:"):
         parser.error(f"--backend {backend}: use auto, nvml, none or replay:TRACE")
-    if backend.startswith("replay:") and not Path(backend[len("replay:"):]).is_file():
+    if backend.startswith("replay:") and not os.path.isfile(backend[len("replay:"):]):
         parser.error(f"--backend {backend}: no such trace file")
     if args.mon_url:
         from .sinks import make_sink

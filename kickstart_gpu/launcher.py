@@ -8,13 +8,15 @@ terminal sent to the whole process group (Ctrl-C): the job got those already.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import resource
 import signal
 import sys
 import threading
-from typing import NoReturn
+
+TYPE_CHECKING = False  # typing costs milliseconds on the job's start path
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 FORWARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2}
@@ -34,19 +36,19 @@ class Job:
         threading.Thread(target=self._forward, name="signal-forwarder", daemon=True).start()
 
     def _forward(self) -> None:
-        while not self._done.is_set():
-            info = signal.sigtimedwait(FORWARDED, 0.2)
-            if info is None or info.si_code == SI_KERNEL:
-                continue
-            try:
-                os.kill(self.pid, info.si_signo)
-            except ProcessLookupError:
+        while True:
+            info = signal.sigwaitinfo(FORWARDED)  # sleeps: no CPU until a signal comes
+            if self._done.is_set():
                 return
+            if info.si_code != SI_KERNEL:
+                os.kill(self.pid, info.si_signo)
 
     def wait(self) -> int:
         """The raw wait status, once the job has ended."""
-        _, status = os.waitpid(self.pid, 0)
+        # stop forwarding before reaping: until then the pid cannot belong to anyone else
+        os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
         self._done.set()
+        _, status = os.waitpid(self.pid, 0)
         return status
 
 
@@ -62,12 +64,16 @@ def end_like(status: int) -> NoReturn:
     sys.stderr.flush()
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
-        with contextlib.suppress(OSError, ValueError):  # SIGKILL's disposition cannot be set
+        try:
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the job's core is what counts
             signal.signal(signum, signal.SIG_DFL)
-        with contextlib.suppress(OSError, ValueError):
+        except (OSError, ValueError):  # SIGKILL's disposition cannot be set, nor need be
+            pass
+        try:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
             os.kill(os.getpid(), signum)
+        except (OSError, ValueError):
+            pass
         os._exit(128 + signum)  # only if the signal could not end us
     os._exit(os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode")
              else os.WEXITSTATUS(status))

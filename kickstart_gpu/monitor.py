@@ -7,17 +7,16 @@ and energy cover every sample taken.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Mapping
 
 from .nvml import Device, Nvml, Unavailable
 from .selection import select
+
+TYPE_CHECKING = False  # this module is imported on every run: keep its imports cheap
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping
 
 CONTEXT_VARIABLES = {"PEGASUS_WF_UUID": "wf_uuid", "PEGASUS_WF_LABEL": "wf_label",
                      "PEGASUS_DAG_JOB_ID": "dag_job_id", "CONDOR_JOBID": "condor_job_id",
@@ -25,19 +24,27 @@ CONTEXT_VARIABLES = {"PEGASUS_WF_UUID": "wf_uuid", "PEGASUS_WF_LABEL": "wf_label
                      "PEGASUS_SITE": "site"}
 
 
-@dataclass
 class Options:
-    """:param interval: seconds between samples
+    """How to sample.
+
+    :param interval: seconds between samples
     :param max_samples: samples kept in the record (all are counted in the maxima)
+    :param pcie, process_utilization, graphics_processes: read these costlier fields
+    :param events_file: path that also receives every event as a JSON line
+    :param sink: callable that also receives every event (``--mon-url``)
     """
 
-    interval: float = 10.0
-    max_samples: int = 500
-    pcie: bool = True
-    process_utilization: bool = True
-    graphics_processes: bool = True
-    events_file: Path | None = None
-    sink: Callable[[dict[str, Any]], None] | None = None
+    def __init__(self, interval: float = 10.0, max_samples: int = 500, pcie: bool = True,
+                 process_utilization: bool = True, graphics_processes: bool = True,
+                 events_file: str | None = None,
+                 sink: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.interval = interval
+        self.max_samples = max_samples
+        self.pcie = pcie
+        self.process_utilization = process_utilization
+        self.graphics_processes = graphics_processes
+        self.events_file = events_file
+        self.sink = sink
 
 
 class SpreadSamples:
@@ -125,29 +132,38 @@ class Totals:
         }
 
 
-def job_processes(root: int) -> set[int]:
-    """``root`` and its descendants, from /proc (empty where /proc is missing)."""
-    children: dict[int, list[int]] = {}
+def _parent(pid: int) -> int | None:
     try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return set()
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(parent, []).append(int(entry))
-    found, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(children.get(pid, []))
-    return found
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class JobProcesses:
+    """Whether a PID belongs to the job's process tree, by walking its parents in /proc.
+
+    Answers are cached per PID: a GPU process is looked up once, not at every sample.
+    """
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self._known: dict[int, bool] = {root: True}
+
+    def __contains__(self, pid: int) -> bool:
+        path = []
+        while pid not in self._known:
+            path.append(pid)
+            parent = _parent(pid)
+            if parent is None or parent <= 1:
+                pid, answer = -1, False
+                break
+            pid = parent
+        else:
+            answer = self._known[pid]
+        for visited in path:
+            self._known[visited] = answer
+        return answer
 
 
 class Monitor:
@@ -164,6 +180,7 @@ class Monitor:
         self._disabled_reason = disabled_reason
         self._environ = dict(environ)
         self.job_pid = job_pid
+        self._job_processes = JobProcesses(job_pid)
         self.environment: dict[str, Any] = {}
         self.samples = SpreadSamples(options.max_samples)
         self.totals: dict[int, Totals] = {}
@@ -247,7 +264,7 @@ class Monitor:
     def _context(self) -> dict[str, Any]:
         context = {name: self._environ[var] for var, name in CONTEXT_VARIABLES.items()
                    if self._environ.get(var)}
-        context["hostname"] = socket.gethostname()
+        context["hostname"] = os.uname().nodename
         return context
 
     def take_sample(self) -> list[dict[str, Any]]:
@@ -273,10 +290,9 @@ class Monitor:
                  for key in ("compute_procs", "graphics_procs", "proc_samples")]
         if not any(lists):
             return
-        mine = job_processes(self.job_pid)
         for processes in lists:
             for process in processes or []:
-                process["in_job"] = process["pid"] in mine
+                process["in_job"] = process["pid"] in self._job_processes
 
     def maxima(self) -> dict[str, Any]:
         return {"event": "kickstart.inv.gpu.stats.max", "timestamp": int(time.time()),
@@ -286,8 +302,10 @@ class Monitor:
     def _emit(self, event: dict[str, Any]) -> None:
         if self.options.events_file is not None:
             try:
+                import json
+
                 if self._events_file is None:
-                    self._events_file = self.options.events_file.open("a")
+                    self._events_file = open(self.options.events_file, "a")  # noqa: SIM115
                 self._events_file.write(json.dumps(event) + "\n")
                 self._events_file.flush()
             except OSError as error:
@@ -302,6 +320,8 @@ class Monitor:
 
     def finish(self) -> dict[str, Any]:
         """The three events for the record (call after :meth:`stop`)."""
+        if self._nvml is not None and self._nvml.missing:
+            self.problems.append("this NVML lacks " + ", ".join(sorted(self._nvml.missing)))
         maxima = self.maxima()
         self._emit(maxima)
         if self._events_file is not None:

@@ -1,17 +1,16 @@
 """Guarded NVML access, in the manner of nvitop's ``libnvml``.
 
 Every call goes through :meth:`Nvml.query`: NVML is initialised lazily, any NVML error (or a
-function this NVML lacks) becomes an :class:`Unavailable` carrying the reason, bytes are decoded,
-and no exception escapes. :class:`Device` hides NVML's quirks from the sampler.
+function this NVML lacks, noted once in ``missing``) becomes an :class:`Unavailable` carrying
+the reason, bytes are decoded, and no exception escapes. :class:`Device` hides NVML's quirks
+from the sampler.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-from typing import Any
-
-log = logging.getLogger("kickstart_gpu")
+TYPE_CHECKING = False  # typing, dataclasses and logging would slow the sidecar's start
+if TYPE_CHECKING:
+    from typing import Any
 
 # NVML enum values (the C ABI; stable across driver versions)
 TEMPERATURE_GPU = 0
@@ -20,14 +19,19 @@ PCIE_TX_BYTES, PCIE_RX_BYTES = 0, 1
 COMPUTE_MODES = {0: "Default", 1: "Exclusive_Thread", 2: "Prohibited", 3: "Exclusive_Process"}
 
 
-@dataclass(frozen=True)
 class Unavailable:
     """A value NVML could not give, and why."""
 
-    reason: str
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
     def __bool__(self) -> bool:
         return False
+
+    def __repr__(self) -> str:
+        return f"Unavailable({self.reason!r})"
 
 
 def _decode(value: Any) -> Any:
@@ -50,7 +54,7 @@ class Nvml:
         self.library = library
         self._initialized: bool | None = None
         self.init_error: str | None = None
-        self._missing: set[str] = set()
+        self.missing: set[str] = set()  # functions this NVML lacks, reported once
 
     def init(self) -> bool:
         if self._initialized is None:
@@ -68,9 +72,7 @@ class Nvml:
             return Unavailable(f"NVML not initialised: {self.init_error}")
         call = getattr(self.library, function, None)
         if call is None:
-            if function not in self._missing:
-                self._missing.add(function)
-                log.debug("NVML has no %s", function)
+            self.missing.add(function)
             return Unavailable(f"{function} is not in this NVML")
         try:
             return _decode(call(*args))

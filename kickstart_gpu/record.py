@@ -19,10 +19,11 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
-from pathlib import Path
-from typing import Any, Mapping
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 MARKER = "---------------pegasus-multipart"
 # the text Pegasus.exitcode looks for anywhere in a .out file
@@ -54,14 +55,16 @@ def write_record(events: Mapping[str, Any], output: str | None,
         return output
     directory = environ.get("PEGASUS_MULTIPART_DIR")
     if directory:
-        Path(directory).mkdir(parents=True, exist_ok=True)
+        import tempfile
+
+        os.makedirs(directory, exist_ok=True)
         # complete or absent: written aside, then renamed into the directory PegasusLite reads
         fd, temporary = tempfile.mkstemp(dir=directory, prefix=".gpu-", suffix=".tmp")
         with os.fdopen(fd, "w") as handle:
             handle.write(entries)
-        final = Path(directory) / f"{int(time.time())}-{os.getpid()}-gpu"
+        final = os.path.join(directory, f"{int(time.time())}-{os.getpid()}-gpu")
         os.replace(temporary, final)
-        return str(final)
+        return final
     sys.stdout.flush()
     sys.stdout.write(f"\n{MARKER}\n{entries}")
     sys.stdout.flush()

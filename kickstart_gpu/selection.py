@@ -10,22 +10,24 @@ instance is monitored through its parent GPU, whose event names the instance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
-
 from .nvml import Nvml, Unavailable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Mapping
 
 NO_GPU = {"", "none", "void", "nodevfiles"}
 
 
-@dataclass(frozen=True)
 class Selection:
     """NVML indices to monitor, the MIG instance per index, and how they were chosen."""
 
-    indices: list[int]
-    mig: dict[int, str]
-    source: str
-    problems: list[str]
+    def __init__(self, indices: list[int], mig: dict[int, str], source: str,
+                 problems: list[str]) -> None:
+        self.indices = indices
+        self.mig = mig
+        self.source = source
+        self.problems = problems
 
 
 def select(nvml: Nvml, environ: Mapping[str, str]) -> Selection:

@@ -166,18 +166,18 @@ def test_options_stop_at_the_first_word_that_is_not_one(tmp_path):
 
 
 def test_the_job_starts_before_pynvml_is_imported(tmp_path):
+    """A stand-in pynvml, imported inside the sidecar, lists the sidecar's children."""
     shim = tmp_path / "shim"
     shim.mkdir()
     (shim / "pynvml.py").write_text(
-        "import time\nopen(__file__ + '.imported', 'w').write(repr(time.time()))\n"
+        "import glob\n"
+        "children = [open(f).read().split() for f in glob.glob('/proc/self/task/*/children')]\n"
+        "open(__file__ + '.children', 'w').write(' '.join(sum(children, [])))\n"
         "raise ImportError('shim')\n")
-    started = tmp_path / "started"
-    result = sidecar("--backend", "nvml", "--", sys.executable, "-c",
-                     f"import time; open({str(started)!r}, 'w').write(repr(time.time()))",
-                     env={"PYTHONPATH": str(shim)})
+    result = sidecar("--backend", "nvml", "--", "sleep", "0.5", env={"PYTHONPATH": str(shim)})
     assert result.returncode == 0
-    imported = float(Path(str(shim / "pynvml.py") + ".imported").read_text())
-    assert float(started.read_text()) <= imported
+    children = Path(str(shim / "pynvml.py") + ".children").read_text().split()
+    assert len(children) == 1  # the job was already running when pynvml was imported
     assert "no NVML: ImportError" in block(result.stdout.decode())[
         "kickstart.inv.gpu.environment"]["reason"]
 
