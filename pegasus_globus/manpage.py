@@ -17,6 +17,7 @@ COMMANDS = {
     "pegasus-globus-online-init": "pegasus_globus.online_init:_parser",
     "pegasus-globus-online": "pegasus_globus.online:_parser",
     "pegasus-kickstart-gpu": "kickstart_gpu.cli:_parser",
+    "pegasus-globus-timer": "pegasus_globus.timers.cli:_parser",
 }
 
 

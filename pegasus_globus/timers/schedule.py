@@ -1,0 +1,109 @@
+"""Intervals, dates and transfer items, in the forms the Globus Timer CLI accepts."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+from pathlib import Path
+
+MIN_INTERVAL = 60
+_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_INTERVAL = re.compile(r"(\d+)\s*([wdhms])")
+SYNC_LEVELS = ("exists", "size", "mtime", "checksum")
+
+
+def parse_interval(text: str) -> int:
+    """Seconds from ``3600``, ``1d``, ``8h``, ``1h30m``, ``2w`` or ``1d 12h``; at least 60.
+
+    :raises ValueError: saying what is accepted
+    """
+    text = str(text).strip().lower()
+    if text.isdigit():
+        seconds = int(text)
+    else:
+        parts = _INTERVAL.findall(text)
+        if not parts or _INTERVAL.sub("", text).strip():
+            raise ValueError(f"'{text}' is not an interval: use seconds or forms like 1d, 8h, "
+                             "1h30m, 2w")
+        seconds = sum(int(number) * _UNITS[unit] for number, unit in parts)
+    if seconds < MIN_INTERVAL:
+        raise ValueError(f"interval '{text}' is {seconds} s: Globus Timers need at least "
+                         f"{MIN_INTERVAL} s")
+    return seconds
+
+
+def format_interval(seconds: float) -> str:
+    seconds = int(seconds)
+    parts = []
+    for unit, size in _UNITS.items():
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
+def parse_datetime(text: str) -> dt.datetime:
+    """A date (``2026-11-21``) or date-time (``2026-11-21T12:34:56[+01:00]``), aware.
+
+    Without a zone it is local time, as the legacy CLI took it.
+    """
+    text = str(text).strip()
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"'{text}' is not a date or date-time: use YYYY-MM-DD or "
+                         "YYYY-MM-DDTHH:MM:SS, optionally with a zone like +00:00") from None
+    return value if value.tzinfo else value.astimezone()  # naive: local time
+
+
+def utc_iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_bool(text: str | bool, what: str = "value") -> bool:
+    if isinstance(text, bool):
+        return text
+    lowered = str(text).strip().lower()
+    if lowered in ("true", "yes", "1", "on"):
+        return True
+    if lowered in ("false", "no", "0", "off"):
+        return False
+    raise ValueError(f"{what} '{text}' is not true or false")
+
+
+def parse_sync_level(text: str) -> str:
+    lowered = str(text).strip().lower()
+    numeric = {"0": "exists", "1": "size", "2": "mtime", "3": "checksum"}
+    if lowered in numeric:
+        return numeric[lowered]
+    if lowered not in SYNC_LEVELS:
+        raise ValueError(f"sync level '{text}': use one of {', '.join(SYNC_LEVELS)} (or 0-3)")
+    return lowered
+
+
+def read_items_file(path: str | Path) -> list[tuple[str, str, bool]]:
+    """The legacy CLI's items file: ``source, destination, true|false`` lines, ``#`` comments.
+
+    :raises ValueError: naming the file, line and problem
+    """
+    items = []
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise ValueError(f"cannot read items file {path}: {error.strerror}") from None
+    for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        values = [value.strip() for value in row]
+        if len(values) != 3:
+            raise ValueError(f"{path}, line {number}: expected 'source, destination, "
+                             f"true|false', found {len(values)} value(s)")
+        try:
+            recursive = parse_bool(values[2], "recursive")
+        except ValueError as error:
+            raise ValueError(f"{path}, line {number}: {error}") from None
+        items.append((values[0], values[1], recursive))
+    if not items:
+        raise ValueError(f"items file {path} lists no items")
+    return items
