@@ -18,14 +18,15 @@ STOP_TIMEOUT = 10.0  # seconds the last sample may take before the record is wri
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pegasus-kickstart-gpu",
-        usage="%(prog)s [options] [--] COMMAND [ARGS...]",
+        usage="%(prog)s [options] [--] COMMAND [ARGS...]\n       %(prog)s report PATH...",
         description="Runs COMMAND (typically pegasus-kickstart and the job, as Pegasus' "
         "gridstart.launcher), samples the job's NVIDIA GPUs through NVML and, when the job "
         "ends, appends the GPU inventory, samples and maxima to the job's record as a "
         "pegasus-multipart block. The job runs exactly as without it: same exit status, "
         "signals, input and output.",
         epilog="Options stop at the first word that is not one, so everything after it is "
-        "the command. GPUs: CUDA_VISIBLE_DEVICES, else NVIDIA_VISIBLE_DEVICES, else all.",
+        "the command. GPUs: CUDA_VISIBLE_DEVICES, else NVIDIA_VISIBLE_DEVICES, else all. "
+        "'report PATH...' summarises the GPU use of a run's records (see report --help).",
     )
     parser.add_argument("--interval", type=float, default=10.0, metavar="SECONDS",
                         help="seconds between samples, 1 to 3600 (default: 10)")
@@ -99,6 +100,11 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"]:  # a job named "report" runs as: pegasus-kickstart-gpu -- report
+        from .report import main as report
+
+        sys.exit(report(argv[1:]))
     parser = _parser()
     args = parser.parse_args(argv)
     _check(parser, args)

@@ -186,6 +186,8 @@ class Monitor:
         self.totals: dict[int, Totals] = {}
         self.devices: list[Device] = []
         self.problems: list[str] = []
+        self._job_started = time.monotonic()  # made right after the job was spawned
+        self._job_ended: float | None = None
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._nvml: Nvml | None = None
@@ -197,6 +199,7 @@ class Monitor:
 
     def stop(self, timeout: float) -> bool:
         """Ask for the last sample and wait for it; says whether the thread finished."""
+        self._job_ended = time.monotonic()
         self._stop.set()
         return self._stopped.wait(timeout)
 
@@ -295,7 +298,9 @@ class Monitor:
                 process["in_job"] = process["pid"] in self._job_processes
 
     def maxima(self) -> dict[str, Any]:
+        ended = self._job_ended or time.monotonic()
         return {"event": "kickstart.inv.gpu.stats.max", "timestamp": int(time.time()),
+                "duration": round(ended - self._job_started, 3),  # the job's run, seconds
                 "devices": [{**device.identity(), **self.totals[device.index].summary()}
                             for device in self.devices]}
 

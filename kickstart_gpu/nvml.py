@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 TEMPERATURE_GPU = 0
 CLOCKS = {"gpu": 0, "sm": 1, "mem": 2, "video": 3}  # NVML_CLOCK_GRAPHICS, SM, MEM, VIDEO
 PCIE_TX_BYTES, PCIE_RX_BYTES = 0, 1
+# clock event (throttle) reasons that cost performance: SW power cap, HW slowdown, SW and HW
+# thermal slowdown, HW power brake
+THROTTLE_MASK = 0x04 | 0x08 | 0x20 | 0x40 | 0x80
 COMPUTE_MODES = {0: "Default", 1: "Exclusive_Thread", 2: "Prohibited", 3: "Exclusive_Process"}
 
 
@@ -165,6 +168,10 @@ class Device:
         readings.set("gpu_utilization", rates, lambda r: r.gpu)
         for name, clock in CLOCKS.items():
             readings.set(f"{name}_clock", query("nvmlDeviceGetClockInfo", handle, clock))
+        reasons = query("nvmlDeviceGetCurrentClocksEventReasons", handle)
+        if isinstance(reasons, Unavailable) and "not in this NVML" in reasons.reason:
+            reasons = query("nvmlDeviceGetCurrentClocksThrottleReasons", handle)  # older NVML
+        readings.set("throttle_reasons", reasons)
         readings.set("compute_procs", query("nvmlDeviceGetComputeRunningProcesses", handle),
                      _processes)
         if graphics_processes:

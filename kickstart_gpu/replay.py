@@ -15,7 +15,7 @@ Trace format (JSON, ``"format": "pegasus-kickstart-gpu-trace", "version": 1``)::
                   "devices": [{"temp": C, "power": mW, "energy": mJ since driver load,
                                "memory_used": bytes, "bar1_used": bytes, "gpu_util": %,
                                "mem_util": %, "clocks": [graphics, sm, mem, video] MHz,
-                               "pcie_rx": KB/s, "pcie_tx": KB/s,
+                               "pcie_rx": KB/s, "pcie_tx": KB/s, "throttle": bitmask,
                                "compute_procs": [[pid, bytes or null]], "graphics_procs": [...],
                                "proc_util": [[pid, sm %, mem %, enc %, dec %]],
                                "errors": {"nvmlDeviceGetTemperature": "GPU_IS_LOST"}}]}]}
@@ -200,6 +200,10 @@ class TraceLibrary:
 
     def nvmlDeviceGetClockInfo(self, handle: int, clock: int) -> int:
         return int(self._device(handle, "nvmlDeviceGetClockInfo")[1]["clocks"][clock])
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: int) -> int:
+        return int(self._device(handle, "nvmlDeviceGetCurrentClocksEventReasons")[1]
+                   .get("throttle", 0))
 
     def nvmlDeviceGetPcieThroughput(self, handle: int, counter: int) -> int:
         now = self._device(handle, "nvmlDeviceGetPcieThroughput")[1]

@@ -50,6 +50,8 @@ for t in range(121):
             "compute_procs": [[0, memory - int(0.9 * GIB)]] if t >= 5 and (index == 0 or busy)
             else [],
             "graphics_procs": [],
+            # GPU 0 hits its power cap (0x4) in the hottest stretch of training
+            "throttle": 0x4 if index == 0 and 60 <= t < 75 else 0,
             "proc_util": [[0, int(load * 100), int(load * 62), 0, 0]] if busy else [],
         }
         if index == 0:

@@ -1,0 +1,70 @@
+"""Figures for ``report --plot`` (matplotlib, an optional extra)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+TIMELINE_JOBS = 6  # the busiest jobs by GPU-hours get a time line each
+
+
+def draw(jobs: list[Any], summary: dict[str, Any], path: str) -> list[str]:
+    """Write the run's summary to ``path`` and job time lines beside it; returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    written = [_summary(plt, jobs, summary, path)]
+    busiest = sorted((j for j in jobs if j.timeline), key=lambda j: -j.gpu_hours)[:TIMELINE_JOBS]
+    if busiest:
+        stem, extension = os.path.splitext(path)
+        written.append(_timelines(plt, busiest, f"{stem}-timelines{extension or '.png'}"))
+    return written
+
+
+def _summary(plt: Any, jobs: list[Any], summary: dict[str, Any], path: str) -> str:
+    shown = sorted(jobs, key=lambda j: -j.gpu_hours)[:20]
+    names = [j.job for j in shown]
+    figure, (hours, energy) = plt.subplots(1, 2, figsize=(11, 0.35 * len(shown) + 2.2),
+                                           sharey=True)
+    busy = [max(0.0, j.gpu_hours - j.idle_gpu_hours) for j in shown]
+    idle = [j.idle_gpu_hours for j in shown]
+    hours.barh(names, busy, color="#2a7ab9", label="busy")
+    hours.barh(names, idle, left=busy, color="#e8a33d", label="allocated, idle")
+    hours.set_xlabel("GPU-hours")
+    hours.invert_yaxis()
+    hours.legend(loc="lower right", fontsize=8)
+    energy.barh(names, [(j.energy_kwh or 0) * 1000 for j in shown], color="#5b9a4a")
+    energy.set_xlabel("energy (Wh)")
+    total = summary.get("energy_kwh")
+    figure.suptitle(f"GPU use: {summary['gpu_hours']:.3f} GPU-h, "
+                    f"{summary['idle_gpu_hours']:.3f} idle"
+                    + (f", {total * 1000:.1f} Wh" if total else ""), fontsize=11)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def _timelines(plt: Any, jobs: list[Any], path: str) -> str:
+    figure, axes = plt.subplots(len(jobs), 3, figsize=(12, 2.1 * len(jobs)), squeeze=False)
+    for row, job in zip(axes, jobs):
+        for device, samples in job.timeline.items():
+            start = samples[0][0]
+            times = [s[0] - start for s in samples]
+            label = str(device)[:12]
+            row[0].plot(times, [s[1] for s in samples], label=label)
+            row[1].plot(times, [(s[2] or 0) / 2 ** 30 for s in samples], label=label)
+            row[2].plot(times, [(s[3] or 0) / 1000 for s in samples], label=label)
+        for axis, title in zip(row, ("GPU utilisation %", "memory GiB", "power W")):
+            axis.set_title(f"{job.job}: {title}", fontsize=8)
+            axis.tick_params(labelsize=7)
+        row[0].set_ylim(0, 105)
+        row[0].legend(fontsize=6)
+    for axis in axes[-1]:
+        axis.set_xlabel("seconds since start", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path
