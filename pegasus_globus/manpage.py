@@ -18,6 +18,7 @@ COMMANDS = {
     "pegasus-globus-online": "pegasus_globus.online:_parser",
     "pegasus-kickstart-gpu": "kickstart_gpu.cli:_parser",
     "pegasus-globus-timer": "pegasus_globus.timers.cli:_parser",
+    "pegasus-globus-setup": "pegasus_globus.setup_cli:_parser",
 }
 
 
