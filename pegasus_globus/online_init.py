@@ -166,7 +166,7 @@ def status_report(store: TokenStore) -> dict[str, Any]:
     """What ``--status`` shows, as data: the same for text and JSON output."""
     parser = store.read()
     tokens = store.tokens(parser)
-    meta = store.meta()
+    meta = store.meta(parser)
     collections = meta.get("collections", "").split()
     report: dict[str, Any] = {
         "config": str(store.path), "exists": store.path.exists(), "mode": None,

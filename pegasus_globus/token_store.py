@@ -98,15 +98,20 @@ class TokenStore:
 
     def read(self) -> configparser.RawConfigParser:
         """The parsed file (empty when missing); a clear error when unreadable or damaged."""
-        parser = configparser.RawConfigParser()
+        return self._parse(self._text())
+
+    def _text(self) -> str:
         try:
-            text = self.path.read_text()
+            return self.path.read_text()
         except FileNotFoundError:
-            return parser
+            return ""
         except (OSError, UnicodeDecodeError) as error:
             raise TokenStoreError(f"cannot read {self.path} ({error.__class__.__name__}: "
                                   f"{getattr(error, 'strerror', None) or error}): fix its "
                                   f"permissions, or remove it and run {INIT_COMMAND}") from None
+
+    def _parse(self, text: str) -> configparser.RawConfigParser:
+        parser = configparser.RawConfigParser()
         try:
             parser.read_string(text, source=str(self.path))
         except configparser.Error as error:
@@ -148,8 +153,8 @@ class TokenStore:
     def token(self, server: str) -> StoredToken | None:
         return self.tokens().get(server)
 
-    def meta(self) -> dict[str, str]:
-        parser = self.read()
+    def meta(self, parser: configparser.RawConfigParser | None = None) -> dict[str, str]:
+        parser = parser or self.read()
         return dict(parser.items(META_SECTION)) if parser.has_section(META_SECTION) else {}
 
     # -- writing ---------------------------------------------------------------------------
@@ -169,11 +174,8 @@ class TokenStore:
     def update(self, changes: Changes) -> None:
         """Apply ``changes`` (see :func:`update_ini`) under the lock, atomically, mode 0600."""
         with self.locked():
-            self.read()  # refuse to build on a damaged file
-            try:
-                text = self.path.read_text()
-            except FileNotFoundError:
-                text = ""
+            text = self._text()
+            self._parse(text)  # refuse to build on a damaged file
             self._write(update_ini(text, changes))
 
     def save_tokens(self, tokens: Iterable[StoredToken], client_id: str | None = None,
@@ -190,15 +192,16 @@ class TokenStore:
     def remove_tokens(self) -> list[StoredToken]:
         """Forget every token (keeping everything else in the file); returns what was removed."""
         with self.locked():
-            parser = self.read()
+            text = self._text()
+            parser = self._parse(text)
             removed = list(self.tokens(parser).values())
             changes: dict[str, Any] = {_section(t.resource_server): None for t in removed
                                        if t.resource_server != TRANSFER_RS}
             changes[STOCK_SECTION] = dict.fromkeys(
                 ("transfer_at", "transfer_at_exp", "transfer_rt", "transfer_scopes"))
             changes[META_SECTION] = None
-            if self.path.exists():
-                self._write(update_ini(self.path.read_text(), changes))
+            if text:
+                self._write(update_ini(text, changes))
         return removed
 
     def _ensure_directory(self) -> None:

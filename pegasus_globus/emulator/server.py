@@ -84,9 +84,13 @@ class Emulator:
         """The variables that point globus-sdk at this emulator."""
         return {f"GLOBUS_SDK_SERVICE_URL_{name}": self.url for name in SERVICES}
 
-    def start(self) -> Emulator:
+    def _begin(self) -> None:
+        """Restart unfinished tasks and the timers' scheduler, before serving."""
         self.transfer.resume_unfinished()
         self.timers.start()
+
+    def start(self) -> Emulator:
+        self._begin()
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(POLL_SECONDS,),
                                         name="emulator-http", daemon=True)
         self._thread.start()
@@ -94,8 +98,7 @@ class Emulator:
 
     def serve_forever(self) -> None:
         """Serve in this thread until :meth:`shutdown` is called from another."""
-        self.transfer.resume_unfinished()
-        self.timers.start()
+        self._begin()
         self._httpd.serve_forever(POLL_SECONDS)
 
     def shutdown(self) -> None:

@@ -9,7 +9,7 @@ from typing import Mapping
 SYNC_LEVELS = ("exists", "size", "mtime", "checksum")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
-# variable -> (field, parser description)
+# environment variable -> TransferOptions field
 VARIABLES = {
     "PEGASUS_GLOBUS_SYNC_LEVEL": "sync_level",
     "PEGASUS_GLOBUS_VERIFY_CHECKSUM": "verify_checksum",
