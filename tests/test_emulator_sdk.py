@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 import uuid
@@ -127,14 +128,39 @@ def test_recursive_transfer_copies_the_tree(emulator, transfer_client, collectio
     assert (out / "deep" / "b.txt").read_text() == "beta"
 
 
-def test_missing_source_fails_the_task_with_an_error_event(transfer_client, collections):
+def test_missing_source_keeps_the_task_active_and_retried_as_globus_does(
+        emulator, transfer_client, collections):
+    """Globus keeps such a task ACTIVE with nice_status FILE_NOT_FOUND and error events, and
+    tries again until the deadline: a file that appears meanwhile is transferred."""
     source, destination = collections
-    task_id = transfer(transfer_client, source, destination, ("/nope.txt", "/~/x"))["task_id"]
+    task_id = transfer(transfer_client, source, destination, ("/late.txt", "/~/late"))["task_id"]
+    task = wait_for(lambda: (doc := transfer_client.get_task(task_id).data)["nice_status"]
+                    == "FILE_NOT_FOUND" and doc)
+    assert task["status"] == "ACTIVE" and task["fatal_error"] is None
+    assert "/late.txt" in task["nice_status_details"]
+    events = list(transfer_client.task_event_list(task_id, query_params={"filter": "is_error:1"}))
+    assert events and all(e["code"] == "FILE_NOT_FOUND" for e in events)
+    (emulator.collection_path(source) / "late.txt").write_text("late")
+    assert wait_task(transfer_client, task_id)["status"] == "SUCCEEDED"
+    assert (emulator.collection_path(destination) / "late").read_text() == "late"
+
+
+def test_the_deadline_ends_a_task_that_keeps_failing(transfer_client, collections):
+    source, destination = collections
+    deadline = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)).isoformat()
+    task_id = transfer(transfer_client, source, destination, ("/nope.txt", "/~/x"),
+                       deadline=deadline)["task_id"]
     task = wait_task(transfer_client, task_id)
-    assert task["status"] == "FAILED"
-    assert task["fatal_error"]["code"] == "FILE_NOT_FOUND"
-    events = list(transfer_client.task_event_list(task_id))
-    assert any(e["is_error"] and e["code"] == "FILE_NOT_FOUND" for e in events)
+    assert task["status"] == "FAILED" and task["fatal_error"]["code"] == "DEADLINE"
+    assert "No such file" in task["fatal_error"]["description"]
+
+
+def test_skip_source_errors_skips_a_missing_source(transfer_client, collections):
+    source, destination = collections
+    task_id = transfer(transfer_client, source, destination, ("/nope.txt", "/~/x"),
+                       ("/inputs/a.txt", "/~/a"), skip_source_errors=True)["task_id"]
+    task = wait_task(transfer_client, task_id)
+    assert task["status"] == "SUCCEEDED" and task["files_skipped"] == 1
 
 
 def test_repeated_submission_id_returns_the_original_task(emulator, transfer_client, collections):
@@ -220,11 +246,16 @@ def test_consent_required_collection_needs_the_data_access_dependency(emulator, 
     assert wait_task(consented, task_id)["status"] == "SUCCEEDED"
 
 
-def test_permission_denied_collection_fails_the_task(emulator, transfer_client, collections):
+def test_permission_denied_is_retried_until_the_deadline(emulator, transfer_client,
+                                                         collections):
     source, destination = collections
     emulator.mark_collection(source, permission_denied=True)
-    task_id = transfer(transfer_client, source, destination, ("/inputs/a.txt", "/~/a"))["task_id"]
-    assert wait_task(transfer_client, task_id)["fatal_error"]["code"] == "PERMISSION_DENIED"
+    deadline = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)).isoformat()
+    task_id = transfer(transfer_client, source, destination, ("/inputs/a.txt", "/~/a"),
+                       deadline=deadline)["task_id"]
+    wait_for(lambda: transfer_client.get_task(task_id)["nice_status"] == "PERMISSION_DENIED")
+    assert transfer_client.get_task(task_id)["status"] == "ACTIVE"
+    assert wait_task(transfer_client, task_id)["fatal_error"]["code"] == "DEADLINE"
 
 
 def test_faults_never_duplicate_a_task_or_lose_an_item(emulator, transfer_client, collections):

@@ -100,14 +100,20 @@ def test_remove_honours_recursive_and_ignores_what_is_gone(world):
     assert not (world.dst_root / "tree").exists()
 
 
-def test_failing_source_exits_non_zero_with_the_reason(world):
+def test_a_missing_source_fails_fast_and_cancels_the_task(world):
+    """Globus would keep the task ACTIVE until its deadline (24 h): give up after the grace."""
     (world.src_root / "ok.txt").write_text("ok")
+    started = time.monotonic()
     result = world.run("transfer", world.transfer_spec(("/ok.txt", "/~/ok.txt"),
-                                                       ("/missing.txt", "/~/m.txt")))
+                                                       ("/missing.txt", "/~/m.txt")),
+                       PEGASUS_GLOBUS_PATH_ERROR_GRACE="1")
     assert result.returncode == 1
+    assert time.monotonic() - started < 60
     errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
     assert any("FILE_NOT_FOUND" in line and "/missing.txt" in line for line in errors)
     assert errors[-1].split("ERROR:", 1)[1].strip().startswith("transfer of 2 item(s)")
+    assert "cancelled" in result.stderr
+    assert [task["fatal_error"]["code"] for task in world.tasks()] == ["CANCELED"]
 
 
 def test_consent_required_names_the_fix(world):
@@ -179,6 +185,35 @@ def test_a_bad_option_is_a_one_line_error(world, variable, value):
     assert world.tasks() == []
 
 
+@pytest.mark.parametrize("recursive", ["False", "false", False])
+def test_the_planners_string_false_never_deletes_a_tree(world, recursive):
+    """pegasus-plan writes "recursive": "False" in remove specs (seen with Pegasus 5.1.2)."""
+    (world.dst_root / "tree" / "deep").mkdir(parents=True)
+    (world.dst_root / "tree" / "deep" / "f").write_text("f")
+    result = world.run("remove", world.spec(endpoint=world.destination, recursive=recursive,
+                                            files=["/~/tree"]))
+    assert result.returncode == 1 and "DIRECTORY_NOT_EMPTY" in result.stderr
+    assert (world.dst_root / "tree" / "deep" / "f").exists()
+
+
+def test_the_planners_string_true_removes_a_tree(world):
+    (world.dst_root / "tree" / "deep").mkdir(parents=True)
+    result = world.run("remove", world.spec(endpoint=world.destination, recursive="True",
+                                            files=["/~/tree"]))
+    assert result.returncode == 0, result.stderr
+    assert not (world.dst_root / "tree").exists()
+
+
+@pytest.mark.parametrize("recursive", ["yes", 1, None, "Falsch"])
+def test_any_other_recursive_value_is_refused_naming_the_key(world, recursive):
+    (world.dst_root / "tree").mkdir()
+    result = world.run("remove", world.spec(endpoint=world.destination, recursive=recursive,
+                                            files=["/~/tree"]))
+    assert result.returncode == 2 and "'recursive'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert world.tasks() == [] and (world.dst_root / "tree").exists()
+
+
 @pytest.mark.parametrize("content,message", [
     ("{broken", "not valid JSON"),
     ('{"client_id": "c", "transfer_at": "a", "files": [{"src": "/a", "dst": "/b"}],'
@@ -217,7 +252,8 @@ def test_an_expired_unrefreshable_token_names_the_fix(world):
 
 # -- stock pegasus-transfer (pegasus-wms.worker 5.1.3) driving our handler -----------------
 
-def pegasus_transfer(world: World, entries: list[dict[str, Any]]) -> subprocess.CompletedProcess:
+def pegasus_transfer(world: World, entries: list[dict[str, Any]],
+                     **environment: str) -> subprocess.CompletedProcess:
     import Pegasus
 
     script = Path(Pegasus.__file__).parent / "cli" / "pegasus-transfer.py"
@@ -225,7 +261,7 @@ def pegasus_transfer(world: World, entries: list[dict[str, Any]]) -> subprocess.
     listing.write_text(json.dumps(entries))
     handler_dir = Path(sys.executable).parent  # where pip put our pegasus-globus-online
     assert (handler_dir / "pegasus-globus-online").exists()
-    env = {**world.env, "PATH": f"{handler_dir}:{world.env['PATH']}"}
+    env = {**world.env, "PATH": f"{handler_dir}:{world.env['PATH']}", **environment}
     return subprocess.run([sys.executable, str(script), "--file", str(listing),
                            "--max-attempts", "1", "--threads", "1"], capture_output=True, text=True,
                           timeout=300, env=env)
@@ -262,7 +298,7 @@ def test_a_failing_go_transfer_fails_pegasus_transfer(world):
                 "src_urls": [go(world.source, "/missing")],
                 "dest_urls": [go(world.destination, "/~/x")]}]
     started = time.monotonic()
-    result = pegasus_transfer(world, entries)
+    result = pegasus_transfer(world, entries, PEGASUS_GLOBUS_PATH_ERROR_GRACE="1")
     assert result.returncode != 0
     assert "FILE_NOT_FOUND" in result.stdout + result.stderr
     assert time.monotonic() - started < 300

@@ -8,6 +8,7 @@ import sys
 import threading
 from types import FrameType
 
+from .errors import ApiError
 from .server import DEFAULT_TOKEN_LIFETIME, Emulator
 
 
@@ -37,10 +38,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--task-latency", type=float, default=0.0, metavar="SECONDS",
                         help="real seconds before a task starts, as a real service takes a "
                         "moment to pick one up (default: 0)")
+    parser.add_argument("--collection", action="append", default=[], metavar="UUID=DIR",
+                        help="serve collection UUID from the existing directory DIR, as Globus "
+                        "Connect exposes a path (repeatable); other collections live under "
+                        "ROOT/collections/")
     for flag in ("consent-required", "permission-denied", "inactive"):
         parser.add_argument(f"--{flag}", action="append", default=[], metavar="UUID",
                             help=f"mark a collection as {flag.replace('-', ' ')} (repeatable)")
     return parser
+
+
+def _mapping(text: str) -> tuple[str, str]:
+    collection, equals, directory = text.partition("=")
+    if not equals or not directory:
+        raise ValueError(f"--collection {text!r}: give UUID=DIR, e.g. "
+                         "--collection 6f2a4d2e-0a8e-4c4c-9a51-1c2b9f0e7a11=/scratch/run")
+    return collection, directory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,11 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         emulator = Emulator(args.root, host=args.host, port=args.port,
                             time_scale=args.time_scale, fault_rate=args.fault_rate,
                             seed=args.seed, token_lifetime=args.token_lifetime,
-                            bandwidth=args.bandwidth, task_latency=args.task_latency)
+                            bandwidth=args.bandwidth, task_latency=args.task_latency,
+                            collections=dict(_mapping(text) for text in args.collection))
         for flag in ("consent_required", "permission_denied", "inactive"):
             for collection in getattr(args, flag):
                 emulator.mark_collection(collection, **{flag: True})
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ApiError) as error:
         print(f"pegasus-globus-emulator: {error}", file=sys.stderr)
         return 2
 

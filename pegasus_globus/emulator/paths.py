@@ -18,18 +18,12 @@ def collection_id(text: str) -> str:
                        f"Invalid endpoint/collection id '{text}': not a UUID") from None
 
 
-def collection_root(root: Path, collection: str) -> Path:
-    return root / "collections" / collection_id(collection)
+def resolve(base: Path, path: str) -> Path:
+    """The local file behind ``path`` on the collection whose files live in ``base``.
 
-
-def resolve(root: Path, collection: str, path: str) -> Path:
-    """The local file behind ``path`` on ``collection``.
-
-    Absolute paths map below the collection's directory and ``/~/`` is that directory itself.
-    Anything that would leave it (``..`` past the top, or a symbolic link pointing out) is
-    refused.
+    Absolute paths map below ``base`` and ``/~/`` is ``base`` itself. Anything that would
+    leave it (``..`` past the top, or a symbolic link pointing out) is refused.
     """
-    base = collection_root(root, collection)
     if not path.startswith(("/", "~")):
         raise ApiError(400, "ClientError.BadRequest", f"Path '{path}' must be absolute")
     parts: list[str] = []

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from .auth import AuthService
 from .clock import ScaledClock
 from .errors import ApiError, error_body, service_of
-from .paths import collection_id
+from .paths import collection_id, resolve
 from .state import StateStore
 from .timers import TimersService
 from .transfer import TransferService
@@ -43,12 +43,16 @@ class Emulator:
     :param bandwidth: emulated transfer rate in bytes per emulated second; 0 is unlimited
     :param task_latency: real seconds a task waits before it starts, as a real service takes
         a moment to pick a task up; 0 starts at once
+    :param collections: collections served from existing directories, ``{uuid: directory}``,
+        as Globus Connect exposes a path (a site's shared scratch, say); every other
+        collection lives in ``root/collections/<uuid>/``
     """
 
     def __init__(self, root: str | Path, host: str = "127.0.0.1", port: int = 0,
                  time_scale: float = 1.0, fault_rate: float = 0.0, seed: int | None = None,
                  token_lifetime: float = DEFAULT_TOKEN_LIFETIME, bandwidth: float = 0.0,
-                 task_latency: float = 0.0) -> None:
+                 task_latency: float = 0.0,
+                 collections: dict[str, str | Path] | None = None) -> None:
         if not 0 <= fault_rate <= 1:
             raise ValueError(f"fault rate must be between 0 and 1, got {fault_rate}")
         self.root = Path(root).resolve()
@@ -61,6 +65,8 @@ class Emulator:
         self._random = random.Random(seed)
         self._random_lock = threading.Lock()
         self.stats: Counter[str] = Counter()
+        for collection, directory in (collections or {}).items():
+            self.map_collection(collection, directory)
         self.auth = AuthService(self)
         self.transfer = TransferService(self)
         self.timers = TimersService(self)
@@ -125,26 +131,44 @@ class Emulator:
 
     # -- collections -----------------------------------------------------------------------
 
-    def collection_flags(self, collection: str) -> dict[str, bool]:
+    def collection_flags(self, collection: str) -> dict[str, Any]:
         return self.state["collections"].get(collection.lower(), {})
 
-    def mark_collection(self, collection: str, **flags: bool) -> dict[str, bool]:
+    def mark_collection(self, collection: str, **flags: bool) -> dict[str, Any]:
         """Set ``consent_required``, ``permission_denied`` or ``inactive`` on a collection."""
         unknown = set(flags) - set(COLLECTION_FLAGS)
         if unknown:
             raise ValueError(f"unknown collection flags: {', '.join(sorted(unknown))}")
+        return self._update_collection(collection, {k: bool(v) for k, v in flags.items()})
+
+    def map_collection(self, collection: str, directory: str | Path) -> dict[str, Any]:
+        """Serve ``collection`` from an existing ``directory``: its ``/`` is that directory."""
+        path = Path(directory).expanduser().resolve()
+        if not path.is_dir():
+            raise ValueError(f"collection {collection}: {directory} is not a directory")
+        return self._update_collection(collection, {"root": str(path)})
+
+    def _update_collection(self, collection: str, changes: dict[str, Any]) -> dict[str, Any]:
         collection = collection_id(collection)
         with self.state.lock:
             current = self.state["collections"].setdefault(collection, {})
-            current.update({k: bool(v) for k, v in flags.items()})
+            current.update(changes)
             self.state.mark_dirty()
             return dict(current)
 
     def collection_path(self, collection: str) -> Path:
-        """The local directory holding a collection's files (created on demand)."""
+        """The local directory holding a collection's files (created on demand, so a new
+        collection has a root, as every real one does)."""
+        mapped = self.collection_flags(collection_id(collection)).get("root")
+        if mapped:
+            return Path(mapped)
         path = self.root / "collections" / collection_id(collection)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def resolve(self, collection: str, path: str) -> Path:
+        """The local file behind a Globus ``path`` on ``collection``, never outside it."""
+        return resolve(self.collection_path(collection), path)
 
     # -- admin routes under /_emulator/ ------------------------------------------------------
 
@@ -190,8 +214,13 @@ class Emulator:
             return Response(200, dict(self.state["collections"]))
 
     def _post_collection(self, request: Request, collection: str) -> Response:
+        """Flags (``{"inactive": true}``) and/or a directory to serve (``{"root": "/path"}``)."""
         try:
-            flags = self.mark_collection(collection, **request.json())
+            changes = dict(request.json())
+            root = changes.pop("root", None)
+            flags = self.mark_collection(collection, **changes)
+            if root is not None:
+                flags = self.map_collection(collection, str(root))
         except (TypeError, ValueError) as error:
             raise ApiError(400, "BadRequest", str(error)) from None
         return Response(200, flags)

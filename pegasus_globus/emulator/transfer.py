@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import shutil
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from .auth import TRANSFER_RS, TRANSFER_SCOPE, data_access_scope, granted_data_access
 from .clock import iso
 from .errors import ApiError
-from .paths import collection_id, resolve
+from .paths import collection_id
 from .web import Request, Response, Route
 
 if TYPE_CHECKING:
@@ -26,6 +27,10 @@ SYNC_LEVELS = {"exists": 0, "size": 1, "mtime": 2, "checksum": 3}
 TERMINAL = ("SUCCEEDED", "FAILED")
 DEADLINE_SECONDS = 24 * 3600
 INACTIVE_POLL = 0.05
+# Globus keeps a task with one of these ACTIVE, reports it in nice_status and an error event,
+# and tries the item again until the task's deadline (observed on the live service)
+RETRIED_PATH_ERRORS = ("FILE_NOT_FOUND", "PERMISSION_DENIED")
+PATH_ERROR_RETRY = 1.0  # real seconds between tries; Globus waits longer
 
 
 class TaskFailure(Exception):
@@ -35,6 +40,18 @@ class TaskFailure(Exception):
         super().__init__(description)
         self.code = code
         self.description = description
+
+
+def _epoch(timestamp: str) -> float:
+    """Seconds since the epoch of an ISO 8601 time; one without a zone is UTC, as Globus says."""
+    try:
+        moment = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        raise ApiError(400, "ClientError.BadRequest",
+                       f"Invalid deadline '{timestamp}': use ISO 8601") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.timestamp()
 
 
 def _md5(path: Path) -> str:
@@ -77,7 +94,6 @@ class TransferService:
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
         self.state = emulator.state
-        self.root = emulator.root
         self._cancelled: set[str] = set()
 
     def routes(self) -> list[Route]:
@@ -146,8 +162,8 @@ class TransferService:
         destination = collection_id(str(body.get("destination_endpoint")))
         items = self._items(body, "transfer_item", ("source_path", "destination_path"))
         for item in items:
-            resolve(self.root, source, item["source_path"])
-            resolve(self.root, destination, item["destination_path"])
+            self.emulator.resolve(source, item["source_path"])
+            self.emulator.resolve(destination, item["destination_path"])
         self._require_consent([source, destination], token)
         return self._accept(request, body, "TRANSFER", source, destination)
 
@@ -158,7 +174,7 @@ class TransferService:
             raise ApiError(400, "ClientError.BadRequest", "DATA_TYPE must be 'delete'")
         endpoint = collection_id(str(body.get("endpoint")))
         for item in self._items(body, "delete_item", ("path",)):
-            resolve(self.root, endpoint, item["path"])
+            self.emulator.resolve(endpoint, item["path"])
         self._require_consent([endpoint], token)
         return self._accept(request, body, "DELETE", endpoint, None)
 
@@ -180,6 +196,8 @@ class TransferService:
         submission = body.get("submission_id")
         if not isinstance(submission, str) or not submission:
             raise ApiError(400, "ClientError.BadRequest", "submission_id is required")
+        if body.get("deadline") is not None:
+            _epoch(body["deadline"])
         result_type = "transfer_result" if kind == "TRANSFER" else "delete_result"
         with self.state.lock:
             existing = self.state["submissions"].get(submission)
@@ -275,10 +293,7 @@ class TransferService:
         started = time.monotonic()
         try:
             for item in task["body"]["DATA"]:
-                if doc["type"] == "TRANSFER":
-                    self._transfer_item(task_id, doc, item)
-                else:
-                    self._delete_item(task_id, doc, task["body"], item)
+                self._run_item(task_id, task, item)
                 with self.state.lock:
                     doc["subtasks_pending"] -= 1
                     doc["subtasks_succeeded"] += 1
@@ -289,6 +304,32 @@ class TransferService:
             self._finish(task, "FAILED", "IO_ERROR", str(error), started)
         else:
             self._finish(task, "SUCCEEDED", "SUCCEEDED", "succeeded", started)
+
+    def _run_item(self, task_id: str, task: dict[str, Any], item: dict[str, Any]) -> None:
+        """One item, tried again after a path error until the task's deadline, as Globus does."""
+        doc = task["doc"]
+        while True:
+            try:
+                if doc["type"] == "TRANSFER":
+                    self._transfer_item(task_id, doc, item)
+                else:
+                    self._delete_item(task_id, doc, task["body"], item)
+            except TaskFailure as failure:
+                if failure.code not in RETRIED_PATH_ERRORS:
+                    raise
+                with self.state.lock:
+                    self._event(task, failure.code, failure.description, is_error=True)
+                    doc.update(nice_status=failure.code, nice_status_details=failure.description,
+                               nice_status_short_description=failure.code.replace("_", " ")
+                               .lower(), is_ok=False, faults=doc["faults"] + 1)
+                    self.state.mark_dirty()
+                time.sleep(PATH_ERROR_RETRY)
+                self._check_live(task_id, doc)
+                continue
+            with self.state.lock:
+                if doc["nice_status"] != "OK":
+                    doc.update(nice_status="OK", nice_status_details=None, is_ok=True)
+            return
 
     def _finish(self, task: dict[str, Any], status: str, code: str, description: str,
                 started: float) -> None:
@@ -321,6 +362,10 @@ class TransferService:
     def _check_live(self, task_id: str, doc: dict[str, Any]) -> None:
         if task_id in self._cancelled or doc["status"] in TERMINAL:
             raise TaskFailure("CANCELED", "The task was canceled")
+        if time.time() > _epoch(doc["deadline"]):
+            raise TaskFailure("DEADLINE", f"The task's deadline {doc['deadline']} has passed"
+                              + (f" (last error: {doc['nice_status_details']})"
+                                 if doc["nice_status"] not in ("OK", "Queued") else ""))
 
     def _transfer_item(self, task_id: str, doc: dict[str, Any], item: dict[str, Any]) -> None:
         source, destination = doc["source_endpoint_id"], doc["destination_endpoint_id"]
@@ -328,8 +373,8 @@ class TransferService:
             if self.emulator.collection_flags(collection).get("permission_denied"):
                 raise TaskFailure("PERMISSION_DENIED",
                                   f"Permission denied on collection {collection}")
-        src = resolve(self.root, source, item["source_path"])
-        dst = resolve(self.root, destination, item["destination_path"])
+        src = self.emulator.resolve(source, item["source_path"])
+        dst = self.emulator.resolve(destination, item["destination_path"])
         if not src.exists():
             if doc["skip_source_errors"]:
                 with self.state.lock:
@@ -400,7 +445,7 @@ class TransferService:
         collection = doc["source_endpoint_id"]
         if self.emulator.collection_flags(collection).get("permission_denied"):
             raise TaskFailure("PERMISSION_DENIED", f"Permission denied on collection {collection}")
-        target = resolve(self.root, collection, item["path"])
+        target = self.emulator.resolve(collection, item["path"])
         if not target.exists() and not target.is_symlink():
             if body.get("ignore_missing"):
                 return
@@ -526,7 +571,7 @@ class TransferService:
             raise ApiError(400, "ClientError.BadRequest", "A path is required")
         self._require_consent([endpoint], token)
         self._require_permission(endpoint)
-        return resolve(self.root, endpoint, path)
+        return self.emulator.resolve(endpoint, path)
 
     def ls(self, request: Request, endpoint_id: str) -> Response:
         path = request.arg("path", "/~/") or "/~/"

@@ -173,13 +173,15 @@ class GlobusTransfers:
         watcher = TaskWatcher(lambda task_id: self.client.get_task(task_id).data,
                               self.client.cancel_task,
                               self.options.inactive_timeout, self.options.progress_interval,
-                              is_transient, sleep=self._sleep)
+                              is_transient, sleep=self._sleep,
+                              path_error_grace=self.options.path_error_grace)
         outcome = watcher.wait(self.current_task)
         self.current_task = None
         if outcome.status == "SUCCEEDED":
             return outcome
-        raise TransferFailed(f"{what}: task {outcome.task_id} {outcome.status}"
-                             + self._fatal(outcome.document), self._error_events(outcome))
+        reason = f" ({outcome.gave_up})" if outcome.gave_up else self._fatal(outcome.document)
+        raise TransferFailed(f"{what}: task {outcome.task_id} {outcome.status}{reason}",
+                             self._error_events(outcome))
 
     @staticmethod
     def _fatal(task: dict[str, Any]) -> str:
@@ -190,8 +192,10 @@ class GlobusTransfers:
         try:
             events = self.client.task_event_list(outcome.task_id, limit=20,
                                                  query_params={"filter": "is_error:1"})
-            return [f"{e['code']}: {_one_line(e.get('details') or e.get('description', ''))}"
-                    for e in events if e.get("is_error")]
+            # a retried path error repeats the same event: say each once
+            return list(dict.fromkeys(
+                f"{e['code']}: {_one_line(e.get('details') or e.get('description', ''))}"
+                for e in events if e.get("is_error")))
         except Exception as error:  # the failure itself is already known and reported
             return [f"(the task's error events could not be read: {error.__class__.__name__})"]
 

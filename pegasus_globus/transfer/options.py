@@ -17,6 +17,7 @@ VARIABLES = {
     "PEGASUS_GLOBUS_PRESERVE_TIMESTAMP": "preserve_timestamp",
     "PEGASUS_GLOBUS_DEADLINE_HOURS": "deadline_hours",
     "PEGASUS_GLOBUS_INACTIVE_TIMEOUT": "inactive_timeout",
+    "PEGASUS_GLOBUS_PATH_ERROR_GRACE": "path_error_grace",
     "PEGASUS_GLOBUS_PROGRESS_INTERVAL": "progress_interval",
 }
 
@@ -37,6 +38,9 @@ class TransferOptions:
     :param deadline_hours: Globus gives up on a task after this long (default 24, as stock)
     :param inactive_timeout: seconds a task may stay INACTIVE before it is cancelled and
         failed (default 900)
+    :param path_error_grace: seconds a task may keep reporting a path error (a missing
+        source, permission denied) before it is cancelled and failed (default 20). Globus
+        itself retries such a task until its deadline; Pegasus should retry the job instead.
     :param progress_interval: seconds between progress lines of a running task (default 60)
     """
 
@@ -46,6 +50,7 @@ class TransferOptions:
     preserve_timestamp: bool = False
     deadline_hours: float = 24.0
     inactive_timeout: float = 900.0
+    path_error_grace: float = 20.0
     progress_interval: float = 60.0
 
     @classmethod

@@ -87,4 +87,14 @@ def load_spec(path: str | Path, mode: str) -> Spec:
     if not all(isinstance(entry, str) for entry in files):
         raise SpecError(f"spec file {path}: 'files' must list paths")
     return Spec(mode, credentials, files, endpoint=collection("endpoint"),
-                recursive=bool(document.get("recursive", False)))
+                recursive=_flag(document.get("recursive", False), "recursive", path))
+
+
+def _flag(value: Any, key: str, path: str | Path) -> bool:
+    """A boolean, or the "True"/"False" strings the Pegasus planner writes in remove specs;
+    anything else is refused, so a non-recursive removal can never delete a tree."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise SpecError(f"spec file {path}: '{key}' is {value!r}; use true or false")

@@ -12,6 +12,12 @@ POLL_GROWTH = 1.5
 LONGEST_POLL = 15.0
 TRANSIENT_POLL_FAILURES = 20  # consecutive failed polls tolerated before giving up
 
+# nice_status values of an ACTIVE task that Globus retries until the deadline, although only
+# a change on the collection (a file appearing, a permission granted) could make them pass
+PATH_ERRORS = frozenset({"FILE_NOT_FOUND", "PERMISSION_DENIED", "NOT_A_DIRECTORY",
+                         "IS_A_DIRECTORY", "FILE_SIZE_CHANGED", "QUOTA_EXCEEDED",
+                         "INVALID_PATH", "EXPIRED_DATA_ACCESS"})
+
 log = logging.getLogger("pegasus_globus")
 
 
@@ -31,6 +37,7 @@ class TaskOutcome:
     status: str
     document: dict[str, Any] = field(repr=False)
     polls: int = 0
+    gave_up: str = ""  # why the watcher cancelled the task, if it did
 
 
 def poll_delays() -> Any:
@@ -64,6 +71,8 @@ class TaskWatcher:
     :param cancel: cancels the task (``TransferClient.cancel_task``)
     :param inactive_timeout: seconds a task may stay INACTIVE before it is cancelled
     :param progress_interval: seconds between progress lines on the log
+    :param path_error_grace: seconds an ACTIVE task may report a path error (see
+        ``PATH_ERRORS``) before it is cancelled and reported as failed
     :param is_transient: says whether a polling error is worth polling again after
     :param sleep: for tests
     """
@@ -71,17 +80,20 @@ class TaskWatcher:
     def __init__(self, get_task: Callable[[str], Any], cancel: Callable[[str], Any],
                  inactive_timeout: float, progress_interval: float,
                  is_transient: Callable[[BaseException], bool],
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 path_error_grace: float = 20.0) -> None:
         self._get_task = get_task
         self._cancel = cancel
         self._inactive_timeout = inactive_timeout
         self._progress_interval = progress_interval
         self._is_transient = is_transient
         self._sleep = sleep
+        self._path_error_grace = path_error_grace
 
     def wait(self, task_id: str) -> TaskOutcome:
         started = last_progress = time.monotonic()
         inactive_since: float | None = None
+        path_error_since: float | None = None
         failures = polls = 0
         for delay in poll_delays():
             self._sleep(delay)
@@ -111,6 +123,16 @@ class TaskWatcher:
                         + (f" ({reason})" if reason else ""))
             else:
                 inactive_since = None
+            if status == "ACTIVE" and task.get("nice_status") in PATH_ERRORS:
+                path_error_since = path_error_since or now
+                if now - path_error_since >= self._path_error_grace:
+                    self._cancel(task_id)
+                    return TaskOutcome(task_id, "FAILED", task, polls, gave_up=(
+                        f"{task['nice_status']} for {now - path_error_since:.0f} s; cancelled "
+                        "(Globus would retry it until the task's deadline; "
+                        "PEGASUS_GLOBUS_PATH_ERROR_GRACE sets how long to wait)"))
+            else:
+                path_error_since = None
             if now - last_progress >= self._progress_interval:
                 log.info("%s, %.0f s so far", progress_line(task), now - started)
                 last_progress = now
