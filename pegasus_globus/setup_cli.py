@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from .scopes import TIMERS_RS, TRANSFER_RS, init_command
+from .sites import go_url
 from .token_store import TokenStore, TokenStoreError
+from .transfer.urls import parse_go_url
 
 PROG = "pegasus-globus-setup"
 HANDLER = "pegasus-globus-online"
@@ -212,7 +214,16 @@ def check(args: argparse.Namespace) -> int:
 
 
 def snippets(args: argparse.Namespace) -> int:
-    site = args.site
+    site, scratch, collection_path = args.site, args.scratch_dir, args.collection_path
+    scratch_collection, archive_collection = args.scratch_collection, args.archive_collection
+    for option, value in (("--scratch-collection", scratch_collection),
+                          ("--archive-collection", archive_collection)):
+        if not value.startswith("<"):
+            try:
+                parse_go_url(f"go://{value}/")
+            except ValueError:
+                raise SetupError(f"{option} {value!r} is not a collection UUID (find it with "
+                                 "globus endpoint search, or on app.globus.org)") from None
     print(f"""# Site catalog (YAML): wrap every job on '{site}' with the GPU sidecar
 - name: {site}
   profiles:
@@ -240,10 +251,43 @@ transformations:
 # Replica catalog: Globus-staged files are go://<collection uuid>/<absolute path>
 #   rc.add_replica("globus", "input.dat", "go://<collection uuid>/data/input.dat")
 
+# Site catalog (YAML): go:// data with stock pegasus-transfer. Its Globus handler moves go->go
+# only (go->file fails: "Unable to find handlers for 'go' to 'file' transfers"), so expose the
+# site's shared scratch as a Globus collection and declare it with a go:// file server: every
+# data job is then go mkdir, go->go stage-in/out or go remove, and jobs read the local path.
+pegasus: "5.0"
+sites:
+  - name: {site}
+    directories:
+      - type: sharedScratch
+        path: {scratch}  # the scratch directory, as jobs see it
+        sharedFileSystem: false
+        fileServers:
+          - url: {go_url(scratch_collection, collection_path)}
+            operation: all
+  - name: archive  # pegasus-plan --output-sites archive
+    directories:
+      - type: sharedStorage
+        path: /results
+        sharedFileSystem: false
+        fileServers:
+          - url: {go_url(archive_collection, "/results")}
+            operation: all
+#   Pegasus.api: from pegasus_globus.sites import globus_scratch_site, globus_storage_site
+#     SiteCatalog().add_sites(
+#         globus_scratch_site("{site}", "{scratch_collection}", "{scratch}"),
+#         globus_storage_site("archive", "{archive_collection}", "/results"))
+# Properties: pegasus.data.configuration = sharedfs (nonsharedfs and condorio pull inputs
+# go->file on the worker, which stock pegasus-transfer cannot do).
+
 # Properties: transfer options for pegasus-globus-online, as environment on transfer jobs
 env.PEGASUS_GLOBUS_VERIFY_CHECKSUM = true
 env.PEGASUS_GLOBUS_SYNC_LEVEL = checksum
 env.PEGASUS_GLOBUS_INACTIVE_TIMEOUT = 900
+# a missing input or a permission error: give up after 20 s (Globus retries until the task's
+# deadline), and let pegasus-transfer fail at once rather than back off 2, then 5 minutes
+env.PEGASUS_GLOBUS_PATH_ERROR_GRACE = 20
+pegasus.transfer.arguments = --max-attempts 1
 """)
     return 0
 
@@ -270,6 +314,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("snippets", help="catalog and properties lines to use the GPU "
                               "launcher and Globus staging")
     sub.add_argument("--site", default="condorpool", help="site name (default: %(default)s)")
+    sub.add_argument("--scratch-collection", default="<scratch collection uuid>",
+                     metavar="UUID", help="the collection exposing the site's shared scratch")
+    sub.add_argument("--scratch-dir", default="/scratch/pegasus", metavar="DIR",
+                     help="the shared scratch directory as jobs see it (default: %(default)s)")
+    sub.add_argument("--collection-path", default="/", metavar="PATH",
+                     help="where the scratch directory is inside its collection (default: "
+                     "%(default)s, the collection's root)")
+    sub.add_argument("--archive-collection", default="<output collection uuid>",
+                     metavar="UUID", help="the collection outputs are staged to")
     sub.set_defaults(handler=snippets)
     return parser
 

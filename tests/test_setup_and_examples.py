@@ -112,6 +112,28 @@ def test_snippets_enable_the_launcher_and_globus_staging():
     assert "- name: gpusite" in result.stdout and "go://" in result.stdout
 
 
+def test_the_go_scratch_recipe_is_a_site_catalog_pegasus_loads():
+    from Pegasus import site_catalog
+
+    scratch, archive = str(uuid.uuid4()), str(uuid.uuid4())
+    result = setup("snippets", "--site", "cluster", "--scratch-collection", scratch,
+                   "--scratch-dir", "/scratch/me", "--archive-collection", archive)
+    lines = result.stdout.splitlines()
+    start = lines.index('pegasus: "5.0"')
+    block = "\n".join(lines[start:lines.index("", start)])
+    catalog = site_catalog.loads(block)
+    scratch_dir = catalog.sites["cluster"].directories[0]
+    assert scratch_dir.path == "/scratch/me"
+    assert [fs.url for fs in scratch_dir.file_servers] == [f"go://{scratch}"]
+    assert [fs.url for fs in catalog.sites["archive"].directories[0].file_servers] == [
+        f"go://{archive}/results"]
+
+
+def test_snippets_refuse_a_collection_that_is_not_a_uuid():
+    result = setup("snippets", "--scratch-collection", "my-scratch")
+    assert result.returncode == 2 and "--scratch-collection 'my-scratch'" in result.stderr
+
+
 def load_example(name: str):
     import importlib.util
 

@@ -13,17 +13,25 @@ from Pegasus.api import File, Job, Transformation, TransformationCatalog, Workfl
 HERE = Path(__file__).resolve().parent
 
 
-def build(directory: Path, interval: int = 10, epochs: int = 3) -> Path:
-    """Write workflow.yml into ``directory``; returns its path."""
+def build(directory: Path, interval: int = 10, epochs: int = 3, site: str = "condorpool",
+          launcher_arguments: str = "", exit_code: int = 0) -> Path:
+    """Write workflow.yml into ``directory``; returns its path.
+
+    :param interval: the sidecar's sampling interval in seconds
+    :param launcher_arguments: more pegasus-kickstart-gpu options (``--backend replay:TRACE``)
+    :param exit_code: the exit status the training job ends with (to rehearse failures)
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    train = Transformation("train", site="condorpool", pfn=str(HERE / "train.py"),
-                           is_stageable=True)
+    train = Transformation("train", site=site, pfn=str(HERE / "train.py"), is_stageable=False)
     train.add_pegasus_profile(gpus=1)  # HTCondor request_gpus = 1
     # pegasus-kickstart runs inside the launcher: pegasus-kickstart-gpu [args] pegasus-kickstart ...
     train.add_pegasus_profile(grid_start_launcher="pegasus-kickstart-gpu",
-                              grid_start_launcher_arguments=f"--interval {interval}")
+                              grid_start_launcher_arguments=f"--interval {interval} "
+                              f"{launcher_arguments}".strip())
     job = Job(train, _id="train").add_args("--epochs", str(epochs))
-    job.add_outputs(File("model.txt"))
+    if exit_code:
+        job.add_args("--exit-code", str(exit_code))
+    job.add_outputs(File("model.txt"), register_replica=False)
     workflow = Workflow("gpu-training").add_jobs(job)
     workflow.add_transformation_catalog(TransformationCatalog().add_transformations(train))
     path = directory / "workflow.yml"

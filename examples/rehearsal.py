@@ -1,0 +1,116 @@
+"""Plan and run workflows with a real Pegasus installation and no HTCondor, against the local
+Globus emulator: what `make demo` and the real-Pegasus tests do.
+
+Pegasus is found as a user's machine has it: ``$PEGASUS_HOME``, else ``pegasus-plan`` on PATH.
+The installation is copied once and ``pegasus-globus-setup install`` puts this project's
+Globus handler into the copy, so the user's installation is never changed. Workflows are
+planned with the Shell code generator (``pegasus.code.generator = Shell``), which writes a
+script that runs every job through ``pegasus-kickstart`` and every record through
+``pegasus-exitcode``, on site ``local`` only, one job at a time; ``pegasus-run`` runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+BIN = Path(sys.executable).parent  # this environment's commands (pegasus-kickstart-gpu, ...)
+
+
+def find_pegasus(environ: Mapping[str, str] = os.environ) -> Path | None:
+    """The Pegasus installation: ``$PEGASUS_HOME``, else the one ``pegasus-plan`` on PATH is in."""
+    home = environ.get("PEGASUS_HOME")
+    if home:
+        return Path(home) if (Path(home) / "bin" / "pegasus-plan").is_file() else None
+    found = shutil.which("pegasus-plan", path=environ.get("PATH"))
+    return Path(os.path.realpath(found)).parent.parent if found else None
+
+
+@dataclass
+class Outcome:
+    """What a pegasus-plan or pegasus-run printed, and how long it took (seconds)."""
+
+    returncode: int
+    output: str
+    seconds: float
+    submit_dir: Path | None = None
+
+    def lines(self, pattern: str) -> list[str]:
+        return [line.strip() for line in self.output.splitlines() if re.search(pattern, line)]
+
+
+class RealPegasus:
+    """A private copy of a Pegasus installation that runs this project's Globus handler.
+
+    :param installation: the user's Pegasus (see :func:`find_pegasus`)
+    :param directory: where the copy goes (``directory/pegasus``)
+    """
+
+    def __init__(self, installation: Path, directory: Path) -> None:
+        self.home = directory / "pegasus"
+        if not (self.home / "bin" / "pegasus-plan").exists():
+            shutil.rmtree(self.home, ignore_errors=True)
+            shutil.copytree(installation, self.home, symlinks=True)
+            subprocess.run([str(BIN / "pegasus-globus-setup"), "install", "--pegasus-home",
+                            str(self.home)], check=True, capture_output=True, text=True)
+
+    def version(self) -> str:
+        return subprocess.run([str(self.home / "bin" / "pegasus-version")], capture_output=True,
+                              text=True).stdout.strip()
+
+    def environment(self, base: Mapping[str, str]) -> dict[str, str]:
+        """``base`` with this copy first on PATH, then this project's commands."""
+        return {**base, "PEGASUS_HOME": str(self.home), "PEGASUS_METRICS": "false",
+                "PATH": f"{self.home / 'bin'}{os.pathsep}{BIN}{os.pathsep}{base.get('PATH', '')}"}
+
+    @staticmethod
+    def write_properties(path: Path, sites: Path, **extra: str) -> Path:
+        properties = {"pegasus.code.generator": "Shell", "pegasus.data.configuration": "sharedfs",
+                      "pegasus.catalog.site.file": str(sites), "pegasus.transfer.links": "false",
+                      **extra}
+        path.write_text("".join(f"{key} = {value}\n" for key, value in properties.items()))
+        return path
+
+    def plan(self, workflow: Path, properties: Path, submit: Path, env: Mapping[str, str],
+             output_site: str | None = None, cleanup: str = "leaf",
+             site: str = "local") -> Outcome:
+        """``pegasus-plan``; the outcome's submit_dir is the run directory. The Shell code
+        generator plans for site ``local`` only."""
+        command = [str(self.home / "bin" / "pegasus-plan"), "--conf", str(properties), "--sites",
+                   site, "--dir", str(submit), "--cleanup", cleanup]
+        if output_site:
+            command += ["--output-sites", output_site]
+        outcome = self._run([*command, str(workflow)], env, cwd=workflow.parent)
+        match = re.search(r"pegasus-run\s+(\S+)", outcome.output)
+        outcome.submit_dir = Path(match.group(1)) if match else None
+        return outcome
+
+    def run(self, submit_dir: Path, env: Mapping[str, str]) -> Outcome:
+        return self._run([str(self.home / "bin" / "pegasus-run"), str(submit_dir)], env,
+                         cwd=submit_dir)
+
+    @staticmethod
+    def _run(command: list[str], env: Mapping[str, str], cwd: Path) -> Outcome:
+        started = time.monotonic()
+        result = subprocess.run(command, env=dict(env), cwd=cwd, capture_output=True, text=True,
+                                timeout=900)
+        return Outcome(result.returncode, result.stdout + result.stderr,
+                       time.monotonic() - started)
+
+
+def local_site(scratch: Path, storage: Path, name: str = "local") -> object:
+    """A site with plain file:// scratch and storage (for workflows without Globus)."""
+    from Pegasus.api import Directory, FileServer, Operation, Site
+
+    return Site(name).add_directories(
+        Directory(Directory.SHARED_SCRATCH, str(scratch)).add_file_servers(
+            FileServer(f"file://{scratch}", Operation.ALL)),
+        Directory(Directory.LOCAL_STORAGE, str(storage)).add_file_servers(
+            FileServer(f"file://{storage}", Operation.ALL)))
