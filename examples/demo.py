@@ -1,12 +1,16 @@
 """`make demo`: the whole system on a laptop, with no Globus account and no GPU.
 
-Starts the Globus emulator on a sped-up clock; logs in with pegasus-globus-online-init (the
-code piped in automatically); writes the example workflows with Pegasus.api; registers the
-nightly backup timer from the workflow's metadata and watches it run; stages a go:// input
-with stock pegasus-transfer through this project's handler; runs the GPU job under
-pegasus-kickstart-gpu (a replayed two-GPU trace, or the real GPU when NVML finds one); reads
-the record with Pegasus' own parser; and prints the GPU report with its figure. Everything is
-written under demo-output/, whose home directory stands in for yours.
+Starts the Globus emulator on a sped-up clock and logs in with pegasus-globus-online-init (the
+code piped in automatically). With a real Pegasus installation ($PEGASUS_HOME, or pegasus-plan
+on PATH), it then plans and runs both example workflows with pegasus-plan and pegasus-run: the
+nightly backup stages its go:// input, runs, stages out and registers its Globus timer, which
+runs three emulated nights; the GPU job runs under pegasus-kickstart-gpu in front of the real
+pegasus-kickstart. Without Pegasus it drives the same pieces by hand: the timer registered from
+the workflow's metadata, a go:// input staged by stock pegasus-transfer (the pip-installed one)
+through this project's handler, the GPU job under a small kickstart stand-in. Either way the
+record is read with Pegasus' own parser and the GPU report is printed with its figure.
+Everything is written under demo-output/ (or --output DIR), whose home directory stands in for
+yours; the GPU is a replayed two-A100 trace unless NVML finds a real one.
 """
 
 from __future__ import annotations
@@ -21,22 +25,15 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUTPUT = ROOT / "demo-output"
+sys.path.insert(0, str(ROOT / "examples"))
+from rehearsal import RealPegasus, find_pegasus, gpu_training, nightly_backup  # noqa: E402
+from rehearsal import example as rehearsal_example  # noqa: E402
+
 EXAMPLES = ROOT / "examples" / "workflows"
 TRACE = ROOT / "share" / "kickstart-gpu" / "traces" / "a2x-a100-training.json"
 BIN = Path(sys.executable).parent  # this environment's commands come first
 DAY = 86400  # the emulator's clock runs a day a second
 
-
-
-def example(name: str) -> object:
-    """The example workflow module examples/workflows/<name>/workflow.py."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / name / "workflow.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def step(text: str) -> None:
@@ -81,67 +78,116 @@ def gpu_backend() -> tuple[str, str]:
     return f"replay:{TRACE}", "a replayed two-A100 trace (no NVIDIA GPU here)"
 
 
-def main() -> int:
-    started = time.monotonic()
-    shutil.rmtree(OUTPUT, ignore_errors=True)
-    from pegasus_globus.emulator import Emulator
+def shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it, as a user types it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
-    with Emulator(OUTPUT / "globus", time_scale=DAY) as emulator:
-        env = {**os.environ, **emulator.environment, "HOME": str(OUTPUT / "home"),
-               "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-        env.pop("PEGASUS_GLOBUS_CONFIG", None)
-        step(f"Globus emulator at {emulator.url}, its clock running a day a second")
-        step(f"pegasus-globus-online-init: {login(env)}")
 
-        data, results, archive, scratch = (str(uuid.uuid4()) for _ in range(4))
-        (emulator.collection_path(data) / "data").mkdir()
-        (emulator.collection_path(data) / "data" / "raw.csv").write_text(
-            "".join(f"{i},{i * i}\n" for i in range(1000)))
-        (emulator.collection_path(results) / "nightly").mkdir()
-        for name in ("summary.txt", "report.html"):
-            (emulator.collection_path(results) / "nightly" / name).write_text(name)
+def collections(emulator: object) -> tuple[str, str, str]:
+    """The data (with /data/raw.csv), results and archive collections."""
+    data, results, archive = (str(uuid.uuid4()) for _ in range(3))
+    (emulator.collection_path(data) / "data").mkdir()
+    (emulator.collection_path(data) / "data" / "raw.csv").write_text(
+        "".join(f"{i},{i * i}\n" for i in range(1000)))
+    return data, results, archive
 
-        nightly = example("nightly_backup").build(data, results, archive,
-                                                  OUTPUT / "nightly_backup", nights=3)
-        gpu_workflow = example("gpu_training").build(OUTPUT / "gpu_training", interval=1,
-                                                     epochs=6)
-        step(f"workflows written with Pegasus.api: {nightly.relative_to(ROOT)}, "
-             f"{gpu_workflow.relative_to(ROOT)}")
 
-        registered = json.loads(run(str(BIN / "pegasus-globus-timer"), "register",
-                                    str(nightly), "--format", "json", env=env).stdout)
-        job_id = registered[0]["job_id"]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            job = json.loads(run(str(BIN / "pegasus-globus-timer"), "job", "status", job_id,
-                                 "--format", "json", env=env).stdout)
-            if job["next_run"] is None:
-                break
-            time.sleep(0.3)
-        again = json.loads(run(str(BIN / "pegasus-globus-timer"), "register", str(nightly),
-                               "--format", "json", env=env).stdout)
-        backups = sorted(p.name for p in (emulator.collection_path(archive) / "backups" /
-                                          "nightly").iterdir())
-        step(f"timer from metadata registered ({registered[0]['action']}), ran "
-             f"{job['number_of_runs']} nights: {', '.join(backups)} backed up; registering "
-             f"again: {again[0]['action']}")
+def watch_timer(job_id: str, env: dict[str, str]) -> dict:
+    """The timer's status once it has run its count (the emulator's clock runs a day a second)."""
+    deadline = time.monotonic() + 30
+    while True:
+        job = json.loads(run(str(BIN / "pegasus-globus-timer"), "job", "status", job_id,
+                             "--format", "json", env=env).stdout)
+        if job["next_run"] is None or time.monotonic() > deadline:
+            return job
+        time.sleep(0.3)
 
-        import Pegasus
 
-        transfer = Path(Pegasus.__file__).parent / "cli" / "pegasus-transfer.py"
-        stage_in = OUTPUT / "stage_in.json"
-        stage_in.write_text(json.dumps([{
-            "type": "transfer", "lfn": "raw.csv", "id": 1, "linkage": "input",
-            "src_urls": [{"site_label": "globus", "url": f"go://{data}/data/raw.csv"}],
-            "dest_urls": [{"site_label": "scratch",
-                           "url": f"go://{scratch}/run/raw.csv"}]}]))
-        run(sys.executable, str(transfer), "--file", str(stage_in), "--threads", "1", env=env)
-        staged = emulator.collection_path(scratch) / "run" / "raw.csv"
-        step(f"stock pegasus-transfer 5.1.3 staged raw.csv through pegasus-globus-online: "
-             f"{staged.stat().st_size} bytes at go://{scratch}/run/raw.csv")
+def real_pegasus_steps(pegasus: RealPegasus, emulator: object, env: dict[str, str],
+                       output: Path) -> Path:
+    """Both examples planned and run with the real Pegasus; returns the GPU run's submit dir."""
+    env = pegasus.environment(env)
+    data, results, archive = collections(emulator)
+    workflow, properties = nightly_backup(pegasus, emulator, output / "nightly_backup", data,
+                                          results, archive)
+    plan_and_run(pegasus, "nightly_backup", workflow, properties, env,
+                 output / "nightly_backup" / "submit", output_site="results")
+    kept = sorted(p.name for p in (emulator.collection_path(results) / "nightly").iterdir())
+    step(f"outputs staged go:// to the results collection: {', '.join(kept)}")
+    timer = next(t for t in json.loads(run(str(BIN / "pegasus-globus-timer"), "job", "list",
+                                           "--format", "json", env=env).stdout))
+    job = watch_timer(timer["job_id"], env)
+    again = json.loads(run(str(BIN / "pegasus-globus-timer"), "register", str(workflow),
+                           "--format", "json", env=env).stdout)
+    backups = sorted(p.name for p in (emulator.collection_path(archive) / "backups" /
+                                      "nightly").iterdir())
+    step(f"the workflow's registration job created timer {job['name']!r}; it ran "
+         f"{job['number_of_runs']} nights: {', '.join(backups)} backed up; registering again: "
+         f"{again[0]['action']}")
+    backend, what = gpu_backend()
+    workflow, properties = gpu_training(pegasus, output / "gpu_training",
+                                        TRACE if backend != "auto" else None)
+    step(f"gpu_training: pegasus-kickstart-gpu in front of the real pegasus-kickstart, on {what}")
+    return plan_and_run(pegasus, "gpu_training", workflow, properties, env,
+                        output / "gpu_training" / "submit")
+
+
+def plan_and_run(pegasus: RealPegasus, name: str, workflow: Path, properties: Path,
+                 env: dict[str, str], submit: Path, **options: str) -> Path:
+    plan = pegasus.plan(workflow, properties, submit, env, **options)
+    if plan.returncode or plan.submit_dir is None:
+        raise SystemExit(f"demo step failed: pegasus-plan {name}\n{plan.output[-3000:]}")
+    step(f"pegasus-plan {name} ({plan.seconds:.1f} s): "
+         + plan.lines(r"pegasus-run\s")[0].replace(str(Path.cwd()) + "/", ""))
+    result = pegasus.run(plan.submit_dir, env)
+    for line in result.lines(r"^(JOB|POSTSCRIPT FOR JOB) .* Returned with"):
+        print(f"    {line}")
+    if result.returncode:
+        raise SystemExit(f"demo step failed: pegasus-run {name}\n{result.output[-3000:]}")
+    step(f"pegasus-run {name}: {len(result.lines(r'^JOB '))} jobs succeeded in "
+         f"{result.seconds:.1f} s")
+    return plan.submit_dir
+
+
+def stand_in_steps(emulator: object, env: dict[str, str], output: Path) -> Path:
+    """Without Pegasus: the same pieces driven by hand; returns the GPU run's directory."""
+    data, results, archive = collections(emulator)
+    (emulator.collection_path(results) / "nightly").mkdir()
+    for name in ("summary.txt", "report.html"):
+        (emulator.collection_path(results) / "nightly" / name).write_text(name)
+    nightly = rehearsal_example("nightly_backup").build(data, results, archive,
+                                                        output / "nightly_backup", nights=3)
+    step(f"workflow written with Pegasus.api: {shown(nightly)}")
+    registered = json.loads(run(str(BIN / "pegasus-globus-timer"), "register", str(nightly),
+                                "--format", "json", env=env).stdout)
+    job = watch_timer(registered[0]["job_id"], env)
+    again = json.loads(run(str(BIN / "pegasus-globus-timer"), "register", str(nightly),
+                           "--format", "json", env=env).stdout)
+    backups = sorted(p.name for p in (emulator.collection_path(archive) / "backups" /
+                                      "nightly").iterdir())
+    step(f"timer from metadata registered ({registered[0]['action']}), ran "
+         f"{job['number_of_runs']} nights: {', '.join(backups)} backed up; registering "
+         f"again: {again[0]['action']}")
+
+    import Pegasus
+
+    scratch = str(uuid.uuid4())
+    transfer = Path(Pegasus.__file__).parent / "cli" / "pegasus-transfer.py"
+    stage_in = output / "stage_in.json"
+    stage_in.write_text(json.dumps([{
+        "type": "transfer", "lfn": "raw.csv", "id": 1, "linkage": "input",
+        "src_urls": [{"site_label": "globus", "url": f"go://{data}/data/raw.csv"}],
+        "dest_urls": [{"site_label": "scratch", "url": f"go://{scratch}/run/raw.csv"}]}]))
+    run(sys.executable, str(transfer), "--file", str(stage_in), "--threads", "1", env=env)
+    staged = emulator.collection_path(scratch) / "run" / "raw.csv"
+    step(f"stock pegasus-transfer 5.1.3 staged raw.csv through pegasus-globus-online: "
+         f"{staged.stat().st_size} bytes at go://{scratch}/run/raw.csv")
 
     backend, what = gpu_backend()
-    jobs = OUTPUT / "gpu_training" / "submit" / "00" / "00"
+    jobs = output / "gpu_training" / "submit" / "00" / "00"
     jobs.mkdir(parents=True)
     record = jobs / "train_ID0000001.out.000"
     with record.open("w") as out:
@@ -151,26 +197,67 @@ def main() -> int:
                         "-I", "ID0000001", "--", sys.executable,
                         str(EXAMPLES / "gpu_training" / "train.py"), "--epochs", "6"],
                        stdout=out, stderr=subprocess.DEVNULL, cwd=jobs, check=True)
-    step(f"GPU job ran under pegasus-kickstart-gpu on {what}: record {record.relative_to(ROOT)}")
+    step(f"GPU job ran under pegasus-kickstart-gpu and a kickstart stand-in (no Pegasus "
+         f"found) on {what}: record {shown(record)}")
+    return output / "gpu_training" / "submit"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=ROOT / "demo-output",
+                        help="where everything is written (default: %(default)s)")
+    output = parser.parse_args(argv).output.resolve()
+    try:
+        return demo(output)
+    except KeyboardInterrupt:
+        shutil.rmtree(output, ignore_errors=True)
+        print(f"\ninterrupted: removed the partial {shown(output)}/", file=sys.stderr)
+        return 130
+
+
+def demo(output: Path) -> int:
+    started = time.monotonic()
+    shutil.rmtree(output, ignore_errors=True)
+    from pegasus_globus.emulator import Emulator
+
+    installation = find_pegasus()
+    with Emulator(output / "globus", time_scale=DAY) as emulator:
+        env = {**os.environ, **emulator.environment, "HOME": str(output / "home"),
+               "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env.pop("PEGASUS_GLOBUS_CONFIG", None)
+        step(f"Globus emulator at {emulator.url}, its clock running a day a second")
+        step(f"pegasus-globus-online-init: {login(env)}")
+        if installation:
+            pegasus = RealPegasus(installation, output)
+            step(f"real Pegasus {pegasus.version()} from {installation}, copied to "
+                 f"{shown(pegasus.home)} with this project's Globus handler installed")
+            submit = real_pegasus_steps(pegasus, emulator, env, output)
+        else:
+            step("no Pegasus installation found (set PEGASUS_HOME to run the workflows with "
+                 "pegasus-plan and pegasus-run): driving the pieces by hand")
+            submit = stand_in_steps(emulator, env, output)
 
     from Pegasus.tools.kickstart_parser import YAMLParser
 
+    record = next(submit.rglob("train_*.out.000"))
     entries = YAMLParser(str(record)).parse_stampede()
     gpu = {k: v for e in entries if e.get("multipart") for k, v in e.items() if k != "multipart"}
     invocation = next(e for e in entries if e.get("invocation"))
-    step(f"Pegasus' own parser read the invocation (exit {invocation['exitcode']}, "
-         f"{invocation['duration']} s) and {len(gpu)} GPU entries: "
+    step(f"Pegasus' own parser read {shown(record)}: exit {invocation['exitcode']}, "
+         f"{invocation['duration']} s, {len(gpu)} GPU entries: "
          f"{gpu['kickstart.inv.gpu.environment']['device_count']} GPUs, "
          f"{len(gpu['kickstart.inv.gpu.stats'])} samples")
 
-    figure = OUTPUT / "gpu-report.png"
-    report = run(str(BIN / "pegasus-kickstart-gpu"), "report", str(jobs.parent.parent),
+    figure = output / "gpu-report.png"
+    report = run(str(BIN / "pegasus-kickstart-gpu"), "report", str(submit),
                  "--plot", str(figure), env=os.environ)
-    step("pegasus-kickstart-gpu report:")
+    step(f"pegasus-kickstart-gpu report {shown(submit)} --plot {shown(figure)}:")
     print("\n".join(f"    {line}" for line in report.stdout.splitlines()))
-    step(f"done in {time.monotonic() - started:.0f} s; files under {OUTPUT.relative_to(ROOT)}/: "
-         f"globus/ (collections), home/.pegasus/globus.conf, nightly_backup/, gpu_training/, "
-         f"{figure.name}")
+    written = sorted(p.name + ("/" if p.is_dir() else "") for p in output.iterdir())
+    step(f"done in {time.monotonic() - started:.0f} s; under {shown(output)}/: "
+         f"{', '.join(written)}")
     return 0
 
 

@@ -114,3 +114,60 @@ def local_site(scratch: Path, storage: Path, name: str = "local") -> object:
             FileServer(f"file://{scratch}", Operation.ALL)),
         Directory(Directory.LOCAL_STORAGE, str(storage)).add_file_servers(
             FileServer(f"file://{storage}", Operation.ALL)))
+
+
+def example(name: str) -> object:
+    """The example workflow module examples/workflows/<name>/workflow.py."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / "workflows" / name / "workflow.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def nightly_backup(pegasus: RealPegasus, emulator: object, directory: Path, data: str,
+                   results: str, archive: str, nights: int = 3) -> tuple[Path, Path]:
+    """The nightly_backup workflow for site ``local`` whose shared scratch (``directory/scratch``)
+    is a Globus collection of ``emulator``, outputs to the results collection under /nightly.
+
+    :returns: the workflow file and the properties file to plan them with
+    """
+    import uuid
+
+    from Pegasus.api import SiteCatalog
+
+    from pegasus_globus.sites import globus_scratch_site, globus_storage_site
+
+    scratch, scratch_collection = directory / "scratch", str(uuid.uuid4())
+    scratch.mkdir(parents=True, exist_ok=True)
+    emulator.map_collection(scratch_collection, scratch)  # type: ignore[attr-defined]
+    workflow = example("nightly_backup").build(  # type: ignore[attr-defined]
+        data, results, archive, directory, nights=nights, site="local")
+    SiteCatalog().add_sites(globus_scratch_site("local", scratch_collection, str(scratch)),
+                            globus_storage_site("results", results, "/nightly")).write(
+        str(directory / "sites.yml"))
+    properties = pegasus.write_properties(directory / "pegasus.properties",
+                                          directory / "sites.yml",
+                                          **{"pegasus.transfer.arguments": "--max-attempts 1"})
+    return workflow, properties
+
+
+def gpu_training(pegasus: RealPegasus, directory: Path, trace: Path | None,
+                 exit_code: int = 0, epochs: int = 2) -> tuple[Path, Path]:
+    """The gpu_training workflow for site ``local`` with plain file:// scratch; the sidecar
+    replays ``trace`` (None: the real GPUs through NVML).
+
+    :returns: the workflow file and the properties file to plan them with
+    """
+    from Pegasus.api import SiteCatalog
+
+    workflow = example("gpu_training").build(  # type: ignore[attr-defined]
+        directory, interval=1, epochs=epochs, site="local", exit_code=exit_code,
+        launcher_arguments=f"--backend replay:{trace}" if trace else "")
+    SiteCatalog().add_sites(local_site(directory / "scratch", directory / "outputs")).write(
+        str(directory / "sites.yml"))
+    properties = pegasus.write_properties(directory / "pegasus.properties",
+                                          directory / "sites.yml")
+    return workflow, properties

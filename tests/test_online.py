@@ -261,7 +261,11 @@ def pegasus_transfer(world: World, entries: list[dict[str, Any]],
     listing.write_text(json.dumps(entries))
     handler_dir = Path(sys.executable).parent  # where pip put our pegasus-globus-online
     assert (handler_dir / "pegasus-globus-online").exists()
-    env = {**world.env, "PATH": f"{handler_dir}:{world.env['PATH']}", **environment}
+    # as on a host without a Pegasus installation: with PEGASUS_HOME set, pegasus-transfer
+    # would run $PEGASUS_HOME/bin/pegasus-globus-online before PATH's (pegasus-globus-setup
+    # install is the fix there, tested in test_setup_and_examples and test_real_pegasus)
+    env = {**{k: v for k, v in world.env.items() if k != "PEGASUS_HOME"},
+           "PATH": f"{handler_dir}:{world.env['PATH']}", **environment}
     return subprocess.run([sys.executable, str(script), "--file", str(listing),
                            "--max-attempts", "1", "--threads", "1"], capture_output=True, text=True,
                           timeout=300, env=env)

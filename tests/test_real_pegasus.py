@@ -22,24 +22,20 @@ import yaml
 
 from bench.concurrent_refresh import logged_in_store
 from pegasus_globus.emulator import Emulator
-from pegasus_globus.sites import globus_scratch_site, globus_storage_site
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
-from rehearsal import RealPegasus, find_pegasus, local_site  # noqa: E402
+from rehearsal import (  # noqa: E402
+    RealPegasus,
+    example,
+    find_pegasus,
+    gpu_training,
+    local_site,
+    nightly_backup,
+)
 
 TRACE = ROOT / "share" / "kickstart-gpu" / "traces" / "a2x-a100-training.json"
 DAY = 86400
-
-
-def example(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        f"example_{name}", ROOT / "examples" / "workflows" / name / "workflow.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
@@ -61,12 +57,8 @@ class NightlySite:
     def __init__(self, pegasus: RealPegasus, tmp_path: Path, monkeypatch,
                  with_input: bool = True) -> None:
         self.tmp = tmp_path
-        self.scratch = tmp_path / "scratch"
-        self.scratch.mkdir()
-        self.scratch_collection, self.data, self.results, self.archive = (
-            str(uuid.uuid4()) for _ in range(4))
-        self.emulator = Emulator(tmp_path / "globus", time_scale=DAY,
-                                 collections={self.scratch_collection: self.scratch}).start()
+        self.data, self.results, self.archive = (str(uuid.uuid4()) for _ in range(3))
+        self.emulator = Emulator(tmp_path / "globus", time_scale=DAY).start()
         for name, value in self.emulator.environment.items():
             monkeypatch.setenv(name, value)
         home = tmp_path / "home"
@@ -78,17 +70,9 @@ class NightlySite:
         if with_input:
             (self.emulator.collection_path(self.data) / "data").mkdir()
             (self.emulator.collection_path(self.data) / "data" / "raw.csv").write_text(self.raw)
-        self.workflow = example("nightly_backup").build(
-            self.data, self.results, self.archive, tmp_path / "wf", nights=3, site="local")
-        from Pegasus.api import SiteCatalog
-
-        sites = SiteCatalog().add_sites(
-            globus_scratch_site("local", self.scratch_collection, str(self.scratch)),
-            globus_storage_site("results", self.results, "/nightly"))
-        sites.write(str(tmp_path / "sites.yml"))
-        self.properties = pegasus.write_properties(
-            tmp_path / "pegasus.properties", tmp_path / "sites.yml",
-            **{"pegasus.transfer.arguments": "--max-attempts 1"})
+        self.workflow, self.properties = nightly_backup(
+            pegasus, self.emulator, tmp_path / "wf", self.data, self.results, self.archive)
+        self.scratch = tmp_path / "wf" / "scratch"
 
     def plan_and_run(self, pegasus: RealPegasus, submit: str = "submit"):
         plan = pegasus.plan(self.workflow, self.properties, self.tmp / submit, self.env,
@@ -181,14 +165,7 @@ def test_a_missing_go_input_fails_the_stage_in_job_fast(pegasus, tmp_path, monke
 
 
 def gpu_run(pegasus: RealPegasus, tmp_path: Path, exit_code: int = 0):
-    from Pegasus.api import SiteCatalog
-
-    workflow = example("gpu_training").build(
-        tmp_path / "wf", interval=1, epochs=2, site="local", exit_code=exit_code,
-        launcher_arguments=f"--backend replay:{TRACE}")
-    SiteCatalog().add_sites(local_site(tmp_path / "scratch", tmp_path / "outputs")).write(
-        str(tmp_path / "sites.yml"))
-    properties = pegasus.write_properties(tmp_path / "pegasus.properties", tmp_path / "sites.yml")
+    workflow, properties = gpu_training(pegasus, tmp_path / "wf", TRACE, exit_code=exit_code)
     env = pegasus.environment({**os.environ, "HOME": str(tmp_path / "home")})
     plan = pegasus.plan(workflow, properties, tmp_path / "submit", env)
     assert plan.returncode == 0 and plan.submit_dir, plan.output[-3000:]
@@ -276,3 +253,18 @@ def test_planned_remove_specs_carry_recursive_as_strings(pegasus, nightly):
     assert {entry["target"]["recursive"] for spec in cleanup for entry in spec} <= {"True",
                                                                                      "False"}
     assert yaml.safe_load((nightly.tmp / "sites.yml").read_text())["sites"]
+
+
+def test_the_demo_plans_and_runs_both_workflows_with_the_real_pegasus(pegasus, tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--output",
+                             str(tmp_path / "out")], capture_output=True, text=True,
+                            timeout=600, cwd=tmp_path,
+                            env={**os.environ, "PEGASUS_HOME": str(pegasus.home)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    for workflow in ("nightly_backup", "gpu_training"):
+        assert f"- pegasus-plan {workflow}" in out and f"- pegasus-run {workflow}:" in out
+    assert "JOB stage_in_local_local_0_0 Returned with 0" in out  # pegasus-run's own lines
+    assert "JOB train_train Returned with 0" in out
+    assert "it ran 3 nights" in out and "registering again: unchanged" in out
+    assert (tmp_path / "out" / "gpu-report.png").exists()
