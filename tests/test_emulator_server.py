@@ -16,7 +16,7 @@ from typing import Any
 import globus_sdk
 import pytest
 
-from .conftest import TRANSFER, login, wait_task
+from .conftest import TRANSFER, admin, login, wait_task
 
 
 def raw(emulator, method: str, path: str, body: bytes | None = None,
@@ -158,3 +158,59 @@ def test_cli_rejects_a_bad_fault_rate(tmp_path):
          "--fault-rate", "2"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "fault rate must be between 0 and 1" in result.stderr
+
+
+def test_a_collection_mapped_to_a_directory_serves_it_and_nothing_outside(
+        emulator, transfer_client, tmp_path):
+    """In-process and through the admin route: the collection's / is the directory."""
+    scratch, other = tmp_path / "scratch", tmp_path / "other"
+    scratch.mkdir()
+    other.mkdir()
+    (scratch / "in.txt").write_text("in")
+    (tmp_path / "beside.txt").write_text("secret")
+    mapped, routed = str(uuid.uuid4()), str(uuid.uuid4())
+    emulator.map_collection(mapped, scratch)
+    assert admin(emulator, "POST", f"/_emulator/collections/{routed}",
+                 {"root": str(other)})["root"] == str(other)
+    listing = transfer_client.operation_ls(mapped, path="/")
+    assert [entry["name"] for entry in listing] == ["in.txt"]
+    data = globus_sdk.TransferData(mapped, routed)
+    data.add_item("/in.txt", "/copied/in.txt")
+    assert wait_task(transfer_client, transfer_client.submit_transfer(data)["task_id"])[
+        "status"] == "SUCCEEDED"
+    assert (other / "copied" / "in.txt").read_text() == "in"
+    with pytest.raises(globus_sdk.TransferAPIError) as refused:
+        transfer_client.operation_stat(mapped, path="/../beside.txt")
+    assert refused.value.http_status == 403
+
+
+def test_a_fresh_collection_has_a_root(transfer_client):
+    assert list(transfer_client.operation_ls(str(uuid.uuid4()), path="/")) == []
+
+
+def test_cli_serves_a_collection_from_a_directory(tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    collection = str(uuid.uuid4())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pegasus_globus.emulator.cli", "--root", str(tmp_path / "g"),
+         "--collection", f"{collection}={scratch}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().strip().split("=", 1)[1]
+        with urllib.request.urlopen(url + "_emulator/collections", timeout=10) as answer:
+            assert json.load(answer)[collection]["root"] == str(scratch)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize("mapping,message", [("nope", "give UUID=DIR"),
+                                             (f"{uuid.uuid4()}=/no/such/dir", "not a directory"),
+                                             ("x=/tmp", "not a UUID")])
+def test_cli_rejects_a_bad_collection_mapping(tmp_path, mapping, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "pegasus_globus.emulator.cli", "--root", str(tmp_path),
+         "--collection", mapping], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
