@@ -1,6 +1,6 @@
 """Run the job exactly as it would run alone, and learn how it ended.
 
-The job is spawned before anything else happens, with the signal mask and dispositions it
+The job is started before anything else happens, with the signal mask and dispositions it
 would have had, and standard input, output and error untouched. SIGTERM, SIGINT, SIGHUP,
 SIGQUIT, SIGUSR1 and SIGUSR2 sent to the launcher are forwarded to the job, except those a
 terminal sent to the whole process group (Ctrl-C): the job got those already.
@@ -8,6 +8,7 @@ terminal sent to the whole process group (Ctrl-C): the job got those already.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 
 FORWARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2}
+# Python ignores these at start-up, and ignored dispositions survive exec: without a reset a
+# job's `yes | head` would spin on EPIPE and a job over `ulimit -f` would not die of SIGXFSZ.
+PYTHON_IGNORED = {signal.SIGPIPE, signal.SIGXFSZ}
 SI_KERNEL = 0x80  # si_code of signals the kernel (a terminal) sent to a process group
 NOT_FOUND, NOT_EXECUTABLE = 127, 126  # the shell's exit codes
 
@@ -30,10 +34,34 @@ class Job:
     def __init__(self, argv: list[str]) -> None:
         # take the signals in a thread, with their sender, instead of at random points
         self._original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
-        self.pid = os.posix_spawnp(argv[0], argv, os.environ,
-                                   setsigmask=self._original_mask)
+        self.pid = self._spawn(argv)
         self._done = threading.Event()
         threading.Thread(target=self._forward, name="signal-forwarder", daemon=True).start()
+
+    def _spawn(self, argv: list[str]) -> int:
+        """fork and exec, not posix_spawn: glibc's posix_spawn (2.36) starts the child with
+        its internal signals 32 and 33 ignored, which a job would inherit. Raises the exec's
+        OSError in this process, as posix_spawn does."""
+        report, reported = os.pipe2(os.O_CLOEXEC)  # closed by a successful exec
+        pid = os.fork()
+        if pid == 0:  # the child: no threads, nothing but resets and the exec
+            try:
+                for signum in PYTHON_IGNORED | FORWARDED:
+                    signal.signal(signum, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_SETMASK, self._original_mask)
+                os.execvp(argv[0], argv)
+            except OSError as error:
+                os.write(reported, str(error.errno).encode())
+            finally:
+                os._exit(NOT_EXECUTABLE)
+        os.close(reported)
+        failure = os.read(report, 16)  # empty once the exec succeeded
+        os.close(report)
+        if failure:
+            os.waitpid(pid, 0)
+            code = int(failure)
+            raise OSError(code, os.strerror(code))
+        return pid
 
     def _forward(self) -> None:
         while True:
@@ -60,8 +88,10 @@ def spawn_failure(argv: list[str], error: OSError) -> NoReturn:
 
 def end_like(status: int) -> NoReturn:
     """Exit with the job's status; for a job killed by a signal, die of the same signal."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        # a reader gone (the job died of SIGPIPE too) must not change the status
+        with contextlib.suppress(OSError):
+            stream.flush()
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
         try:

@@ -8,9 +8,13 @@
     - kickstart.inv.gpu.stats.max: {...}
 
 Each value is compact JSON, which is YAML: every line starts with ``-``, as
-``Pegasus.tools.kickstart_parser`` requires, and ``Pegasus.exitcode``'s patterns
-(``raw: <n>``, ``integrity_error: ``, ``<status``) cannot occur: compact JSON puts no space
-after a colon outside strings, and inside strings such colons and every ``<`` are escaped.
+``Pegasus.tools.kickstart_parser`` requires. Pegasus' tools search the whole ``.out`` text for
+markers (``Pegasus.exitcode``: ``raw: <n>``, ``integrity_error: ``, ``<status``,
+``[cluster-task``, ``[cluster-summary``, ``[seqexec-...``; the parser: ``- invocation:``,
+``<invocation``, ``<?xml``, the multipart marker), so none may appear whatever the strings
+(environment, GPU names, /proc): compact JSON puts no space after a colon outside strings, and
+inside strings the one character that would complete a marker is written as a JSON ``\\u``
+escape, which JSON and YAML decode back to the same text.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ if TYPE_CHECKING:
     from typing import Any, Mapping
 
 MARKER = "---------------pegasus-multipart"
-# the text Pegasus.exitcode looks for anywhere in a .out file
-_EXITCODE_PATTERNS = re.compile(r"(raw|integrity_error):(?= )")
+# a character completing a marker Pegasus' tools look for anywhere in a .out file; outside
+# JSON strings none can match ("[" then a letter is only true/false/null, "-" only a number)
+_MARKERS = re.compile(r"(?<=raw):(?= )|(?<=integrity_error):(?= )|<|\[(?=cluster-|seqexec-)"
+                      r"|-(?= invocation:)|-(?=-*pegasus-multipart)")
 
 
 def render_entries(events: Mapping[str, Any]) -> str:
@@ -36,7 +42,7 @@ def render_entries(events: Mapping[str, Any]) -> str:
     for name, value in events.items():
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False,
                           default=str)
-        text = _EXITCODE_PATTERNS.sub(r"\1\\u003a", text).replace("<", "\\u003c")
+        text = _MARKERS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
         lines.append(f"- {name}: {text}")
     return "\n".join(lines) + "\n"
 

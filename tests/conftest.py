@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 import urllib.request
 from typing import Any, Callable, Iterator
@@ -11,6 +13,9 @@ import globus_sdk
 import pytest
 
 from pegasus_globus.emulator import Emulator, approve
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples"))
+from rehearsal import RealPegasus, find_pegasus
 
 PEGASUS_CLIENT_ID = "d7382f5a-4ea3-4b69-b094-99c392fc820d"
 TRANSFER = globus_sdk.TransferClient.scopes.all
@@ -75,3 +80,18 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, every: float =
 def wait_task(client: globus_sdk.TransferClient, task_id: str) -> dict[str, Any]:
     return wait_for(lambda: (doc := client.get_task(task_id).data)["status"]
                     in ("SUCCEEDED", "FAILED") and doc)
+
+
+@pytest.fixture(scope="session")
+def pegasus(tmp_path_factory) -> RealPegasus:
+    """The real Pegasus, found as a user's machine has it ($PEGASUS_HOME, else pegasus-plan on
+    PATH), copied with this project's handler installed. Skipped without one, except under CI
+    (CI=true), where .ci/run unpacks ../shared/pegasus/ and a missing Pegasus is a failure."""
+    installation = find_pegasus()
+    if installation is None:
+        reason = ("no Pegasus installation: set PEGASUS_HOME or put pegasus-plan on PATH "
+                  "(.ci/run unpacks ../shared/pegasus/*.tar.xz)")
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the real Pegasus: {reason}")
+        pytest.skip(reason)
+    return RealPegasus(installation, tmp_path_factory.mktemp("real-pegasus"))

@@ -25,29 +25,10 @@ from pegasus_globus.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
-from rehearsal import (  # noqa: E402
-    RealPegasus,
-    example,
-    find_pegasus,
-    gpu_training,
-    local_site,
-    nightly_backup,
-)
+from rehearsal import RealPegasus, example, gpu_training, local_site, nightly_backup  # noqa: E402
 
 TRACE = ROOT / "share" / "kickstart-gpu" / "traces" / "a2x-a100-training.json"
 DAY = 86400
-
-
-@pytest.fixture(scope="session")
-def pegasus(tmp_path_factory) -> RealPegasus:
-    installation = find_pegasus()
-    if installation is None:
-        reason = ("no Pegasus installation: set PEGASUS_HOME or put pegasus-plan on PATH "
-                  "(.ci/run unpacks ../shared/pegasus/*.tar.xz)")
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs the real Pegasus: {reason}")
-        pytest.skip(reason)
-    return RealPegasus(installation, tmp_path_factory.mktemp("real-pegasus"))
 
 
 class NightlySite:
