@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def console_scripts() -> dict[str, str]:
+    """Every installed command -> the module it runs: pip's console scripts, and the shell
+    scripts of ``scripts =`` (which run ``python -E -m MODULE``)."""
     setup = configparser.ConfigParser()
     setup.read(ROOT / "setup.cfg")
     entries = setup["options.entry_points"]["console_scripts"].strip().splitlines()
-    return dict(line.replace(" ", "").split("=") for line in entries)
+    commands = dict(line.replace(" ", "").split("=") for line in entries)
+    for script in setup["options"]["scripts"].split():
+        module = re.search(r" -m ([\w.]+)", (ROOT / script).read_text()).group(1)
+        commands[Path(script).name] = f"{module}:main"
+    return commands
 
 
 def test_every_console_script_has_a_man_page():
@@ -38,3 +45,10 @@ def test_help_works(command):
     result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("usage:")
+
+
+def test_the_installed_launcher_script_runs_the_sidecar():
+    launcher = Path(sys.executable).parent / "pegasus-kickstart-gpu"
+    result = subprocess.run([str(launcher), "--help"], capture_output=True, text=True,
+                            timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONHOME": "/nowhere"})
+    assert result.returncode == 0 and "usage: pegasus-kickstart-gpu" in result.stdout
