@@ -52,7 +52,11 @@ def write_record(events: Mapping[str, Any], output: str | None,
     """Write the block where it belongs; returns where it went.
 
     ``output``: a path; else a new file in ``$PEGASUS_MULTIPART_DIR`` (PegasusLite prints the
-    marker before each file there); else standard output, after the job's own output.
+    marker before each file there); else standard output, after the job's own output, which
+    is the record when the sidecar runs in front of kickstart (the launcher). Inside
+    kickstart (its child), standard output is the job's output that kickstart captures: the
+    block then goes to ``pegasus-kickstart-gpu-<pid>.yml`` in the working directory instead,
+    and a line on standard error says so.
     """
     entries = render_entries(events)
     if output:
@@ -61,17 +65,37 @@ def write_record(events: Mapping[str, Any], output: str | None,
         return output
     directory = environ.get("PEGASUS_MULTIPART_DIR")
     if directory:
-        import tempfile
-
         os.makedirs(directory, exist_ok=True)
-        # complete or absent: written aside, then renamed into the directory PegasusLite reads
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".gpu-", suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(entries)
-        final = os.path.join(directory, f"{int(time.time())}-{os.getpid()}-gpu")
-        os.replace(temporary, final)
-        return final
+        return _publish(directory, f"{int(time.time())}-{os.getpid()}-gpu", entries)
+    if inside_kickstart():
+        path = _publish(os.getcwd(), f"pegasus-kickstart-gpu-{os.getpid()}.yml",
+                        f"{MARKER}\n{entries}")
+        print(f"pegasus-kickstart-gpu: running inside pegasus-kickstart, whose standard output "
+              f"is the job's: the GPU block is in {path} (put the sidecar in front of kickstart "
+              f"with the gridstart.launcher profile, or give --output)", file=sys.stderr)
+        return path
     sys.stdout.flush()
     sys.stdout.write(f"\n{MARKER}\n{entries}")
     sys.stdout.flush()
     return "standard output"
+
+
+def inside_kickstart() -> bool:
+    """Whether this process is pegasus-kickstart's child (its comm, cut at 15 characters)."""
+    try:
+        with open(f"/proc/{os.getppid()}/comm") as comm:
+            return comm.read().strip() == "pegasus-kicksta"
+    except OSError:
+        return False
+
+
+def _publish(directory: str, name: str, text: str) -> str:
+    """Write ``text`` to ``directory/name`` completely or not at all (aside, then renamed)."""
+    import tempfile
+
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".gpu-", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    final = os.path.join(directory, name)
+    os.replace(temporary, final)
+    return final

@@ -126,3 +126,17 @@ def test_hostile_strings_cannot_fool_pegasus_tools(pegasus, tmp_path, where):
         assert environment["devices"][0]["name"] == HOSTILE
     verdict = exitcode_verdict(pegasus, result.stdout)
     assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+
+
+def test_inside_kickstart_the_block_stays_out_of_the_jobs_stdout(pegasus, tmp_path):
+    """kickstart -> sidecar -> job: kickstart captures the sidecar's stdout as the job's."""
+    ks = str(pegasus.home / "bin" / "pegasus-kickstart")
+    result = subprocess.run([ks, "-n", "job", "-N", "ID1", "-R", "local", SIDECAR, "--backend",
+                             f"replay:{TRACE}", "--", "/bin/echo", "job output"],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0
+    assert "pegasus-multipart" not in result.stdout and "job output" in result.stdout
+    (block,) = tmp_path.glob("pegasus-kickstart-gpu-*.yml")
+    assert block.read_text().startswith("---------------pegasus-multipart\n- kickstart.inv.gpu")
+    assert f"the GPU block is in {block}" in result.stdout  # the stderr kickstart recorded
+    assert exitcode_verdict(pegasus, result.stdout).returncode == 0
