@@ -7,6 +7,7 @@ and energy cover every sample taken.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -87,6 +88,9 @@ class Totals:
         self.last_energy: float | None = None
         self.integrated_mj = 0.0
         self._last_power: tuple[float, float] | None = None  # (monotonic s, mW)
+        self.throttled = 0
+        self.idle_s = self.span_s = 0.0  # between samples, idle when the earlier one read 0 %
+        self._last_utilization: tuple[float, float] | None = None  # (monotonic s, %)
 
     def add(self, sample: dict[str, Any], when: float) -> None:
         self.samples += 1
@@ -101,6 +105,17 @@ class Totals:
         if isinstance(energy, (int, float)):
             self.first_energy = energy if self.first_energy is None else self.first_energy
             self.last_energy = energy
+        from .nvml import THROTTLE_MASK
+
+        if (sample.get("throttle_reasons") or 0) & THROTTLE_MASK:
+            self.throttled += 1
+        utilization = sample.get("gpu_utilization")
+        if isinstance(utilization, (int, float)):
+            if self._last_utilization is not None:
+                then, before = self._last_utilization
+                self.span_s += when - then
+                self.idle_s += (when - then) if before == 0 else 0.0
+            self._last_utilization = (when, utilization)
         power = sample.get("power_usage")
         if isinstance(power, (int, float)):
             if self._last_power is not None:  # trapezoids: mW x s = mJ
@@ -129,6 +144,9 @@ class Totals:
             "energy_source": "energy counter" if counter_ok
             else "integrated power" if self._last_power else None,
             "samples": self.samples,
+            # over every sample, since the record keeps only a few of them
+            "throttled_samples": self.throttled,
+            "idle_fraction": round(self.idle_s / self.span_s, 4) if self.span_s > 0 else None,
         }
 
 
@@ -334,6 +352,12 @@ class Monitor:
         environment = dict(self.environment)
         if self.problems:
             environment["problems"] = list(self.problems)
+        from .record import BYTES_PER_GPU, fit_samples
+
+        # the block stays within BYTES_PER_GPU per GPU: what the other two events leave
+        gpus = max(1, len(environment.get("devices") or ()))
+        rest = len(json.dumps([environment, maxima], separators=(",", ":"), default=str))
+        samples = fit_samples(list(self.samples), BYTES_PER_GPU * gpus - rest - 200)
         return {"kickstart.inv.gpu.environment": environment,
-                "kickstart.inv.gpu.stats": [e for sample in self.samples for e in sample],
+                "kickstart.inv.gpu.stats": [e for sample in samples for e in sample],
                 "kickstart.inv.gpu.stats.max": maxima}

@@ -30,10 +30,37 @@ if TYPE_CHECKING:
     from typing import Any, Mapping
 
 MARKER = "---------------pegasus-multipart"
+# about the most the block adds to a record per GPU, whatever the duration and interval.
+# Pegasus' exitcode (DAGMan's POST script, run for every job) and monitord parse the whole
+# .out with PyYAML's pure-Python loader, which pays per token: 32 KB per GPU made both 3 to 55
+# times slower on an 8-GPU record (bench/record_size.py). So the record keeps the inventory,
+# the maxima and the samples that fit (on an A100, the first and the last); the full time
+# series goes to --events-file or --mon-url.
+BYTES_PER_GPU = 2_500
 # a character completing a marker Pegasus' tools look for anywhere in a .out file; outside
 # JSON strings none can match ("[" then a letter is only true/false/null, "-" only a number)
 _MARKERS = re.compile(r"(?<=raw):(?= )|(?<=integrity_error):(?= )|<|\[(?=cluster-|seqexec-)"
                       r"|-(?= invocation:)|-(?=-*pegasus-multipart)")
+
+
+def fit_samples(samples: list[list[dict[str, Any]]], budget: int) -> list[list[dict[str, Any]]]:
+    """Evenly spaced samples (first and last kept) whose compact JSON fits in ``budget`` bytes.
+
+    :param samples: one list of per-GPU stats events per sampling time, oldest first
+    """
+    def size(kept: list[list[dict[str, Any]]]) -> int:
+        return sum(len(json.dumps(e, separators=(",", ":"), default=str)) + 1
+                   for sample in kept for e in sample)
+
+    total = size(samples)
+    keep = len(samples)
+    kept = samples
+    while total > budget and keep > 2:
+        keep = max(2, min(keep - 1, int(keep * budget / total)))
+        picks = sorted({round(i * (len(samples) - 1) / (keep - 1)) for i in range(keep)})
+        kept = [samples[i] for i in picks]
+        total = size(kept)
+    return kept
 
 
 def render_entries(events: Mapping[str, Any]) -> str:

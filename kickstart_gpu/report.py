@@ -144,17 +144,25 @@ def _attempt(usage: JobUsage, record: Record, keep_timeline: bool) -> None:
     memory = [d["max_mem_usage"] for d in maxima if d.get("max_mem_usage") is not None]
     if memory:
         usage.peak_mem_bytes = max([*memory, usage.peak_mem_bytes or 0])
+    # counted over every sample by the sidecar; records before it did, from the kept samples
+    counted = all("throttled_samples" in d for d in maxima) and bool(maxima)
+    if counted:
+        usage.throttled_samples += sum(d["throttled_samples"] for d in maxima)
     by_device: dict[Any, list[dict[str, Any]]] = {}
     for sample in stats:
         by_device.setdefault(sample.get("uuid") or sample.get("id"), []).append(sample)
-        if (sample.get("throttle_reasons") or 0) & THROTTLE_MASK:
+        if not counted and (sample.get("throttle_reasons") or 0) & THROTTLE_MASK:
             usage.throttled_samples += 1
         for field_name, reason in (sample.get("errors") or {}).items():
             if reason != "NOT_SUPPORTED":
                 usage.errors.append(f"{field_name}: {reason}")
+    idle = [d["idle_fraction"] for d in maxima if d.get("idle_fraction") is not None]
+    if idle and len(idle) == len(maxima):
+        usage.idle_gpu_hours += sum(idle) * wall / 3600
     for device, samples in by_device.items():
         samples.sort(key=lambda s: s["timestamp"])
-        usage.idle_gpu_hours += _idle_fraction(samples) * wall / 3600
+        if not (idle and len(idle) == len(maxima)):
+            usage.idle_gpu_hours += _idle_fraction(samples) * wall / 3600
         if keep_timeline:
             usage.timeline[str(device)] = [
                 (s["timestamp"], s.get("gpu_utilization"), s.get("mem_usage"),

@@ -213,8 +213,10 @@ def test_no_nvidia_driver_is_recorded_and_the_job_runs():
     assert environment["reason"].startswith(("NVML did not start", "no NVML"))
 
 
-def test_replay_of_two_gpus_samples_at_start_interval_and_exit():
-    result = sidecar("--interval", "1", "--backend", REPLAY, "--", "sleep", "2.5")
+def test_replay_of_two_gpus_samples_at_start_interval_and_exit(tmp_path):
+    series = tmp_path / "events.jsonl"
+    result = sidecar("--interval", "1", "--backend", REPLAY, "--events-file", str(series),
+                     "--", "sleep", "2.5")
     assert result.returncode == 0, result.stderr
     events = block(result.stdout.decode())
     validate(events)
@@ -223,9 +225,13 @@ def test_replay_of_two_gpus_samples_at_start_interval_and_exit():
     assert environment["device_count"] == 2 and environment["cuda_version"] == 12.4
     assert [d["uuid"] for d in environment["devices"]] == [d["uuid"] for d in trace["devices"]]
     assert environment["devices"][0]["total_bar1_memory"] == 64 * 1024 ** 3
-    stats = events["kickstart.inv.gpu.stats"]
+    lines = [json.loads(line) for line in series.read_text().splitlines()]
+    stats = [e for e in lines if e["event"] == "kickstart.inv.gpu.stats"]  # the full series
     per_device = {i: [s for s in stats if s["id"] == i] for i in (0, 1)}
     assert all(len(samples) == 4 for samples in per_device.values())  # 0 s, 1 s, 2 s, exit
+    in_record = events["kickstart.inv.gpu.stats"]  # thinned: the first and the last sample
+    assert in_record == [s for s in stats if s in in_record] and len(in_record) >= 4
+    assert {s["timestamp"] for s in in_record} == {stats[0]["timestamp"], stats[-1]["timestamp"]}
     assert all(s["sampling_duration"] >= 0 for s in stats)
     assert per_device[1][0]["pcie_rx"] is None
     assert per_device[1][0]["errors"]["pcie_rx"] == "NOT_SUPPORTED"
@@ -372,3 +378,18 @@ def test_an_unreachable_monitoring_url_is_recorded_not_fatal():
     assert result.returncode == 0
     problems = block(result.stdout.decode())["kickstart.inv.gpu.environment"]["problems"]
     assert any("monitoring URL" in p for p in problems)
+
+
+def test_a_long_eight_gpu_run_adds_a_small_block_whatever_its_length(tmp_path):
+    """Pegasus parses every .out with a pure-Python YAML loader: the block must stay small."""
+    from bench.record_size import gpu_block, widened_trace
+    from kickstart_gpu.record import BYTES_PER_GPU
+
+    block = gpu_block(widened_trace(8, tmp_path), samples=600)
+    assert len(block.encode()) <= BYTES_PER_GPU * 8
+    entries = dict(line[2:].split(": ", 1) for line in block.splitlines()[1:])
+    stats = json.loads(entries["kickstart.inv.gpu.stats"])
+    times = sorted({s["timestamp"] for s in stats})
+    assert len(times) >= 2 and {s["id"] for s in stats} == set(range(8))
+    maxima = json.loads(entries["kickstart.inv.gpu.stats.max"])
+    assert [d["samples"] for d in maxima["devices"]] == [600] * 8  # maxima cover every sample
