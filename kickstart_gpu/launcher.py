@@ -2,8 +2,16 @@
 
 The job is started before anything else happens, with the signal mask and dispositions it
 would have had, and standard input, output and error untouched. SIGTERM, SIGINT, SIGHUP,
-SIGQUIT, SIGUSR1 and SIGUSR2 sent to the launcher are forwarded to the job, except those a
-terminal sent to the whole process group (Ctrl-C): the job got those already.
+SIGQUIT, SIGUSR1 and SIGUSR2 sent to the launcher are forwarded to the job once:
+
+- Outside a terminal's foreground (batch systems, DAGMan) the job gets a process group of its
+  own, so a signal to the launcher's group (``kill -TERM -- -PGID``, ``timeout``) reaches the
+  job only through the launcher. kickstart does not survive a second SIGTERM while it writes
+  its record, so a signal must never arrive twice.
+- In a terminal's foreground the job shares the launcher's group, so it can read the terminal;
+  signals the terminal sends the group (Ctrl-C) reached the job already and are not forwarded.
+- The same signal arriving again within ``REPEAT_WINDOW`` seconds (``timeout`` signals its
+  child, then its group) is forwarded once.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ FORWARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signa
 # job's `yes | head` would spin on EPIPE and a job over `ulimit -f` would not die of SIGXFSZ.
 PYTHON_IGNORED = {signal.SIGPIPE, signal.SIGXFSZ}
 SI_KERNEL = 0x80  # si_code of signals the kernel (a terminal) sent to a process group
+REPEAT_WINDOW = 0.2  # seconds within which the same signal again is the same event
 NOT_FOUND, NOT_EXECUTABLE = 127, 126  # the shell's exit codes
 
 
@@ -34,7 +43,11 @@ class Job:
     def __init__(self, argv: list[str]) -> None:
         # take the signals in a thread, with their sender, instead of at random points
         self._original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        self.own_group = not _in_terminal_foreground()
         self.pid = self._spawn(argv)
+        if self.own_group:
+            with contextlib.suppress(OSError):  # also done in the child: whichever runs first
+                os.setpgid(self.pid, self.pid)
         self._done = threading.Event()
         threading.Thread(target=self._forward, name="signal-forwarder", daemon=True).start()
 
@@ -46,6 +59,8 @@ class Job:
         pid = os.fork()
         if pid == 0:  # the child: no threads, nothing but resets and the exec
             try:
+                if self.own_group:
+                    os.setpgid(0, 0)
                 for signum in PYTHON_IGNORED | FORWARDED:
                     signal.signal(signum, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_SETMASK, self._original_mask)
@@ -64,12 +79,20 @@ class Job:
         return pid
 
     def _forward(self) -> None:
+        import time
+
+        last: dict[int, float] = {}
         while True:
             info = signal.sigwaitinfo(FORWARDED)  # sleeps: no CPU until a signal comes
             if self._done.is_set():
                 return
-            if info.si_code != SI_KERNEL:
-                os.kill(self.pid, info.si_signo)
+            if info.si_code == SI_KERNEL and not self.own_group:
+                continue  # a terminal signalled the group the job shares
+            now = time.monotonic()
+            if now - last.get(info.si_signo, -REPEAT_WINDOW) < REPEAT_WINDOW:
+                continue
+            last[info.si_signo] = now
+            os.kill(self.pid, info.si_signo)
 
     def wait(self) -> int:
         """The raw wait status, once the job has ended."""
@@ -78,6 +101,14 @@ class Job:
         self._done.set()
         _, status = os.waitpid(self.pid, 0)
         return status
+
+
+def _in_terminal_foreground() -> bool:
+    """Whether this process's group owns the terminal on standard input (an interactive run)."""
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
 
 
 def spawn_failure(argv: list[str], error: OSError) -> NoReturn:

@@ -140,3 +140,16 @@ def test_inside_kickstart_the_block_stays_out_of_the_jobs_stdout(pegasus, tmp_pa
     assert block.read_text().startswith("---------------pegasus-multipart\n- kickstart.inv.gpu")
     assert f"the GPU block is in {block}" in result.stdout  # the stderr kickstart recorded
     assert exitcode_verdict(pegasus, result.stdout).returncode == 0
+
+
+@pytest.mark.parametrize("mode", ["top process", "process group"])
+def test_sigterm_reaches_the_job_once_and_the_record_survives(pegasus, tmp_path, mode):
+    """HTCondor's soft kill signals the top process; `timeout` and `kill -- -PGID` its group.
+    kickstart dies if a second SIGTERM lands while it writes its record. (bench.sidecar_signals
+    runs 200 trials of each mode, and a kill of every process.)"""
+    from bench.sidecar_signals import trial
+
+    kickstart = str(pegasus.home / "bin" / "pegasus-kickstart")
+    alone = trial(kickstart, mode, sidecar=False, directory=tmp_path)
+    for _ in range(5):
+        assert trial(kickstart, mode, sidecar=True, directory=tmp_path) == alone == (True, 1, 143)
