@@ -11,6 +11,7 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import globus_sdk
@@ -214,3 +215,23 @@ def test_cli_rejects_a_bad_collection_mapping(tmp_path, mapping, message):
          "--collection", mapping], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_readmes_emulator_recipe_works_as_written(tmp_path):
+    """The README's recipe, run by bash exactly as written (with /tmp/g moved under tmp_path)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    recipe = readme.split("source it once it is there:\n\n```sh\n", 1)[1].split("```", 1)[0]
+    root = str(tmp_path / "g")
+    lines = [line for line in recipe.replace("/tmp/g", root).splitlines()
+             if "pegasus-globus-online-init" not in line]  # a login is tested elsewhere
+    ask = (f'{sys.executable} -c "import os, urllib.request; urllib.request.urlopen('
+           f"os.environ['GLOBUS_SDK_SERVICE_URL_TRANSFER'] + '_emulator/clock')\" && "
+           'echo "answered at $GLOBUS_SDK_SERVICE_URL_TRANSFER"')
+    script = "\n".join([*lines[:3], ask, *lines[3:], "wait"])
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    assert "answered at http://127.0.0.1:" in result.stdout
+    assert not os.path.exists(os.path.join(root, "env"))  # removed when it stopped
+    assert os.path.exists(os.path.join(root, "state.json"))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
+import tempfile
 import threading
 from types import FrameType
 
@@ -16,11 +19,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pegasus-globus-emulator",
         description="Serve Globus Auth, Transfer and Timers locally for rehearsals and tests. "
-        "On start it prints the export lines that point globus-sdk at it; evaluate them with "
-        "eval \"$(pegasus-globus-emulator ... | head -3)\" or copy them.",
+        "On start it prints the export lines that point globus-sdk at it, and with --env-file "
+        "writes them to a file to source: "
+        "pegasus-globus-emulator --root /tmp/g --env-file /tmp/g/env & "
+        "while [ ! -e /tmp/g/env ]; do sleep 0.1; done; . /tmp/g/env",
     )
     parser.add_argument("--root", required=True,
                         help="directory for collections (ROOT/collections/<uuid>/) and state")
+    parser.add_argument("--env-file", metavar="PATH",
+                        help="once listening, write the export lines to PATH (complete or not at "
+                        "all) for a shell to source; removed when the emulator stops")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=0,
@@ -77,14 +85,34 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    for name, value in emulator.environment.items():
-        print(f"export {name}={value}")
-    sys.stdout.flush()
+    exports = "".join(f"export {name}={value}\n" for name, value in emulator.environment.items())
+    print(exports, end="", flush=True)
+    if args.env_file:
+        try:
+            _write_atomically(args.env_file, exports)
+        except OSError as error:
+            print(f"pegasus-globus-emulator: --env-file {args.env_file}: {error.strerror}",
+                  file=sys.stderr)
+            emulator.close()
+            return 2
     print(f"Globus emulator serving {emulator.root} at {emulator.url} "
           f"(time scale {args.time_scale}); Ctrl-C stops it", file=sys.stderr)
-    emulator.serve_forever()
-    emulator.close()
+    try:
+        emulator.serve_forever()
+    finally:
+        emulator.close()
+        if args.env_file:
+            with contextlib.suppress(OSError):
+                os.unlink(args.env_file)
     return 0
+
+
+def _write_atomically(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".env-", suffix=".tmp")
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(temporary, path)
 
 
 if __name__ == "__main__":
