@@ -86,8 +86,13 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     backend = args.backend
     if backend not in ("auto", "nvml", "none") and not backend.startswith("replay:"):
         parser.error(f"--backend {backend}: use auto, nvml, none or replay:TRACE")
-    if backend.startswith("replay:") and not os.path.isfile(backend[len("replay:"):]):
-        parser.error(f"--backend {backend}: no such trace file")
+    if backend.startswith("replay:"):
+        from .replay import TraceError, load_trace
+
+        try:  # a bad trace is a bad option: said before the job starts, like the others
+            load_trace(backend[len("replay:"):])
+        except TraceError as error:
+            parser.error(f"--backend {backend}: {error}")
     if args.mon_url:
         from .sinks import make_sink
 

@@ -297,6 +297,16 @@ def main(argv: list[str]) -> int:
         print(f"pegasus-kickstart-gpu report: no such file or directory: {missing[0]}",
               file=sys.stderr)
         return 2
+    for path in args.paths:  # a file named on the command line must be something we read
+        if not os.path.isdir(path) and not (_is_events_file(path)
+                                            or read_record(path).invocations):
+            print(f"pegasus-kickstart-gpu report: {path} is not a kickstart record (.out) or "
+                  "an --events-file output", file=sys.stderr)
+            return 2
+    if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
+        print(f"pegasus-kickstart-gpu report: --plot {args.plot}: no such directory "
+              f"{os.path.dirname(os.path.abspath(args.plot))}", file=sys.stderr)
+        return 2
     if args.plot:
         try:
             import matplotlib  # noqa: F401

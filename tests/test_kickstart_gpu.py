@@ -393,3 +393,12 @@ def test_a_long_eight_gpu_run_adds_a_small_block_whatever_its_length(tmp_path):
     assert len(times) >= 2 and {s["id"] for s in stats} == set(range(8))
     maxima = json.loads(entries["kickstart.inv.gpu.stats.max"])
     assert [d["samples"] for d in maxima["devices"]] == [600] * 8  # maxima cover every sample
+
+
+@pytest.mark.parametrize("content", ["root:x:0:0:root:/root:/bin/bash\n", '{"format": "other"}'])
+def test_a_file_that_is_no_trace_is_refused_before_the_job_starts(tmp_path, content):
+    trace = tmp_path / "trace"
+    trace.write_text(content)
+    result = sidecar("--backend", f"replay:{trace}", "--", "touch", str(tmp_path / "ran"))
+    assert result.returncode == 2 and b"is not" in result.stderr
+    assert not (tmp_path / "ran").exists()

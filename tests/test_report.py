@@ -149,3 +149,15 @@ def test_plot_without_matplotlib_says_how_to_install(capsys, submit_dir, tmp_pat
 def test_a_missing_path_is_a_clear_error(capsys, tmp_path):
     assert main([str(tmp_path / "nowhere")]) == 2
     assert "no such file or directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "/dev/null"])
+def test_a_file_that_is_no_record_is_an_error(capsys, path):
+    assert main([path]) == 2
+    assert f"{path} is not a kickstart record" in capsys.readouterr().err
+
+
+def test_a_plot_into_a_missing_directory_is_a_one_line_error(capsys, tmp_path):
+    assert main([str(FIXTURES), "--plot", str(tmp_path / "missing" / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "no such directory" in err and len(err.strip().splitlines()) == 1
