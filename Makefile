@@ -8,8 +8,9 @@ PEGASUS_WHEELS := pegasus-wms==5.1.3 pegasus-wms.worker==5.1.3 pegasus-wms.commo
 .PHONY: demo test clean
 
 $(STAMP): setup.cfg pyproject.toml Makefile
+	@echo "First run: building $(VENV) from PyPI (about 20 s)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -e '.[test]'
 	# stock Pegasus, for the interoperability tests: --no-deps keeps its globus-sdk<4 pin out
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(PEGASUS_WHEELS)
 	touch $@
