@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds between samples, 1 to 3600 (default: 10)")
     parser.add_argument("--backend", default="auto", metavar="auto|nvml|none|replay:TRACE",
                         help="where samples come from: NVML (auto, nvml), nowhere (none), or "
-                        "a recorded trace (default: auto)")
+                        "a recorded trace, by path or by the name of an installed one "
+                        "(replay:a2x-a100-training) (default: auto)")
     parser.add_argument("--max-samples", type=int, default=500, metavar="N",
                         help="samples kept in the record, spread over the run; maxima cover "
                         "all (default: 500)")
@@ -87,10 +88,11 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if backend not in ("auto", "nvml", "none") and not backend.startswith("replay:"):
         parser.error(f"--backend {backend}: use auto, nvml, none or replay:TRACE")
     if backend.startswith("replay:"):
-        from .replay import TraceError, load_trace
+        from .replay import TraceError, load_trace, trace_path
 
+        args.backend = f"replay:{trace_path(backend[len('replay:'):])}"
         try:  # a bad trace is a bad option: said before the job starts, like the others
-            load_trace(backend[len("replay:"):])
+            load_trace(args.backend[len("replay:"):])
         except TraceError as error:
             parser.error(f"--backend {backend}: {error}")
     if args.mon_url:

@@ -42,6 +42,22 @@ class TraceError(ValueError):
     """The trace file is unusable; the message names the file and the problem."""
 
 
+def trace_path(text: str) -> str:
+    """A trace given by path, or by the name of one installed with the package
+    (``a2x-a100-training``: ``<prefix>/share/kickstart-gpu/traces/<name>.json``)."""
+    if os.path.exists(text) or "/" in text:
+        return text
+    import sys
+
+    for directory in (Path(sys.prefix) / "share" / "kickstart-gpu" / "traces",
+                      Path(__file__).resolve().parent.parent / "share" / "kickstart-gpu"
+                      / "traces"):  # the installed ones, then a source checkout's
+        for name in (text, f"{text}.json"):
+            if (directory / name).is_file():
+                return str(directory / name)
+    return text
+
+
 def load_trace(path: str | Path) -> dict[str, Any]:
     try:
         trace = json.loads(Path(path).read_text())

@@ -20,6 +20,8 @@ COMMANDS = {
     "pegasus-globus-timer": "pegasus_globus.timers.cli:_parser",
     "pegasus-globus-setup": "pegasus_globus.setup_cli:_parser",
 }
+# commands whose subcommands have parsers of their own, outside argparse's subparsers
+SUBCOMMANDS = {"pegasus-kickstart-gpu": {"report": "kickstart_gpu.report:_parser"}}
 
 
 def _escape(text: str) -> str:
@@ -38,25 +40,58 @@ def _summary(parser: argparse.ArgumentParser) -> str:
     return re.split(r"[:.](?:\s|$)", parser.description or "", maxsplit=1)[0]
 
 
-def render(name: str, parser: argparse.ArgumentParser) -> str:
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    lines = []
+    for action in parser._actions:  # argparse keeps no public list of its actions
+        if action.help == argparse.SUPPRESS or isinstance(action, argparse._SubParsersAction):
+            continue
+        if action.option_strings:
+            shown = action.metavar or action.dest.upper()
+            shown = " ".join(shown) if isinstance(shown, tuple) else shown  # --item SRC DST ...
+            metavar = "" if action.nargs == 0 else f" {shown}" + (
+                " ..." if action.nargs == "+" else "")
+            label = ", ".join(f"\\fB{_escape(o)}\\fR{_escape(metavar)}"
+                              for o in action.option_strings)
+        else:
+            label = f"\\fI{_escape(action.metavar or action.dest)}\\fR"
+        lines += [".TP", label, _escape(_help(action))]
+    return lines
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
+    """A section per subcommand, nested ones included (``job transfer``)."""
+    lines = []
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, sub in action.choices.items():
+            lines += _command(f"{prefix} {name}", sub, helps.get(name))
+    return lines
+
+
+def _command(title: str, parser: argparse.ArgumentParser, summary: str | None) -> list[str]:
+    usage = parser.format_usage().replace("usage: ", "", 1).strip()
+    lines = [f".SS {_escape(title)}", ".nf", _escape(" ".join(usage.split())), ".fi",
+             _escape(parser.description or summary or "")]
+    return lines + _options(parser) + _commands(parser, title)
+
+
+def render(name: str, parser: argparse.ArgumentParser,
+           subcommands: dict[str, argparse.ArgumentParser] | None = None) -> str:
     usage = parser.format_usage().replace("usage: ", "", 1).strip()
     lines = [
         f'.TH "{name.upper()}" "1" "" "pegasus-globus" "User Commands"',
         ".SH NAME", f"{_escape(name)} \\- {_escape(_summary(parser))}",
         ".SH SYNOPSIS", ".nf", _escape(" ".join(usage.split())), ".fi",
         ".SH DESCRIPTION", _escape(parser.description or ""), ".SH OPTIONS",
+        *_options(parser),
     ]
-    for action in parser._actions:  # argparse keeps no public list of its actions
-        if action.help == argparse.SUPPRESS:
-            continue
-        if action.option_strings:
-            metavar = "" if action.nargs == 0 else " " + (
-                action.metavar or action.dest.upper()) + (" ..." if action.nargs == "+" else "")
-            label = ", ".join(f"\\fB{_escape(o)}\\fR{_escape(metavar)}"
-                              for o in action.option_strings)
-        else:
-            label = f"\\fI{_escape(action.metavar or action.dest)}\\fR"
-        lines += [".TP", label, _escape(_help(action))]
+    commands = _commands(parser, name)
+    for sub, sub_parser in (subcommands or {}).items():
+        commands += _command(f"{name} {sub}", sub_parser, None)
+    if commands:
+        lines += [".SH COMMANDS", *commands]
     if parser.epilog:
         lines += [".SH NOTES", _escape(parser.epilog)]
     lines += [".SH SEE ALSO", ", ".join(f"\\fB{_escape(other)}\\fR(1)"
@@ -64,12 +99,16 @@ def render(name: str, parser: argparse.ArgumentParser) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _load(target: str) -> argparse.ArgumentParser:
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function)()
+
+
 def pages() -> dict[str, str]:
     rendered = {}
     for name, target in COMMANDS.items():
-        module, function = target.split(":")
-        parser = getattr(importlib.import_module(module), function)()
-        rendered[f"{name}.1"] = render(name, parser)
+        subcommands = {sub: _load(t) for sub, t in SUBCOMMANDS.get(name, {}).items()}
+        rendered[f"{name}.1"] = render(name, _load(target), subcommands)
     return rendered
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import configparser
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +54,36 @@ def test_the_installed_launcher_script_runs_the_sidecar():
     result = subprocess.run([str(launcher), "--help"], capture_output=True, text=True,
                             timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONHOME": "/nowhere"})
     assert result.returncode == 0 and "usage: pegasus-kickstart-gpu" in result.stdout
+
+
+@pytest.mark.skipif(not shutil.which("man"), reason="no man command on this machine")
+def test_a_plain_pip_install_puts_pages_and_traces_where_they_are_found(tmp_path):
+    """`pip install .` (not editable): `man pegasus-globus-setup` works from the environment's
+    bin on PATH, and --backend replay:a2x-a100-training finds the installed trace."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                    "--disable-pip-version-check", "--no-deps", str(ROOT)],
+                   check=True, capture_output=True, timeout=300)
+    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
+    env.pop("MANPATH", None)
+    for command in ("pegasus-globus-setup", "pegasus-globus-timer", "pegasus-kickstart-gpu"):
+        page = subprocess.run(["man", "-w", command], capture_output=True, text=True, env=env)
+        assert page.stdout.strip() == str(venv / "share" / "man" / "man1" / f"{command}.1")
+    assert (venv / "share" / "kickstart-gpu" / "traces" / "a2x-a100-training.json").is_file()
+    found = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "from kickstart_gpu.replay import trace_path; "
+                            "print(trace_path('a2x-a100-training'))"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert found.stdout.strip().startswith(str(venv / "share" / "kickstart-gpu"))
+
+
+@pytest.mark.parametrize("command,sections", [
+    ("pegasus-globus-setup", ["install", "uninstall", "check", "snippets"]),
+    ("pegasus-globus-timer", ["job transfer", "job status", "session whoami", "register"]),
+    ("pegasus-kickstart-gpu", ["report"]),
+])
+def test_man_pages_document_every_subcommand(command, sections):
+    page = (ROOT / "share" / "man" / "man1" / f"{command}.1").read_text()
+    for section in sections:
+        assert f".SS {command} {section}".replace("-", "\\-") in page
