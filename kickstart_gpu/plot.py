@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 TIMELINE_JOBS = 6  # the busiest jobs by GPU-hours get a time line each
+DPI = 150
 
 
 def draw(jobs: list[Any], summary: dict[str, Any], path: str) -> list[str]:
@@ -16,7 +17,9 @@ def draw(jobs: list[Any], summary: dict[str, Any], path: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     written = [_summary(plt, jobs, summary, path)]
-    busiest = sorted((j for j in jobs if j.timeline), key=lambda j: -j.gpu_hours)[:TIMELINE_JOBS]
+    # a record keeps only the first and last sample: time lines need an --events-file series
+    series = [j for j in jobs if any(len(s) >= 3 for s in j.timeline.values())]
+    busiest = sorted(series, key=lambda j: -j.gpu_hours)[:TIMELINE_JOBS]
     if busiest:
         stem, extension = os.path.splitext(path)
         written.append(_timelines(plt, busiest, f"{stem}-timelines{extension or '.png'}"))
@@ -35,14 +38,14 @@ def _summary(plt: Any, jobs: list[Any], summary: dict[str, Any], path: str) -> s
     hours.set_xlabel("GPU-hours")
     hours.invert_yaxis()
     hours.legend(loc="lower right", fontsize=8)
-    energy.barh(names, [(j.energy_kwh or 0) * 1000 for j in shown], color="#5b9a4a")
-    energy.set_xlabel("energy (Wh)")
+    energy.barh(names, [j.energy_kwh or 0 for j in shown], color="#5b9a4a")
+    energy.set_xlabel("energy (kWh)")  # the unit of the report's table
     total = summary.get("energy_kwh")
     figure.suptitle(f"GPU use: {summary['gpu_hours']:.3f} GPU-h, "
                     f"{summary['idle_gpu_hours']:.3f} idle"
-                    + (f", {total * 1000:.1f} Wh" if total else ""), fontsize=11)
+                    + (f", {total:.3g} kWh" if total else ""), fontsize=11)
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=DPI)
     plt.close(figure)
     return path
 
@@ -53,7 +56,7 @@ def _timelines(plt: Any, jobs: list[Any], path: str) -> str:
         for device, samples in job.timeline.items():
             start = samples[0][0]
             times = [s[0] - start for s in samples]
-            label = str(device)[:12]
+            label = str(device)
             row[0].plot(times, [s[1] for s in samples], label=label)
             row[1].plot(times, [(s[2] or 0) / 2 ** 30 for s in samples], label=label)
             row[2].plot(times, [(s[3] or 0) / 1000 for s in samples], label=label)
@@ -65,6 +68,6 @@ def _timelines(plt: Any, jobs: list[Any], path: str) -> str:
     for axis in axes[-1]:
         axis.set_xlabel("seconds since start", fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=80)
+    figure.savefig(path, dpi=DPI)
     plt.close(figure)
     return path

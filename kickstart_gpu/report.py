@@ -163,8 +163,8 @@ def _attempt(usage: JobUsage, record: Record, keep_timeline: bool) -> None:
         samples.sort(key=lambda s: s["timestamp"])
         if not (idle and len(idle) == len(maxima)):
             usage.idle_gpu_hours += _idle_fraction(samples) * wall / 3600
-        if keep_timeline:
-            usage.timeline[str(device)] = [
+        if keep_timeline:  # labelled as nvidia-smi and the events name GPUs: by id
+            usage.timeline[f"GPU {samples[0].get('id', device)}"] = [
                 (s["timestamp"], s.get("gpu_utilization"), s.get("mem_usage"),
                  s.get("power_usage")) for s in samples]
     usage.errors = sorted(set(usage.errors + list(environment.get("problems", []))))

@@ -132,10 +132,23 @@ def test_events_files_are_reports_too(capsys, tmp_path):
 
 
 def test_plot_writes_a_summary_and_time_lines(capsys, submit_dir, tmp_path):
+    """Records keep the first and last sample; the time lines come from an --events-file."""
     pytest.importorskip("matplotlib")
+    series = tmp_path / "train.events.jsonl"
+    now = [0.0]
+    monitor = Monitor(lambda: TraceLibrary(load_trace(TRACE), clock=lambda: now[0]),
+                      Options(events_file=str(series)), {}, os.getpid())
+    monitor._start_monitoring()
+    for second in range(0, 60, 2):
+        now[0] = float(second)
+        monitor.take_sample()
+    monitor.stop(0)
+    monitor.finish()
     figure = tmp_path / "gpu.png"
     assert main([str(submit_dir), "--plot", str(figure)]) == 0
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "gpu-timelines.png").exists()  # two samples draw no line
+    assert main([str(submit_dir), str(series), "--plot", str(figure)]) == 0
     assert (tmp_path / "gpu-timelines.png").stat().st_size > 10_000
 
 
