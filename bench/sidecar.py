@@ -8,6 +8,8 @@
    replayed two-GPU trace; target <= 0.5 % of a core.
 3. memory: resident set after 100,000 samples against after 100 (in-process, replayed trace);
    target growth <= 5 MiB.
+4. with $PEGASUS_HOME: the wall time the sidecar adds in front of the real pegasus-kickstart
+   running /bin/true (median of 30 runs each).
 """
 
 from __future__ import annotations
@@ -78,11 +80,28 @@ def memory() -> None:
           f"({time.monotonic() - started:.0f} s), growth {late - early:.2f} MiB (target <= 5)")
 
 
+def kickstart_overhead() -> None:
+    """The wall time the sidecar adds to a job under the real kickstart (needs PEGASUS_HOME)."""
+    home = os.environ.get("PEGASUS_HOME")
+    if not home:
+        print("added wall time over kickstart alone: set PEGASUS_HOME to measure")
+        return
+    kickstart = [str(Path(home) / "bin" / "pegasus-kickstart"), "-n", "j", "-N", "j", "-R",
+                 "local", "/bin/true"]
+    alone = median_wall(kickstart)
+    for backend in ("auto", f"replay:{TRACE}"):
+        wrapped = median_wall([SIDECAR, "--backend", backend, *kickstart])
+        print(f"added wall time over kickstart alone (--backend {backend.split(':')[0]}): "
+              f"{(wrapped - alone) * 1000:.1f} ms ({alone * 1000:.1f} -> {wrapped * 1000:.1f} ms,"
+              " median of 30)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-seconds", type=int, default=60)
     args = parser.parse_args()
     startup()
+    kickstart_overhead()
     memory()
     cpu(args.cpu_seconds)
     return 0
