@@ -191,7 +191,7 @@ def test_command_not_found_exits_like_a_shell():
 @pytest.mark.parametrize("args,message", [
     (["--interval", "0", "--", "touch", "X"], "--interval 0: use 1 to 3600 seconds"),
     (["--backend", "cuda", "--", "touch", "X"], "use auto, nvml, none or replay:TRACE"),
-    (["--backend", "replay:/no/such", "--", "touch", "X"], "no such trace file"),
+    (["--backend", "replay:/no/such", "--", "touch", "X"], "cannot read GPU trace /no/such"),
     (["--max-samples", "1", "--", "touch", "X"], "keep at least 2"),
     (["--mon-url", "ftp://x", "--", "touch", "X"], "file://, http(s):// or rabbitmq(s)://"),
     ([], "no command to run"),
@@ -230,7 +230,7 @@ def test_replay_of_two_gpus_samples_at_start_interval_and_exit(tmp_path):
     per_device = {i: [s for s in stats if s["id"] == i] for i in (0, 1)}
     assert all(len(samples) == 4 for samples in per_device.values())  # 0 s, 1 s, 2 s, exit
     in_record = events["kickstart.inv.gpu.stats"]  # thinned: the first and the last sample
-    assert in_record == [s for s in stats if s in in_record] and len(in_record) >= 4
+    assert len(in_record) >= 4 and all(s in stats for s in in_record)
     assert {s["timestamp"] for s in in_record} == {stats[0]["timestamp"], stats[-1]["timestamp"]}
     assert all(s["sampling_duration"] >= 0 for s in stats)
     assert per_device[1][0]["pcie_rx"] is None

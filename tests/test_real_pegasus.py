@@ -233,7 +233,7 @@ def test_planned_remove_specs_carry_recursive_as_strings(pegasus, nightly):
     cleanup = [json.loads(p.read_text()) for p in plan.submit_dir.rglob("cleanup_*.in")]
     assert {entry["target"]["recursive"] for spec in cleanup for entry in spec} <= {"True",
                                                                                      "False"}
-    assert yaml.safe_load((nightly.tmp / "sites.yml").read_text())["sites"]
+    assert yaml.safe_load((nightly.tmp / "wf" / "sites.yml").read_text())["sites"]
 
 
 def test_the_demo_plans_and_runs_both_workflows_with_the_real_pegasus(pegasus, tmp_path):
