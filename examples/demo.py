@@ -106,6 +106,18 @@ def watch_timer(job_id: str, env: dict[str, str]) -> dict:
         time.sleep(0.3)
 
 
+def timer_outcome(job_id: str, workflow: Path, emulator: object, archive: str,
+                  env: dict[str, str]) -> str:
+    """Once the timer has run its count: what it backed up, and what registering again did."""
+    job = watch_timer(job_id, env)
+    again = json.loads(run(str(BIN / "pegasus-globus-timer"), "register", str(workflow),
+                           "--format", "json", env=env).stdout)
+    backups = sorted(p.name for p in (emulator.collection_path(archive) / "backups" /
+                                      "nightly").iterdir())
+    return (f"it ran {job['number_of_runs']} nights: {', '.join(backups)} backed up; "
+            f"registering again: {again[0]['action']}")
+
+
 def real_pegasus_steps(pegasus: RealPegasus, emulator: object, env: dict[str, str],
                        output: Path) -> Path:
     """Both examples planned and run with the real Pegasus; returns the GPU run's submit dir."""
@@ -119,14 +131,8 @@ def real_pegasus_steps(pegasus: RealPegasus, emulator: object, env: dict[str, st
     step(f"outputs staged go:// to the results collection: {', '.join(kept)}")
     timer = next(t for t in json.loads(run(str(BIN / "pegasus-globus-timer"), "job", "list",
                                            "--format", "json", env=env).stdout))
-    job = watch_timer(timer["job_id"], env)
-    again = json.loads(run(str(BIN / "pegasus-globus-timer"), "register", str(workflow),
-                           "--format", "json", env=env).stdout)
-    backups = sorted(p.name for p in (emulator.collection_path(archive) / "backups" /
-                                      "nightly").iterdir())
-    step(f"the workflow's registration job created timer {job['name']!r}; it ran "
-         f"{job['number_of_runs']} nights: {', '.join(backups)} backed up; registering again: "
-         f"{again[0]['action']}")
+    step(f"the workflow's registration job created timer {timer['name']!r}; "
+         + timer_outcome(timer["job_id"], workflow, emulator, archive, env))
     backend, what = gpu_backend()
     workflow, properties = gpu_training(pegasus, output / "gpu_training",
                                         TRACE if backend != "auto" else None)
@@ -163,14 +169,8 @@ def stand_in_steps(emulator: object, env: dict[str, str], output: Path) -> Path:
     step(f"workflow written with Pegasus.api: {shown(nightly)}")
     registered = json.loads(run(str(BIN / "pegasus-globus-timer"), "register", str(nightly),
                                 "--format", "json", env=env).stdout)
-    job = watch_timer(registered[0]["job_id"], env)
-    again = json.loads(run(str(BIN / "pegasus-globus-timer"), "register", str(nightly),
-                           "--format", "json", env=env).stdout)
-    backups = sorted(p.name for p in (emulator.collection_path(archive) / "backups" /
-                                      "nightly").iterdir())
-    step(f"timer from metadata registered ({registered[0]['action']}), ran "
-         f"{job['number_of_runs']} nights: {', '.join(backups)} backed up; registering "
-         f"again: {again[0]['action']}")
+    step(f"timer from metadata registered ({registered[0]['action']}); "
+         + timer_outcome(registered[0]["job_id"], nightly, emulator, archive, env))
 
     import Pegasus
 
