@@ -113,6 +113,7 @@ def test_a_missing_source_fails_fast_and_cancels_the_task(world):
     assert any("FILE_NOT_FOUND" in line and "/missing.txt" in line for line in errors)
     assert errors[-1].split("ERROR:", 1)[1].strip().startswith("transfer of 2 item(s)")
     assert "cancelled" in result.stderr
+    assert not any("CANCELED:" in line for line in errors)  # our own cancel is no cause
     assert [task["fatal_error"]["code"] for task in world.tasks()] == ["CANCELED"]
 
 

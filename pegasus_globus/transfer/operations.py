@@ -180,8 +180,10 @@ class GlobusTransfers:
         if outcome.status == "SUCCEEDED":
             return outcome
         reason = f" ({outcome.gave_up})" if outcome.gave_up else self._fatal(outcome.document)
-        raise TransferFailed(f"{what}: task {outcome.task_id} {outcome.status}{reason}",
-                             self._error_events(outcome))
+        events = self._error_events(outcome)
+        if outcome.gave_up:  # our own cancel is not a cause worth a line
+            events = [e for e in events if not e.startswith("CANCELED:")]
+        raise TransferFailed(f"{what}: task {outcome.task_id} {outcome.status}{reason}", events)
 
     @staticmethod
     def _fatal(task: dict[str, Any]) -> str:
