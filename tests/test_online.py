@@ -88,6 +88,22 @@ def test_mkdir_of_a_deep_path_twice(world):
     assert "retrying" not in second.stderr  # "already exists" is an answer, not a fault
 
 
+def test_mkdir_on_a_fresh_collection_and_a_parent_that_is_a_file(world):
+    """Every collection has a root; a parent that cannot hold directories ends in a clear
+    failure after a few calls (it recursed 968 times into a RecursionError)."""
+    fresh = world.run("mkdir", world.spec(endpoint=world.destination,
+                                          files=["/~/run/inputs"]))
+    assert fresh.returncode == 0, fresh.stderr
+    assert (world.dst_root / "run" / "inputs").is_dir()
+    (world.dst_root / "blocker").write_text("a file")
+    admin(world.emulator, "DELETE", "/_emulator/stats")
+    blocked = world.run("mkdir", world.spec(endpoint=world.destination,
+                                            files=["/~/blocker/sub/dir"]))
+    assert blocked.returncode == 1 and "is a parent a file?" in blocked.stderr
+    assert "Traceback" not in blocked.stderr
+    assert admin(world.emulator, "GET", "/_emulator/stats")["total"] < 20
+
+
 def test_remove_honours_recursive_and_ignores_what_is_gone(world):
     (world.dst_root / "tree" / "deep").mkdir(parents=True)
     (world.dst_root / "tree" / "deep" / "f").write_text("f")
@@ -220,6 +236,8 @@ def test_any_other_recursive_value_is_refused_naming_the_key(world, recursive):
     ('{"client_id": "c", "transfer_at": "a", "files": [{"src": "/a", "dst": "/b"}],'
      ' "src_endpoint": "not-a-uuid", "dst_endpoint": "not-a-uuid"}', "not a collection UUID"),
     ('{"client_id": "c", "transfer_at": "a", "files": []}', "'files' is empty"),
+    ('{"client_id": "c", "transfer_at": "a", "transfer_rt": 12345, "files": [{"src": "/a", '
+     '"dst": "/b"}], "src_endpoint": "x", "dst_endpoint": "y"}', "'transfer_rt' must be"),
 ])
 def test_a_bad_spec_is_a_one_line_error(world, content, message):
     world.spec_path.write_text(content)

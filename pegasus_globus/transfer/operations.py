@@ -202,16 +202,30 @@ class GlobusTransfers:
             return [f"(the task's error events could not be read: {error.__class__.__name__})"]
 
     def _mkdir(self, collection: str, path: str) -> int:
+        """Create ``path``, its missing parents first; recursion only as deep as the path."""
         if path in ("/", "/~", "."):
             return 0
+        outcome = self._mkdir_once(collection, path)
+        if outcome != "parent missing":
+            return int(outcome == "created")
+        parent = posixpath.dirname(path)
+        created = self._mkdir(collection, parent)
+        outcome = self._mkdir_once(collection, path)
+        if outcome == "parent missing":  # the parents are there, yet Globus says one is not
+            raise TransferFailed(
+                f"mkdir {path} on {collection}: Globus says a parent is missing although "
+                f"{parent} exists or was just created (is a parent a file?)", code="NotFound")
+        return created + int(outcome == "created")
+
+    def _mkdir_once(self, collection: str, path: str) -> str:
+        """One mkdir: "created", "exists" or "parent missing"; any other refusal raises."""
         try:
             self._call(f"mkdir {path} on {collection}",
                        lambda: self.client.operation_mkdir(collection, path), [collection])
-            return 1
+            return "created"
         except TransferFailed as failure:
             if failure.code.endswith("Exists"):
-                return 0
-            if "NotFound" not in failure.code:
-                raise
-        created = self._mkdir(collection, posixpath.dirname(path))  # a parent is missing
-        return created + self._mkdir(collection, path)
+                return "exists"
+            if "NotFound" in failure.code:
+                return "parent missing"
+            raise

@@ -68,6 +68,8 @@ def load_spec(path: str | Path, mode: str) -> Spec:
                             "(go:// URLs must name collections by UUID)") from None
 
     refresh = document.get("transfer_rt")
+    if refresh is not None and not isinstance(refresh, str):
+        raise SpecError(f"spec file {path}: 'transfer_rt' must be a token string or null")
     try:
         expires_at = int(document.get("transfer_at_exp") or 0)
     except (TypeError, ValueError):
