@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,16 @@ class RealPegasus:
         match = re.search(r"pegasus-run\s+(\S+)", outcome.output)
         outcome.submit_dir = Path(match.group(1)) if match else None
         return outcome
+
+    def exitcode(self, record: str) -> subprocess.CompletedProcess:
+        """pegasus-exitcode's verdict on a record's text, run on a copy named as DAGMan names
+        it (``job.out``) in a directory of its own, so no run is touched."""
+        with tempfile.TemporaryDirectory() as scratch:
+            out = Path(scratch) / "job.out"
+            out.write_text(record)
+            return subprocess.run([str(self.home / "bin" / "pegasus-exitcode"), "--no-rename",
+                                   str(out)], capture_output=True, text=True, cwd=scratch,
+                                  env=self.environment(os.environ))
 
     def run(self, submit_dir: Path, env: Mapping[str, str]) -> Outcome:
         return self._run([str(self.home / "bin" / "pegasus-run"), str(submit_dir)], env,

@@ -55,17 +55,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _library(backend: str, job_pid: int) -> tuple[Callable[[], Any] | None, str]:
+def _library(args: argparse.Namespace, job_pid: int) -> tuple[Callable[[], Any] | None, str]:
     """What the monitor thread opens as NVML, and why there is nothing when there is not."""
-    if backend == "none":
+    if args.backend == "none":
         return None, "GPU monitoring is off (--backend none)"
-    if backend.startswith("replay:"):
-        trace = backend[len("replay:"):]
+    if args.trace is not None:
 
         def replay() -> Any:
-            from .replay import TraceLibrary, load_trace
+            from .replay import TraceLibrary
 
-            return TraceLibrary(load_trace(trace), job_pid)
+            return TraceLibrary(args.trace, job_pid)
         return replay, ""
 
     def nvml() -> Any:
@@ -87,12 +86,12 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     backend = args.backend
     if backend not in ("auto", "nvml", "none") and not backend.startswith("replay:"):
         parser.error(f"--backend {backend}: use auto, nvml, none or replay:TRACE")
+    args.trace = None
     if backend.startswith("replay:"):
         from .replay import TraceError, load_trace, trace_path
 
-        args.backend = f"replay:{trace_path(backend[len('replay:'):])}"
         try:  # a bad trace is a bad option: said before the job starts, like the others
-            load_trace(args.backend[len("replay:"):])
+            args.trace = load_trace(trace_path(backend[len("replay:"):]))
         except TraceError as error:
             parser.error(f"--backend {backend}: {error}")
     if args.mon_url:
@@ -130,7 +129,7 @@ def _start_monitor(job_pid: int, args: argparse.Namespace) -> Any:
     try:
         from .monitor import Monitor, Options
 
-        library, reason = _library(args.backend, job_pid)
+        library, reason = _library(args, job_pid)
         options = Options(interval=args.interval, max_samples=args.max_samples,
                           pcie=args.pcie, process_utilization=args.process_utilization,
                           graphics_processes=args.graphics_processes,

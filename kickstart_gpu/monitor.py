@@ -12,7 +12,7 @@ import os
 import threading
 import time
 
-from .nvml import Device, Nvml, Unavailable
+from .nvml import THROTTLE_MASK, Device, Nvml, Unavailable
 from .selection import select
 
 TYPE_CHECKING = False  # this module is imported on every run: keep its imports cheap
@@ -105,8 +105,6 @@ class Totals:
         if isinstance(energy, (int, float)):
             self.first_energy = energy if self.first_energy is None else self.first_energy
             self.last_energy = energy
-        from .nvml import THROTTLE_MASK
-
         if (sample.get("throttle_reasons") or 0) & THROTTLE_MASK:
             self.throttled += 1
         utilization = sample.get("gpu_utilization")

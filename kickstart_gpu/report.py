@@ -157,11 +157,12 @@ def _attempt(usage: JobUsage, record: Record, keep_timeline: bool) -> None:
             if reason != "NOT_SUPPORTED":
                 usage.errors.append(f"{field_name}: {reason}")
     idle = [d["idle_fraction"] for d in maxima if d.get("idle_fraction") is not None]
-    if idle and len(idle) == len(maxima):
+    idle_counted = bool(idle) and len(idle) == len(maxima)  # by the sidecar, over every sample
+    if idle_counted:
         usage.idle_gpu_hours += sum(idle) * wall / 3600
     for device, samples in by_device.items():
         samples.sort(key=lambda s: s["timestamp"])
-        if not (idle and len(idle) == len(maxima)):
+        if not idle_counted:  # records before that: from the kept samples
             usage.idle_gpu_hours += _idle_fraction(samples) * wall / 3600
         if keep_timeline:  # labelled as nvidia-smi and the events name GPUs: by id
             usage.timeline[f"GPU {samples[0].get('id', device)}"] = [
@@ -183,12 +184,23 @@ def _idle_fraction(samples: list[dict[str, Any]]) -> float:
     return idle / span
 
 
+class NotARecord(ValueError):
+    """A file named on the command line is neither a record nor an events file."""
+
+
 def collect(paths: Iterable[str], keep_timelines: bool = False) -> tuple[list[JobUsage], Counts]:
+    """Every attempt's usage, by job. A file named in ``paths`` (not found in a directory)
+    that holds no record raises :class:`NotARecord`."""
+    paths = list(paths)
+    named = {path for path in paths if not os.path.isdir(path)}
     jobs: dict[str, JobUsage] = {}
     counts = Counts()
     for path in find_records(paths):
         counts.files += 1
         record = _events_file(path) if _is_events_file(path) else read_record(path)
+        if path in named and not record.invocations and record.gpu is None:
+            raise NotARecord(f"{path} is not a kickstart record (.out) or an --events-file "
+                             "output")
         counts.damaged.extend(record.damaged)
         counts.attempts += 1
         counts.failed_attempts += int(record.failed)
@@ -297,12 +309,6 @@ def main(argv: list[str]) -> int:
         print(f"pegasus-kickstart-gpu report: no such file or directory: {missing[0]}",
               file=sys.stderr)
         return 2
-    for path in args.paths:  # a file named on the command line must be something we read
-        if not os.path.isdir(path) and not (_is_events_file(path)
-                                            or read_record(path).invocations):
-            print(f"pegasus-kickstart-gpu report: {path} is not a kickstart record (.out) or "
-                  "an --events-file output", file=sys.stderr)
-            return 2
     if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
         print(f"pegasus-kickstart-gpu report: --plot {args.plot}: no such directory "
               f"{os.path.dirname(os.path.abspath(args.plot))}", file=sys.stderr)
@@ -314,7 +320,11 @@ def main(argv: list[str]) -> int:
             print("pegasus-kickstart-gpu report: --plot needs matplotlib: "
                   "pip install 'pegasus-globus[plot]'", file=sys.stderr)
             return 2
-    jobs, counts = collect(args.paths, keep_timelines=bool(args.plot))
+    try:
+        jobs, counts = collect(args.paths, keep_timelines=bool(args.plot))
+    except NotARecord as error:
+        print(f"pegasus-kickstart-gpu report: {error}", file=sys.stderr)
+        return 2
     summary = totals(jobs, counts)
     if args.format == "json":
         print(json.dumps({"jobs": [_row(j) for j in jobs], "totals": summary}, indent=2))

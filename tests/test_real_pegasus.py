@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -83,13 +82,7 @@ def job_states(submit_dir: Path) -> dict[str, list[str]]:
 
 
 def exitcode(pegasus: RealPegasus, record: Path) -> int:
-    """pegasus-exitcode's verdict on a record, on a copy elsewhere: the run stays untouched."""
-    with tempfile.TemporaryDirectory() as scratch:
-        copy = Path(scratch) / f"{record.name.split('.out')[0]}.out"  # as DAGMan names it
-        copy.write_bytes(record.read_bytes())
-        return subprocess.run([str(pegasus.home / "bin" / "pegasus-exitcode"), "--no-rename",
-                               str(copy)], capture_output=True, cwd=scratch,
-                              env=pegasus.environment(os.environ)).returncode
+    return pegasus.exitcode(record.read_text()).returncode
 
 
 def test_nightly_backup_runs_end_to_end_through_our_handler(pegasus, nightly):

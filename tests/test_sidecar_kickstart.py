@@ -48,15 +48,6 @@ def job_status(record: str) -> tuple[int, int | None]:
     return status["raw"], status.get("signalled_signal")
 
 
-def exitcode_verdict(pegasus, record: str) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch) / "job.out"
-        out.write_text(record)
-        return subprocess.run([str(pegasus.home / "bin" / "pegasus-exitcode"), "--no-rename",
-                               str(out)], capture_output=True, text=True, cwd=scratch,
-                              env=pegasus.environment(os.environ))
-
-
 def test_the_job_starts_with_the_dispositions_it_has_under_kickstart_alone(pegasus, tmp_path):
     job = ("/bin/grep", "SigIgn", "/proc/self/status")
     alone = kickstart(pegasus, *job, sidecar=False, cwd=tmp_path).stdout
@@ -127,7 +118,7 @@ def test_hostile_strings_cannot_fool_pegasus_tools(pegasus, tmp_path, where):
         assert environment["context"]["wf_label"] == HOSTILE  # decoded back unchanged
     else:
         assert environment["devices"][0]["name"] == HOSTILE
-    verdict = exitcode_verdict(pegasus, result.stdout)
+    verdict = pegasus.exitcode(result.stdout)
     assert verdict.returncode == 0, verdict.stdout + verdict.stderr
 
 
@@ -142,7 +133,7 @@ def test_inside_kickstart_the_block_stays_out_of_the_jobs_stdout(pegasus, tmp_pa
     (block,) = tmp_path.glob("pegasus-kickstart-gpu-*.yml")
     assert block.read_text().startswith("---------------pegasus-multipart\n- kickstart.inv.gpu")
     assert f"the GPU block is in {block}" in result.stdout  # the stderr kickstart recorded
-    assert exitcode_verdict(pegasus, result.stdout).returncode == 0
+    assert pegasus.exitcode(result.stdout).returncode == 0
 
 
 @pytest.mark.parametrize("mode", ["top process", "process group"])

@@ -7,10 +7,10 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 import threading
 from types import FrameType
 
+from ..files import write_atomically
 from .errors import ApiError
 from .server import DEFAULT_TOKEN_LIFETIME, Emulator
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     print(exports, end="", flush=True)
     if args.env_file:
         try:
-            _write_atomically(args.env_file, exports)
+            write_atomically(args.env_file, exports)
         except OSError as error:
             print(f"pegasus-globus-emulator: --env-file {args.env_file}: {error.strerror}",
                   file=sys.stderr)
@@ -105,14 +105,6 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(OSError):
                 os.unlink(args.env_file)
     return 0
-
-
-def _write_atomically(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".env-", suffix=".tmp")
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.replace(temporary, path)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from ..files import write_atomically
 from . import display
 from .schedule import format_interval
 from .workflow import PlanError, TimerPlan, load_workflow, plan, read_yaml
@@ -35,10 +34,8 @@ def read_ledger(path: Path) -> dict[str, str]:
 
 
 def write_ledger(path: Path, workflow: str, timers: dict[str, str]) -> None:
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"workflow": workflow, "timers": timers}, handle, indent=2, sort_keys=True)
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps({"workflow": workflow, "timers": timers}, indent=2,
+                                      sort_keys=True))
 
 
 def timer_payload(timer: TimerPlan) -> Any:
