@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import yaml
 
 from bench.concurrent_refresh import logged_in_store
 from pegasus_globus.emulator import Emulator
+
+from .conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
@@ -111,11 +112,9 @@ def test_nightly_backup_runs_end_to_end_through_our_handler(pegasus, nightly):
     timers = nightly.emulator.state["timers"]
     assert len(timers) == 1
     archive = nightly.emulator.collection_path(nightly.archive) / "backups" / "nightly"
-    deadline = time.monotonic() + 60
     timer = next(iter(timers.values()))
-    while time.monotonic() < deadline and timer["number_of_runs"] < 3:
-        time.sleep(0.2)
-    time.sleep(2)  # two more emulated nights: the count must stop it
+    # the scheduler clears next_run once the end condition is met: no run can follow
+    wait_for(lambda: timer["next_run"] is None and timer["number_of_runs"] >= 3, timeout=60)
     assert timer["number_of_runs"] == 3
     assert (archive / "summary.txt").read_text() == expected
 
