@@ -225,9 +225,14 @@ class Monitor:
         try:
             self._start_monitoring()
             if self.devices:
+                interval, started, beat = self.options.interval, time.monotonic(), 1
                 self.take_sample()
-                while not self._stop.wait(self.options.interval):
+                # start to start, so what sampling costs (PCIe: 40 ms per GPU) does not
+                # stretch the interval; beats missed while sampling are skipped
+                while not self._stop.wait(max(0.0, started + beat * interval
+                                              - time.monotonic())):
                     self.take_sample()
+                    beat = max(beat, int((time.monotonic() - started) / interval)) + 1
                 self.take_sample()  # at the job's exit
         except Exception as error:  # the job must never notice: record it and stop sampling
             self.problems.append(f"monitoring stopped: {error.__class__.__name__}: {error}")

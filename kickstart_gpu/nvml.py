@@ -20,6 +20,14 @@ PCIE_TX_BYTES, PCIE_RX_BYTES = 0, 1
 # thermal slowdown, HW power brake
 THROTTLE_MASK = 0x04 | 0x08 | 0x20 | 0x40 | 0x80
 COMPUTE_MODES = {0: "Default", 1: "Exclusive_Thread", 2: "Prohibited", 3: "Exclusive_Process"}
+# functions renamed or versioned over driver releases, newest first: pynvml calls the newest
+# symbol, which older drivers' libraries lack (FUNCTION_NOT_FOUND)
+CLOCK_REASONS = ("nvmlDeviceGetCurrentClocksEventReasons",  # driver 535+
+                 "nvmlDeviceGetCurrentClocksThrottleReasons")
+COMPUTE_PROCESSES = ("nvmlDeviceGetComputeRunningProcesses",  # _v3, driver 510+
+                     "nvmlDeviceGetComputeRunningProcesses_v2")
+GRAPHICS_PROCESSES = ("nvmlDeviceGetGraphicsRunningProcesses",
+                      "nvmlDeviceGetGraphicsRunningProcesses_v2")
 
 
 class Unavailable:
@@ -44,6 +52,8 @@ def _decode(value: Any) -> Any:
 def _reason(error: BaseException) -> str:
     """``NOT_SUPPORTED`` from pynvml's ``NVMLError_NotSupported``, else the message."""
     name = error.__class__.__name__
+    if name == "NVMLLibraryMismatchError":  # pynvml's word for a symbol the driver lacks
+        return "FUNCTION_NOT_FOUND"
     if name.startswith("NVMLError_"):
         return "".join("_" + c if c.isupper() and i else c
                        for i, c in enumerate(name[len("NVMLError_"):])).upper()
@@ -80,7 +90,20 @@ class Nvml:
         try:
             return _decode(call(*args))
         except Exception as error:  # every NVML failure becomes a reason, never a crash
-            return Unavailable(_reason(error))
+            reason = _reason(error)
+            if reason == "FUNCTION_NOT_FOUND":  # in pynvml, not in this driver's library
+                self.missing.add(function)
+            return Unavailable(reason)
+
+    def query_first(self, functions: tuple[str, ...], *args: Any) -> Any:
+        """The first of ``functions`` this NVML has, called. Those it lacks stay in
+        ``missing`` only when none of them is there."""
+        for function in functions:
+            value = self.query(function, *args)
+            if function not in self.missing:
+                self.missing.difference_update(functions)
+                break
+        return value
 
     def shutdown(self) -> None:
         if self._initialized:
@@ -168,15 +191,11 @@ class Device:
         readings.set("gpu_utilization", rates, lambda r: r.gpu)
         for name, clock in CLOCKS.items():
             readings.set(f"{name}_clock", query("nvmlDeviceGetClockInfo", handle, clock))
-        reasons = query("nvmlDeviceGetCurrentClocksEventReasons", handle)
-        if isinstance(reasons, Unavailable) and "not in this NVML" in reasons.reason:
-            reasons = query("nvmlDeviceGetCurrentClocksThrottleReasons", handle)  # older NVML
-        readings.set("throttle_reasons", reasons)
-        readings.set("compute_procs", query("nvmlDeviceGetComputeRunningProcesses", handle),
-                     _processes)
+        first = self.nvml.query_first
+        readings.set("throttle_reasons", first(CLOCK_REASONS, handle))
+        readings.set("compute_procs", first(COMPUTE_PROCESSES, handle), _processes)
         if graphics_processes:
-            readings.set("graphics_procs",
-                         query("nvmlDeviceGetGraphicsRunningProcesses", handle), _processes)
+            readings.set("graphics_procs", first(GRAPHICS_PROCESSES, handle), _processes)
         if process_utilization:
             readings.set("proc_samples", self._process_samples())
         return self._event(readings)

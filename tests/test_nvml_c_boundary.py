@@ -1,0 +1,221 @@
+"""NVML at the C boundary: the sidecar's real path (the real pynvml, its ctypes structures and
+versioned symbols) against a fake ``libnvidia-ml.so.1`` compiled from NVIDIA's ``nvml.h``.
+
+Each test runs the sidecar twice on one trace, through the driver library (``--backend
+nvml``) and through the replay, and the two must write the same events: where they differ,
+the real path is right and the replay is wrong.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kickstart_gpu.record import MARKER
+from tests.fake_nvml.build import NoCompiler, build, convert
+from tests.test_kickstart_gpu import SIDECAR, TRACE, block, validate
+
+JOB = ["sleep", "2.2"]  # samples at about 0, 1 and 2 s, and at exit
+TIMING = {"timestamp", "sampling_duration", "duration"}
+
+
+@pytest.fixture(scope="session")
+def drivers(tmp_path_factory) -> dict[str, Path]:
+    """The fake driver library, as a current driver (550) and an older one (470)."""
+    root = tmp_path_factory.mktemp("fake-nvml")
+    try:
+        return {"current": build(root / "current").parent,
+                "old": build(root / "old", old_driver=True).parent}
+    except NoCompiler as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the fake NVML: {error}")
+        pytest.skip(str(error))
+
+
+def busy_trace(gpus: int = 2) -> dict[str, Any]:
+    """Ten seconds of the A100 trace's training, with sample times that fall between the
+    sidecar's samples (0, 1.5, 2.5 s...), so both runs read the same trace samples."""
+    trace = json.loads(TRACE.read_text())
+    trace["samples"] = [dict(s, t=0 if i == 0 else i + 0.5)
+                        for i, s in enumerate(trace["samples"][10:20])]
+    second = trace["samples"][1]["devices"][0]  # read at 2 s and at exit
+    second["throttle"] = 0x20  # SW thermal slowdown
+    second["graphics_procs"] = [[0, None]]  # memory NVML cannot tell (WDDM, some vGPUs)
+    if gpus != 2:
+        template = trace["devices"][0]
+        trace["devices"] = [dict(template, uuid=f"GPU-{i:08x}-0000-4000-8000-000000000000",
+                                 pci_bus_id=f"00000000:{0x10 + i:02X}:00.0")
+                            for i in range(gpus)]
+        for sample in trace["samples"]:
+            sample["devices"] = [copy.deepcopy(sample["devices"][0]) for _ in range(gpus)]
+    return trace
+
+
+def run(backend: str, trace: dict[str, Any], tmp_path: Path, driver: Path | None = None,
+        *options: str, env: dict[str, str] | None = None, job: list[str] = JOB,
+        init_error: str | None = None, pcie_ms: int = 20):
+    """The sidecar on ``trace``: (result, every event it emitted, the record's block).
+
+    :param init_error: the NVML error nvmlInit returns
+    :param pcie_ms: what one PCIe counter read costs, milliseconds (hardware: 20)
+    """
+    work = tmp_path / backend
+    work.mkdir()
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+                            "PEGASUS_MULTIPART_DIR", "KICKSTART_MON_URL")}
+    if backend == "nvml":
+        environ["LD_LIBRARY_PATH"] = str(driver)
+        environ["FAKE_NVML_TRACE"] = str(convert(trace, work / "trace.txt",
+                                                 init_error=init_error, pcie_ms=pcie_ms))
+    else:
+        (work / "trace.json").write_text(json.dumps(trace))
+        backend = f"replay:{work / 'trace.json'}"
+    events = work / "events.jsonl"
+    result = subprocess.run([*SIDECAR, "--interval", "1", "--backend", backend,
+                             "--events-file", str(events), *options, "--", *job],
+                            env={**environ, **(env or {})}, capture_output=True, timeout=60)
+    lines = events.read_text().splitlines() if events.exists() else []
+    return result, [json.loads(line) for line in lines], block(result.stdout.decode())
+
+
+def job_output(result: subprocess.CompletedProcess) -> bytes:
+    return result.stdout.split(b"\n" + MARKER.encode())[0]
+
+
+def untimed(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events without what depends on when they were taken, and the job's PID as "job"."""
+    kept = []
+    for event in events:
+        event = {k: v for k, v in event.items() if k not in TIMING}
+        for key in ("compute_procs", "graphics_procs", "proc_samples"):
+            for process in event.get(key) or []:
+                process["pid"] = "job" if process["in_job"] else process["pid"]
+        if event["event"] == "kickstart.inv.gpu.stats.max":
+            event["devices"] = [{k: v for k, v in d.items() if k != "idle_fraction"
+                                 and not (k == "energy_used"
+                                          and d["energy_source"] == "integrated power")}
+                                for d in event["devices"]]
+        kept.append(event)
+    return kept
+
+
+def same_as_replay(trace: dict[str, Any], tmp_path: Path, driver: Path, *options: str,
+                   **kwargs: Any) -> list[dict[str, Any]]:
+    real, real_events, record = run("nvml", trace, tmp_path, driver, *options, **kwargs)
+    replay, replay_events, _ = run("replay", trace, tmp_path, None, *options, **kwargs)
+    assert real.returncode == replay.returncode and real.stderr == replay.stderr
+    assert job_output(real) == job_output(replay)
+    assert untimed(real_events) == untimed(replay_events)
+    assert "problems" not in record["kickstart.inv.gpu.environment"], record
+    validate(record)
+    return real_events
+
+
+def stats(events: list[dict[str, Any]], gpu: int) -> list[dict[str, Any]]:
+    return [e for e in events if e["event"] == "kickstart.inv.gpu.stats" and e["id"] == gpu]
+
+
+def test_real_pynvml_records_what_the_replay_records(drivers, tmp_path):
+    events = same_as_replay(busy_trace(), tmp_path, drivers["current"])
+    environment = events[0]
+    assert environment["nvidia_driver_version"] == "550.54.15"
+    assert environment["cuda_version"] == 12.4
+    assert [d["pci_bus_id"] for d in environment["devices"]] == ["00000000:07:00.0",
+                                                                 "00000000:0F:00.0"]
+    gpu0 = stats(events, 0)
+    assert len(gpu0) == 4 and gpu0[0]["compute_procs"][0]["in_job"]
+    assert gpu0[0]["proc_samples"][0]["in_job"]  # trace PID 0 is the job, in both
+    assert gpu0[-1]["throttle_reasons"] == 0x20
+    assert gpu0[-1]["graphics_procs"][0]["mem_usage"] is None  # NVML_VALUE_NOT_AVAILABLE
+    assert stats(events, 1)[0]["errors"]["pcie_rx"] == "NOT_SUPPORTED"
+
+
+@pytest.mark.parametrize("gpus", [1, 8])
+def test_one_and_eight_gpus(drivers, tmp_path, gpus):
+    # PCIe at 2 ms: 8 GPUs x 2 counters x 20 ms would read the last GPUs of the exit sample
+    # past the next trace sample, where the replay (no cost) reads the one before
+    events = same_as_replay(busy_trace(gpus), tmp_path, drivers["current"], pcie_ms=2)
+    assert events[0]["device_count"] == events[0]["host_device_count"] == gpus
+    assert [len(stats(events, gpu)) for gpu in range(gpus)] == [4] * gpus
+
+
+def test_what_sampling_costs_does_not_stretch_the_interval(drivers, tmp_path):
+    """8 GPUs with PCIe cost 320 ms a sample, and still sample at 0, 1 and 2 s."""
+    _, events, _ = run("nvml", busy_trace(8), tmp_path, drivers["current"])
+    assert [len(stats(events, gpu)) for gpu in range(8)] == [4] * 8
+
+
+def test_a_consumer_gpu_without_power_pcie_bar1_or_process_utilisation(drivers, tmp_path):
+    trace = busy_trace()
+    trace["devices"][0]["unsupported"] = [
+        "nvmlDeviceGetPowerUsage", "nvmlDeviceGetEnforcedPowerLimit",
+        "nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetPcieThroughput",
+        "nvmlDeviceGetBAR1MemoryInfo", "nvmlDeviceGetProcessUtilization"]
+    events = same_as_replay(trace, tmp_path, drivers["current"])
+    sample = stats(events, 0)[-1]
+    for field in ("power_usage", "energy_consumption", "pcie_rx", "bar1_mem_usage",
+                  "proc_samples"):
+        assert sample[field] is None and sample["errors"][field] == "NOT_SUPPORTED"
+    assert sample["temp"] and sample["compute_procs"]  # the rest is still there
+    inventory = events[0]["devices"][0]
+    assert inventory["power_limit"] is None and inventory["total_bar1_memory"] is None
+    maxima = events[-1]["devices"][0]
+    assert maxima["energy_used"] is None and maxima["max_power_usage"] is None
+
+
+def test_an_older_driver_without_the_v3_and_clock_event_symbols(drivers, tmp_path):
+    """pynvml calls ..._v3 and nvmlDeviceGetCurrentClocksEventReasons, which drivers before
+    510 and 535 lack: the sidecar falls back to ..._v2 and ...ThrottleReasons."""
+    events = same_as_replay(busy_trace(), tmp_path, drivers["old"])
+    gpu0 = stats(events, 0)
+    assert gpu0[0]["compute_procs"] and gpu0[-1]["graphics_procs"]
+    assert gpu0[-1]["throttle_reasons"] == 0x20
+    assert not any("errors" in sample for sample in gpu0)
+
+
+def test_a_mig_instance_given_by_cuda_visible_devices(drivers, tmp_path):
+    trace = busy_trace()
+    mig = "MIG-5c3e8a1f-2b4d-5e6f-8a9b-0c1d2e3f4a5b"
+    trace["devices"][1]["mig_uuids"] = ["MIG-0a0a0a0a-0000-5000-8000-000000000000", mig]
+    events = same_as_replay(trace, tmp_path, drivers["current"],
+                            env={"CUDA_VISIBLE_DEVICES": mig})
+    environment = events[0]
+    assert environment["selected_by"] == "CUDA_VISIBLE_DEVICES"
+    assert [(d["id"], d["mig_uuid"]) for d in environment["devices"]] == [(1, mig)]
+    assert {e["id"] for e in events[1:-1]} == {1}
+
+
+def test_a_gpu_lost_mid_run(drivers, tmp_path):
+    trace = busy_trace()
+    trace["samples"][1]["devices"][0]["errors"] = {"*": "GPU_IS_LOST"}
+    events = same_as_replay(trace, tmp_path, drivers["current"],
+                            job=["sh", "-c", "sleep 2.2; echo done; exit 4"])
+    gpu0 = stats(events, 0)
+    assert gpu0[0]["temp"] is not None and gpu0[-1]["temp"] is None
+    assert set(gpu0[-1]["errors"].values()) == {"GPU_IS_LOST"}
+    assert stats(events, 1)[-1]["temp"] is not None  # the other GPU is still sampled
+
+
+@pytest.mark.parametrize("error", ["DRIVER_NOT_LOADED", "NO_PERMISSION"])
+def test_nvml_init_failing(drivers, tmp_path, error):
+    result, _, record = run("nvml", busy_trace(), tmp_path, drivers["current"],
+                            job=["sh", "-c", "echo out; echo err >&2; exit 3"],
+                            init_error=error)
+    assert result.returncode == 3 and result.stderr == b"err\n"
+    assert job_output(result) == b"out\n"
+    environment = record["kickstart.inv.gpu.environment"]
+    assert environment["reason"] == f"NVML did not start: {error}"
+    assert environment["device_count"] == 0
+
+
+def test_sampling_duration_includes_the_pcie_window(drivers, tmp_path):
+    """nvmlDeviceGetPcieThroughput samples for 20 ms by design; two counters per GPU."""
+    _, events, _ = run("nvml", busy_trace(), tmp_path, drivers["current"])
+    assert all(e["sampling_duration"] >= 0.04 for e in stats(events, 0))
