@@ -569,20 +569,13 @@ EXPORT nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t device
     return list_processes(now(device)->graphics, now(device)->n_graphics, infoCount, infos);
 }
 
-#ifndef FAKE_NVML_OLD_DRIVER /* added in driver 510 */
-EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device,
-                                                           unsigned int *infoCount,
-                                                           nvmlProcessInfo_t *infos) {
-    GUARD(device);
-    return list_processes(now(device)->compute, now(device)->n_compute, infoCount, infos);
-}
-
-EXPORT nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t device,
-                                                            unsigned int *infoCount,
-                                                            nvmlProcessInfo_t *infos) {
-    GUARD(device);
-    return list_processes(now(device)->graphics, now(device)->n_graphics, infoCount, infos);
-}
+#ifndef FAKE_NVML_OLD_DRIVER /* added in driver 510, the same struct as _v2 */
+EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t, unsigned int *,
+                                                           nvmlProcessInfo_t *)
+    __attribute__((alias("nvmlDeviceGetComputeRunningProcesses_v2")));
+EXPORT nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t, unsigned int *,
+                                                            nvmlProcessInfo_t *)
+    __attribute__((alias("nvmlDeviceGetGraphicsRunningProcesses_v2")));
 #endif
 
 /* Samples newer than lastSeenTimeStamp (CPU time, microseconds); NOT_FOUND when none is. */
