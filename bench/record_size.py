@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from kickstart_gpu.block_writer import MARKER, render_entries
 from kickstart_gpu.monitor import Monitor, Options
-from kickstart_gpu.record import MARKER, render_entries
 from kickstart_gpu.replay import TraceLibrary, load_trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,9 +100,9 @@ def measured(command: list[str], runs: int = 5) -> tuple[float, float]:
 def main(argv: list[str]) -> int:
     hours = float(argv[0]) if argv else 24.0
     if len(argv) > 1:  # try another budget than the sidecar's
-        import kickstart_gpu.record
+        import kickstart_gpu.block_writer
 
-        kickstart_gpu.record.BYTES_PER_GPU = int(argv[1])
+        kickstart_gpu.block_writer.BYTES_PER_GPU = int(argv[1])
     gpus, interval = 8, 10.0
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(scratch)

@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from kickstart_gpu.block_writer import MARKER, render_entries
 from kickstart_gpu.monitor import Monitor, Options
-from kickstart_gpu.record import MARKER, render_entries
 from kickstart_gpu.replay import TraceLibrary, load_trace
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -146,7 +146,7 @@ def _write_record(monitor: Any, args: argparse.Namespace) -> None:
     try:
         if not monitor.stop(STOP_TIMEOUT):
             monitor.problems.append(f"the last sample did not finish within {STOP_TIMEOUT:g} s")
-        from .record import write_record
+        from .block_writer import write_record
 
         write_record(monitor.finish(), args.output, os.environ)
     except Exception as error:  # the job's exit status is what matters; say what was lost

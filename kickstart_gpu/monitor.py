@@ -355,7 +355,7 @@ class Monitor:
         environment = dict(self.environment)
         if self.problems:
             environment["problems"] = list(self.problems)
-        from .record import BYTES_PER_GPU, fit_samples
+        from .block_writer import BYTES_PER_GPU, fit_samples
 
         # the block stays within BYTES_PER_GPU per GPU: what the other two events leave
         gpus = max(1, len(environment.get("devices") or ()))

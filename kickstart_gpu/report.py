@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Iterator
 
 from .nvml import THROTTLE_MASK
-from .records import GPU_KEYS, Record, read_record
+from .record_reader import GPU_KEYS, Record, read_record
 
 _ATTEMPT = re.compile(r"\.out(\.\d+)?$")
 TOP = 5

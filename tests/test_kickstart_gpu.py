@@ -19,9 +19,9 @@ import jsonschema
 import pytest
 import yaml
 
+from kickstart_gpu.block_writer import MARKER
 from kickstart_gpu.monitor import Monitor, Options, SpreadSamples
 from kickstart_gpu.nvml import Nvml
-from kickstart_gpu.record import MARKER
 from kickstart_gpu.replay import TraceLibrary, load_trace
 from kickstart_gpu.selection import select
 
@@ -383,7 +383,7 @@ def test_an_unreachable_monitoring_url_is_recorded_not_fatal():
 def test_a_long_eight_gpu_run_adds_a_small_block_whatever_its_length(tmp_path):
     """Pegasus parses every .out with a pure-Python YAML loader: the block must stay small."""
     from bench.record_size import gpu_block, widened_trace
-    from kickstart_gpu.record import BYTES_PER_GPU
+    from kickstart_gpu.block_writer import BYTES_PER_GPU
 
     block = gpu_block(widened_trace(8, tmp_path), samples=600)
     assert len(block.encode()) <= BYTES_PER_GPU * 8

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from kickstart_gpu.record import MARKER
+from kickstart_gpu.block_writer import MARKER
 from tests.fake_nvml.build import NoCompiler, build, convert
 from tests.test_kickstart_gpu import SIDECAR, TRACE, block, validate
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from kickstart_gpu.block_writer import MARKER, render_entries
 from kickstart_gpu.monitor import Monitor, Options
-from kickstart_gpu.record import MARKER, render_entries
-from kickstart_gpu.records import read_record
+from kickstart_gpu.record_reader import read_record
 from kickstart_gpu.replay import TraceLibrary, load_trace
 from kickstart_gpu.report import main
 

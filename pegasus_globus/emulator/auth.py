@@ -9,15 +9,12 @@ import re
 import secrets
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from globus_sdk.scopes import ScopeParser
 
 from .errors import ApiError
 from .web import Request, Response, Route
-
-if TYPE_CHECKING:
-    from .server import Emulator
 
 AUTH_RS = "auth.globus.org"
 TRANSFER_RS = "transfer.api.globus.org"
@@ -56,9 +53,9 @@ class AuthService:
 
     username = "user@example.org"
 
-    def __init__(self, emulator: Emulator) -> None:
-        self.emulator = emulator
-        self.state = emulator.state
+    def __init__(self, state: dict[str, Any], settings: dict[str, Any]) -> None:
+        self.state = state
+        self.settings = settings
         self.identity_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"emulator:{self.username}"))
 
     def routes(self) -> list[Route]:
@@ -170,7 +167,7 @@ class AuthService:
 
     def _new_token(self, client_id: str, server: str, scopes: list[str], offline: bool,
                    refresh_token: str | None = None) -> dict[str, Any]:
-        lifetime = self.emulator.settings["token_lifetime"]
+        lifetime = self.settings["token_lifetime"]
         access_token = secrets.token_urlsafe(32)
         if offline and refresh_token is None:
             refresh_token = secrets.token_urlsafe(32)

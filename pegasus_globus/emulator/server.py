@@ -67,9 +67,9 @@ class Emulator:
         self.stats: Counter[str] = Counter()
         for collection, directory in (collections or {}).items():
             self.map_collection(collection, directory)
-        self.auth = AuthService(self)
+        self.auth = AuthService(self.state, self.settings)
         self.transfer = TransferService(self)
-        self.timers = TimersService(self)
+        self.timers = TimersService(self, self.transfer)
         self.routes: list[Route] = [
             *self.auth.routes(), *self.transfer.routes(), *self.timers.routes(),
             *self._admin_routes(),

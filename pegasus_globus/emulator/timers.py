@@ -14,7 +14,8 @@ from .paths import collection_id
 from .web import Request, Response, Route
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .host import Host
+    from .transfer import TransferService
 
 MIN_INTERVAL_SECONDS = 60
 ACTIVE_STATUSES = ("new", "loaded", "updated")
@@ -43,8 +44,9 @@ def next_slot(start: float, interval: float | None, now: float) -> float | None:
 
 
 class TimersService:
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Host, transfer: TransferService) -> None:
         self.emulator = emulator
+        self.transfer = transfer
         self.state = emulator.state
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._schedule_loop, name="timers", daemon=True)
@@ -306,7 +308,7 @@ class TimersService:
 
     def _run(self, job: dict[str, Any], now: float) -> None:
         body = job["body"]
-        transfer = self.emulator.transfer
+        transfer = self.transfer
         has_transfer = any(f"[{TRANSFER_SCOPE}" in scope for scope in job["scopes"])
         missing = transfer.missing_consents(
             [body["source_endpoint"], body["destination_endpoint"]], job["scopes"])

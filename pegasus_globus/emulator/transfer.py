@@ -21,7 +21,7 @@ from .paths import collection_id
 from .web import Request, Response, Route
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .host import Host
 
 SYNC_LEVELS = {"exists": 0, "size": 1, "mtime": 2, "checksum": 3}
 TERMINAL = ("SUCCEEDED", "FAILED")
@@ -91,7 +91,7 @@ def _file_entry(path: Path, name: str | None = None) -> dict[str, Any]:
 
 
 class TransferService:
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Host) -> None:
         self.emulator = emulator
         self.state = emulator.state
         self._cancelled: set[str] = set()

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from ..files import write_atomically
 from . import display
 from .schedule import format_interval
+from .service import api_errors
 from .workflow import PlanError, TimerPlan, load_workflow, plan, read_yaml
 
 
@@ -104,8 +105,6 @@ def _plan_text(plans: list[dict[str, Any]]) -> str:
 
 
 def register_command(ctx: Any, args: argparse.Namespace) -> None:
-    from .cli import api_errors
-
     catalogs = [load_workflow_catalog(path) for path in args.replica_catalog or []]
     timers = plan(load_workflow(args.workflow), catalogs)  # all validated before any call
     if args.dry_run:
@@ -123,8 +122,6 @@ def register_command(ctx: Any, args: argparse.Namespace) -> None:
 
 
 def unregister_command(ctx: Any, args: argparse.Namespace) -> None:
-    from .cli import api_errors
-
     ledger = ledger_path(args.workflow, args.ledger)
     recorded = read_ledger(ledger)
     client = ctx.timers()

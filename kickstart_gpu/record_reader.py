@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .record import MARKER
+from .block_writer import MARKER
 
 GPU_KEYS = ("kickstart.inv.gpu.environment", "kickstart.inv.gpu.stats",
             "kickstart.inv.gpu.stats.max")
