@@ -37,7 +37,11 @@ def update_ini(text: str, changes: Changes) -> str:
         keys.clear()
 
     skipping = False
+    replaced = False  # the last key line was replaced: drop its continuation lines
     for line in lines:
+        if replaced and line[:1].isspace() and line.strip():
+            continue
+        replaced = False
         header = _SECTION.match(line)
         if header:
             close_section()
@@ -57,6 +61,7 @@ def update_ini(text: str, changes: Changes) -> str:
                 value = keys.pop(match)
                 if value is not None:
                     output.append(f"{match} = {value}")
+                replaced = True
                 continue
         output.append(line)
     close_section()

@@ -16,8 +16,8 @@ import time
 from types import FrameType
 from typing import Any, Iterator
 
-from .scopes import TRANSFER_RS, init_command
-from .token_store import StoredToken, TokenStore, TokenStoreError
+from .scopes import init_command
+from .token_store import TokenStore, TokenStoreError
 from .transfer.operations import GlobusTransfers
 from .transfer.options import VARIABLES, OptionError, TransferOptions
 from .transfer.spec import Credentials, Spec, SpecError, load_spec
@@ -125,20 +125,14 @@ def _client(credentials: Credentials) -> Any:
 
 
 def _write_back(credentials: Credentials, response: Any) -> None:
-    """Save refreshed tokens, unless the file now holds another login (it is then newer)."""
+    """Save refreshed tokens by the token store's one rule (not over a newer login)."""
     try:
         store = TokenStore()
-        stored = store.token(TRANSFER_RS)
-        if stored is None or stored.refresh_token != credentials.refresh_token:
+        if store.save_refreshed(response, credentials.refresh_token or ""):
+            log.debug("refreshed Globus token saved to %s", store.path)
+        else:
             log.debug("token file holds another login; refreshed token not saved")
-            return
-        refreshed = [t for t in StoredToken.from_response(response)
-                     if t.resource_server == TRANSFER_RS]
-        store.save_tokens(StoredToken(TRANSFER_RS, t.access_token, t.expires_at,
-                                      t.refresh_token or credentials.refresh_token,
-                                      t.scopes or stored.scopes) for t in refreshed)
-        log.debug("refreshed Globus token saved to %s", store.path)
-    except (TokenStoreError, OSError) as error:  # the transfer goes on with the fresh token
+    except TokenStoreError as error:  # the transfer goes on with the fresh token
         log.warning("could not save the refreshed token: %s", error)
 
 

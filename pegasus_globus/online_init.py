@@ -29,9 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-p", "--permanent", action="store_true",
                         help="request refresh tokens, usable until revoked (manage consents in "
                         "the Globus web app); without it tokens expire within about two days")
-    parser.add_argument("-c", "--collections", nargs="+", default=[], metavar="UUID",
+    parser.add_argument("-c", "--collections", nargs="+", default=[], metavar="UUID", type=_uuid,
                         help="also consent to data access on these collections")
-    parser.add_argument("-e", "--endpoints", nargs="+", default=[], metavar="UUID",
+    parser.add_argument("-e", "--endpoints", nargs="+", default=[], metavar="UUID", type=_uuid,
                         help="also consent to managing collections on these endpoints")
     parser.add_argument("-d", "--domains", nargs="+", default=[], metavar="DOMAIN",
                         help="log in with an identity from one of these domains")
@@ -56,6 +56,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("text", "json"), default="text",
                         help="output of --status (default: text)")
     return parser
+
+
+def _uuid(text: str) -> str:
+    """A collection or endpoint id: Globus names them by UUID (see globus endpoint search)."""
+    import uuid
+
+    try:
+        return str(uuid.UUID(text.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a collection or endpoint UUID (find it on "
+            "app.globus.org/collections, or with: globus endpoint search NAME)") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,10 +124,18 @@ def login(store: TokenStore, args: argparse.Namespace) -> int:
         _open_browser(url)
     print("Please enter the code you get after login here: ", end="", file=sys.stderr,
           flush=True)
-    code = sys.stdin.readline().strip()
-    if not code:
+    try:
+        answer = sys.stdin.buffer.readline().strip()
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        raise LoginFailed("login cancelled; nothing was saved") from None
+    if not answer:
         raise LoginFailed(f"no authorization code was given: run {PROG} again and paste the "
                           "code shown after logging in")
+    if not answer.isascii() or not answer.decode().isprintable():
+        raise LoginFailed(f"that is not an authorization code (codes are plain letters and "
+                          f"digits): run {PROG} again and paste the code shown after logging in")
+    code = answer.decode()
     response = _globus_call("the authorization code",
                             lambda: client.oauth2_exchange_code_for_tokens(code))
     tokens = StoredToken.from_response(response)

@@ -11,6 +11,8 @@ TRANSFER_SCOPE = "urn:globus:auth:scope:transfer.api.globus.org:all"
 TIMERS_SCOPE = f"https://auth.globus.org/scopes/{TIMERS_RS}/timer"
 IDENTITY_SCOPES = ("openid", "profile", "email")
 INIT_COMMAND = "pegasus-globus-online-init"
+SERVICE_NAMES = {TRANSFER_RS: "Globus Transfer", TIMERS_RS: "Globus Timers",
+                 AUTH_RS: "Globus Auth"}
 
 
 def data_access(collection: str) -> str:

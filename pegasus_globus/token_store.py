@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import errno
 import fcntl
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .ini import Changes, update_ini
-from .scopes import INIT_COMMAND, TRANSFER_RS
+from .scopes import INIT_COMMAND, SERVICE_NAMES, TRANSFER_RS
 
 if TYPE_CHECKING:
     import globus_sdk
@@ -35,6 +37,10 @@ META_SECTION = "pegasus-globus"
 
 class TokenStoreError(Exception):
     """A problem with the stored tokens. The message says what to run; it never holds a token."""
+
+
+class NotLoggedIn(TokenStoreError):
+    """No usable token for a service: the user has to log in (again)."""
 
 
 @dataclass(frozen=True)
@@ -105,10 +111,27 @@ class TokenStore:
             return self.path.read_text()
         except FileNotFoundError:
             return ""
+        except NotADirectoryError:
+            raise self._not_a_directory() from None
         except (OSError, UnicodeDecodeError) as error:
             raise TokenStoreError(f"cannot read {self.path} ({error.__class__.__name__}: "
                                   f"{getattr(error, 'strerror', None) or error}): fix its "
                                   f"permissions, or remove it and run {INIT_COMMAND}") from None
+
+    def _not_a_directory(self) -> TokenStoreError:
+        parent = next((p for p in self.path.parents if p.exists() and not p.is_dir()),
+                      self.path.parent)
+        return TokenStoreError(f"{parent} is not a directory, so {self.path} cannot be kept "
+                               f"there: move {parent} away, or name another file with "
+                               f"--config or {CONFIG_ENV}")
+
+    def _write_error(self, error: OSError) -> TokenStoreError:
+        if isinstance(error, NotADirectoryError):
+            return self._not_a_directory()
+        hint = ("free some space" if error.errno in (errno.ENOSPC, errno.EDQUOT)
+                else "fix the permissions of its directory")
+        return TokenStoreError(f"cannot write {self.path} ({error.strerror or error}): "
+                               f"{hint} and run the command again; the file is unchanged")
 
     def _parse(self, text: str) -> configparser.RawConfigParser:
         parser = configparser.RawConfigParser()
@@ -159,15 +182,27 @@ class TokenStore:
 
     # -- writing ---------------------------------------------------------------------------
 
+    @property
+    def target(self) -> Path:
+        """The file written: ``path``, or where it links to (a symlinked globus.conf, e.g. to
+        a shared home, is written through, never replaced by a regular file)."""
+        return Path(os.path.realpath(self.path))
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """An exclusive lock on the token file, across processes."""
-        self._ensure_directory()
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        """An exclusive lock on the token file, across processes; a failure to take it or to
+        write under it is a :class:`TokenStoreError` saying what to do."""
+        try:
+            self._ensure_directory()
+            target = self.target
+            fd = os.open(target.with_name(target.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            raise self._write_error(error) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
+        except OSError as error:
+            raise self._write_error(error) from None
         finally:
             os.close(fd)
 
@@ -191,6 +226,8 @@ class TokenStore:
 
     def remove_tokens(self) -> list[StoredToken]:
         """Forget every token (keeping everything else in the file); returns what was removed."""
+        if not self.path.exists():
+            return []  # nothing to forget, and no ~/.pegasus or lock file to create for it
         with self.locked():
             text = self._text()
             parser = self._parse(text)
@@ -205,24 +242,27 @@ class TokenStore:
         return removed
 
     def _ensure_directory(self) -> None:
+        # a new ~/.pegasus is made 0700; an existing one keeps its mode (Pegasus keeps other
+        # files there): the token file itself is always 0600
         directory = self.path.parent
         if not directory.exists():
             directory.mkdir(parents=True, exist_ok=True)
-            directory.chmod(0o700)  # ~/.pegasus holds credentials
+            directory.chmod(0o700)
 
     def _write(self, text: str) -> None:
-        fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        target = self.target
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         try:
             with os.fdopen(fd, "w") as handle:  # mkstemp files are mode 0600
                 handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
+            os.replace(temporary, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
             raise
-        directory = os.open(self.path.parent, os.O_RDONLY)
+        directory = os.open(target.parent, os.O_RDONLY)
         try:
             os.fsync(directory)
         finally:
@@ -240,25 +280,44 @@ class TokenStore:
 
         parser = self.read()
         token = self.tokens(parser).get(server)
+        service = SERVICE_NAMES.get(server, f"Globus service {server}")
         if token is None:
-            raise TokenStoreError(f"no Globus token for {server} in {self.path}: run {fix}")
+            raise NotLoggedIn(f"not logged in to {service} (no token in {self.path}): "
+                              f"run {fix}")
         if token.refreshable:
             return globus_sdk.RefreshTokenAuthorizer(
                 token.refresh_token, globus_sdk.NativeAppAuthClient(self.client_id(parser)),
                 access_token=token.access_token, expires_at=token.expires_at,
-                on_refresh=self._on_refresh)
+                on_refresh=self._on_refresh(token.refresh_token))
         if token.expired():
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(token.expires_at))
-            raise TokenStoreError(f"the Globus token for {server} in {self.path} expired at "
-                                  f"{when} and cannot be refreshed: run {fix}")
+            raise NotLoggedIn(f"the {service} token in {self.path} expired at {when} and "
+                              f"cannot be refreshed: run {fix}")
         return globus_sdk.AccessTokenAuthorizer(token.access_token)
 
-    def _on_refresh(self, response: Any) -> None:
-        """Persist refreshed tokens, keeping the refresh token if the answer left it out."""
-        stored = self.tokens()
-        self.save_tokens(
-            token if token.refresh_token or token.resource_server not in stored
-            else StoredToken(token.resource_server, token.access_token, token.expires_at,
-                             stored[token.resource_server].refresh_token,
-                             token.scopes or stored[token.resource_server].scopes)
-            for token in StoredToken.from_response(response))
+    def save_refreshed(self, response: Any, used_refresh_token: str) -> bool:
+        """Save what a refresh grant returned, the one rule for every writer: only while the
+        file still holds the login that was refreshed. After a logout or a newer login the
+        file's state is newer and wins. Says whether anything was saved; a refresh token the
+        answer leaves out is kept."""
+        with self.locked():
+            text = self._text()
+            stored = self.tokens(self._parse(text))
+            fresh = [StoredToken(t.resource_server, t.access_token, t.expires_at,
+                                 t.refresh_token or used_refresh_token,
+                                 t.scopes or stored[t.resource_server].scopes)
+                     for t in StoredToken.from_response(response)
+                     if t.resource_server in stored
+                     and stored[t.resource_server].refresh_token == used_refresh_token]
+            if fresh:
+                self._write(update_ini(text, {_section(t.resource_server): _token_changes(t)
+                                              for t in fresh}))
+        return bool(fresh)
+
+    def _on_refresh(self, used_refresh_token: str) -> Any:
+        def save(response: Any) -> None:
+            try:
+                self.save_refreshed(response, used_refresh_token)
+            except TokenStoreError as error:  # the command goes on with the fresh token
+                print(f"warning: {error}", file=sys.stderr)
+        return save

@@ -123,6 +123,42 @@ def test_a_bad_code_leaves_the_configuration_untouched(env, home, code):
     assert (home / ".pegasus" / "globus.conf").read_bytes() == before
 
 
+@pytest.mark.parametrize("value", ["not-a-uuid", "../../x"])
+def test_collections_must_be_uuids(env, home, value):
+    result = run_init(env, "--no-browser", "--collections", value, code=None)
+    assert result.returncode == 2 and f"'{value}' is not a collection or endpoint UUID" in (
+        result.stderr)
+    assert not home.exists()  # refused before any login or file
+
+
+def test_a_code_that_is_not_text_is_refused_plainly(env, home):
+    process = subprocess.Popen([*INIT, "--no-browser"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    _, stderr = process.communicate(b"\xff\xfe\x00code\n", timeout=60)
+    assert process.returncode == 1 and b"that is not an authorization code" in stderr
+    assert b"Traceback" not in stderr and not (home / ".pegasus" / "globus.conf").exists()
+
+
+def test_ctrl_c_at_the_code_prompt_saves_nothing(env, home):
+    import signal
+
+    process = subprocess.Popen([*INIT, "--no-browser"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    prompt = b""
+    while not prompt.endswith(b"here: "):  # at the code prompt
+        prompt += process.stderr.read(1)
+    time.sleep(0.2)  # in readline
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1 and b"login cancelled; nothing was saved" in stderr
+    assert b"Traceback" not in stderr and not (home / ".pegasus" / "globus.conf").exists()
+
+
+def test_logout_without_a_token_file_creates_nothing(env, home):
+    result = run_init(env, "--logout", code=None)
+    assert result.returncode == 0 and not home.exists()
+
+
 def test_damaged_config_is_reported_before_login(env, home):
     (home / ".pegasus").mkdir(parents=True)
     config = home / ".pegasus" / "globus.conf"

@@ -91,12 +91,23 @@ def test_items_file_with_comments_and_spaces(tmp_path):
                                       ("/share/dir/", "~/dir/", True)]
 
 
-@pytest.mark.parametrize("line,message", [("/a, /b", "line 2: expected 'source, destination"),
-                                          ("/a, /b, maybe", "line 2: recursive 'maybe'")])
+@pytest.mark.parametrize("line,message", [
+    ("/a, /b", "line 2: expected 'source, destination"),
+    ("/a, /b, maybe", "line 2: recursive 'maybe'"),
+    ("a, /b, false", "line 2: source 'a' is relative"),
+    ('/a, "' + "x" * 131_073 + '", false', "line 2: field larger than field limit"),
+])
 def test_items_file_bad_lines(tmp_path, line, message):
     items = tmp_path / "items.csv"
     items.write_text(f"# header comment\n{line}\n")
     with pytest.raises(ValueError, match=message):
+        read_items_file(items)
+
+
+def test_an_items_file_that_is_not_text_is_named(tmp_path):
+    items = tmp_path / "items.csv"
+    items.write_bytes(b"/a, /b\xff, false\n")
+    with pytest.raises(ValueError, match=f"items file {items} is not text"):
         read_items_file(items)
 
 
@@ -171,14 +182,17 @@ def test_missing_consent_is_shown_with_the_fix_then_resumed(capsys, home, emulat
 def test_without_a_timers_login_the_fix_is_named(capsys, home, tmp_path, collections):
     (home / ".pegasus" / "globus.conf").write_text("[oauth]\nclient_id = x\n")
     status, _, err = run(capsys, "job", "list")
-    assert status == 2 and "run pegasus-globus-online-init --permanent --timers" in err
+    assert status == 1 and "run pegasus-globus-online-init --permanent --timers" in err
+    assert "not logged in to Globus Timers" in err  # not the resource server's UUID
+    assert run(capsys, "session", "whoami")[0] == 1  # the same state, the same status
 
 
 @pytest.mark.parametrize("argv,message", [
     (["--interval", "30"], "at least 60 s"),
     (["--interval", "1h", "--start", "tomorrow"], "not a date or date-time"),
-    (["--interval", "1h", "--stop-after-runs", "2", "--stop-after-date", "2030-01-01"],
-     "not both"),
+    (["--interval", "99999999999999999999w"], "more than 3650d"),
+    (["--interval", "1h", "--item", "data/a.txt", "/~/a.txt", "false"], "is relative"),
+    (["--interval", "1h", "--item", "/data/a.txt", "/~/a\0b", "false"], "NUL"),
 ])
 def test_bad_job_transfer_input(capsys, home, emulator, collections, argv, message):
     source, destination = collections
@@ -198,7 +212,43 @@ def test_session_whoami_and_logout(capsys, home):
     status, out, _ = run(capsys, "session", "logout")
     assert status == 0 and "removed" in out
     status, _, err = run(capsys, "job", "list")
-    assert status == 2 and "pegasus-globus-online-init" in err
+    assert status == 1 and "pegasus-globus-online-init" in err
+
+
+def test_config_is_accepted_after_the_command_too(capsys, home, tmp_path):
+    moved = tmp_path / "elsewhere.conf"
+    (home / ".pegasus" / "globus.conf").rename(moved)
+    assert run(capsys, "job", "list")[0] == 1  # not logged in at the default place
+    assert run(capsys, "job", "list", "--config", str(moved))[0] == 0
+    assert run(capsys, "--config", str(moved), "job", "list")[0] == 0
+
+
+@pytest.mark.parametrize("runs,stop_in,condition", [
+    (3, dt.timedelta(days=30), "runs"),  # 3 hourly runs end after 2 h
+    (300, dt.timedelta(hours=5), "date"),  # 5 h come before 300 hourly runs
+])
+def test_both_stop_conditions_the_earlier_ends_the_timer(capsys, home, collections, runs,
+                                                          stop_in, condition):
+    """The seed: "the job stops running as soon as one stop condition is met"."""
+    stop = (dt.datetime.now(dt.timezone.utc) + stop_in).replace(microsecond=0)
+    timer = new_timer(capsys, *collections, "--stop-after-runs", str(runs),
+                      "--stop-after-date", stop.isoformat())
+    end = timer["schedule"]["end"]
+    if condition == "date":
+        assert "count" not in end and dt.datetime.fromisoformat(end["datetime"]) == stop
+    else:
+        assert end.get("count") == runs and "datetime" not in end
+
+
+def test_a_destination_the_shell_expanded_is_pointed_out(capsys, home, collections):
+    """The seed's ``--item /share/godata/file1.txt ~/new_file1.txt false``, pasted into a
+    shell, arrives as $HOME/new_file1.txt."""
+    status, _, err = run(capsys, "job", "transfer", "--name", "x", "--interval", "1h",
+                         "--source-endpoint", collections[0], "--dest-endpoint", collections[1],
+                         "--item", "/data/a.txt", f"{home}/new_file1.txt", "false")
+    assert status == 0
+    assert f"'{home}/new_file1.txt' starts with your local home directory" in err
+    assert "/~/new_file1.txt" in err
 
 
 # -- timers from workflow metadata ---------------------------------------------------------------
@@ -266,6 +316,32 @@ def test_a_changed_group_is_reported_and_replaced_only_when_asked(capsys, home, 
     assert "changed" in {o["action"] for o in outcomes}
     outcomes = run_json(capsys, "register", str(catalog_change), "--replace")
     assert "replaced" in {o["action"] for o in outcomes}
+
+
+@pytest.mark.parametrize("document,message", [
+    ({"jobs": "x"}, "jobs should be a list, not str"),
+    ({"jobs": ["j1"]}, "a job should be a mapping, not str"),
+    ({"jobs": [{"id": "J1", "uses": ["x"]}]}, "job J1 uses entry should be a mapping"),
+    ({"jobs": [{"id": "J1", "metadata": ["x"]}]}, "job J1 metadata should be a mapping"),
+    ({"jobs": [], "metadata": "x"}, "the workflow's metadata should be a mapping"),
+    ({"jobs": [], "replicaCatalog": ["x"]}, "a replica catalog should be a mapping"),
+])
+def test_workflow_shapes_pegasus_would_refuse_are_named(capsys, home, emulator, tmp_path,
+                                                        document, message):
+    path = tmp_path / "odd.yml"
+    path.write_text(json.dumps({"pegasus": "5.0.4", "name": "odd", **document}))
+    status, _, err = run(capsys, "register", str(path))
+    assert status == 2 and message in err and "Traceback" not in err
+    assert emulator.state["timers"] == {}
+
+
+def test_a_replica_catalog_that_is_a_list_is_named(capsys, home, emulator, tmp_path):
+    path = tmp_path / "wf.yml"
+    path.write_text(json.dumps({"pegasus": "5.0.4", "name": "wf", "jobs": []}))
+    catalog = tmp_path / "rc.yml"
+    catalog.write_text("- lfn: a\n")
+    status, _, err = run(capsys, "register", str(path), "--replica-catalog", str(catalog))
+    assert status == 2 and "a replica catalog should be a mapping, not list" in err
 
 
 def test_bad_metadata_is_all_reported_and_nothing_is_created(capsys, home, emulator,

@@ -86,3 +86,93 @@ def test_login_scopes_and_the_fix_command():
                for s in scopes)
     assert init_command([collection], timers=True) == (
         f"pegasus-globus-online-init --permanent --timers --collections {collection}")
+
+
+# -- one write-back rule, and the file under real failures ---------------------------------------
+
+def _refresh_later(store: TokenStore, server: str) -> globus_sdk.TransferClient:
+    """A client that read the file now and will refresh on its next call."""
+    return globus_sdk.TransferClient(authorizer=store.authorizer(server))
+
+
+def test_a_refresh_after_logout_resurrects_nothing(emulator, tmp_path):
+    store = logged_in_store(emulator, tmp_path / "globus.conf")
+    early = _refresh_later(store, TIMERS_RS)  # read before the logout
+    store.remove_tokens()
+    early.authorizer.handle_missing_authorization()  # as after a 401
+    early.authorizer.get_authorization_header()  # refreshes
+    assert store.tokens() == {}
+
+
+def test_a_refresh_never_overwrites_a_newer_login(emulator, tmp_path):
+    store = logged_in_store(emulator, tmp_path / "globus.conf")
+    early = _refresh_later(store, TRANSFER_RS)
+    newer = logged_in_store(emulator, tmp_path / "globus.conf").token(TRANSFER_RS)  # re-login
+    admin(emulator, "POST", "_emulator/tokens/expire")
+    early.get_submission_id()  # 401, refresh with the old login's refresh token, retry
+    assert store.token(TRANSFER_RS).refresh_token == newer.refresh_token
+
+
+def test_a_symlinked_file_is_written_through(emulator, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    target = shared / "globus.conf"
+    link = tmp_path / "home" / ".pegasus" / "globus.conf"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(target)
+    store = logged_in_store(emulator, link)
+    assert link.is_symlink() and store.token(TRANSFER_RS) is not None
+    assert (target.stat().st_mode & 0o777) == 0o600
+
+
+def test_a_continuation_line_does_not_survive_a_rewrite(tmp_path):
+    path = tmp_path / "g.conf"
+    path.write_text("[oauth]\nclient_id = c\ntransfer_at = a\ntransfer_at_exp = 1\n"
+                    "  99999\nkeep = me\n")
+    store = TokenStore(path)
+    store.save_tokens([StoredToken(TRANSFER_RS, "b", 2_000_000_000)])
+    assert store.token(TRANSFER_RS).expires_at == 2_000_000_000  # parses, no stale '99999'
+    assert store.read().get("oauth", "keep") == "me"
+
+
+def test_a_pegasus_directory_that_is_a_file_is_named(tmp_path):
+    (tmp_path / ".pegasus").write_text("")
+    store = TokenStore(tmp_path / ".pegasus" / "globus.conf")
+    for action in (store.read, lambda: store.save_tokens([StoredToken(TRANSFER_RS, "a", 1)])):
+        with pytest.raises(TokenStoreError, match=r"\.pegasus is not a directory.*move"):
+            action()
+
+
+def test_a_full_disk_is_one_line_and_the_file_is_unchanged(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    path = tmp_path / "g.conf"
+    store = TokenStore(path)
+    store.save_tokens([StoredToken(TRANSFER_RS, "old", 1)], client_id="c")
+    before = path.read_text()
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(TokenStoreError, match=r"No space left on device.*free some space"):
+        store.save_tokens([StoredToken(TRANSFER_RS, "new", 2)])
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["g.conf", "g.conf.lock"]  # no temp left
+
+
+def test_an_existing_pegasus_directory_keeps_its_mode(tmp_path):
+    directory = tmp_path / ".pegasus"
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    TokenStore(directory / "globus.conf").save_tokens([StoredToken(TRANSFER_RS, "a", 1)])
+    assert directory.stat().st_mode & 0o777 == 0o755
+    assert (directory / "globus.conf").stat().st_mode & 0o777 == 0o600
+    fresh = tmp_path / "new" / ".pegasus"
+    TokenStore(fresh / "globus.conf").save_tokens([StoredToken(TRANSFER_RS, "a", 1)])
+    assert fresh.stat().st_mode & 0o777 == 0o700
+
+
+def test_logout_without_a_file_creates_nothing(tmp_path):
+    assert TokenStore(tmp_path / ".pegasus" / "globus.conf").remove_tokens() == []
+    assert not (tmp_path / ".pegasus").exists()

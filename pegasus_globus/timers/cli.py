@@ -7,14 +7,17 @@ import sys
 from typing import Any, Callable
 
 from ..scopes import AUTH_RS, init_command
-from ..token_store import TokenStoreError
+from ..token_store import NotLoggedIn, TokenStoreError
 from . import display
 from .schedule import (
+    check_path,
+    end_condition,
     parse_bool,
     parse_datetime,
     parse_interval,
     parse_sync_level,
     read_items_file,
+    shell_expanded_home,
     utc_iso,
 )
 from .service import CommandError, Context, api_errors
@@ -37,15 +40,14 @@ def job_transfer(ctx: Context, args: argparse.Namespace) -> None:
         items += read_items_file(args.items_file)
     if not items:
         raise CommandError("no items: give --item SRC DST RECURSIVE or --items-file FILE", 2)
-    if args.stop_after_runs is not None and args.stop_after_date:
-        raise CommandError("give --stop-after-runs or --stop-after-date, not both: a Globus "
-                           "timer ends by one condition", 2)
+    for source, destination, _ in items:
+        for path in (source, destination):
+            warning = shell_expanded_home(path)
+            if warning:
+                print(f"{PROG}: {warning}", file=sys.stderr)
     start = parse_datetime(args.start) if args.start else None
-    end: dict[str, Any] = {}
-    if args.stop_after_runs is not None:
-        end = {"condition": "iterations", "count": args.stop_after_runs}
-    if args.stop_after_date:
-        end = {"condition": "time", "datetime": utc_iso(parse_datetime(args.stop_after_date))}
+    end = end_condition(args.interval, start, args.stop_after_runs, parse_datetime(
+        args.stop_after_date) if args.stop_after_date else None)
     data = globus_sdk.TransferData(
         args.source_endpoint, args.dest_endpoint,
         label=args.label or f"Job from Timer service named {args.name}",
@@ -149,7 +151,8 @@ def _typed(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 def _item(values: list[str]) -> tuple[str, str, bool]:
-    return values[0], values[1], parse_bool(values[2], "RECURSIVE")
+    return (check_path(values[0], "SRC"), check_path(values[1], "DST"),
+            parse_bool(values[2], "RECURSIVE"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -169,6 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     def command(group: Any, name: str, handler: Callable[..., None], help: str,
                 ) -> argparse.ArgumentParser:
         sub = group.add_parser(name, help=help, description=help)
+        sub.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                         help="token file (also accepted before the command)")
         sub.add_argument("--format", choices=("text", "json"), default="text",
                          help="output format (default: text)")
         sub.set_defaults(handler=handler)
@@ -205,7 +210,8 @@ def _parser() -> argparse.ArgumentParser:
     transfer.add_argument("--stop-after-runs", type=_positive, metavar="N",
                           help="stop after N runs")
     transfer.add_argument("--stop-after-date", type=_typed(lambda t: (parse_datetime(t), t)[1]),
-                          metavar="DATE", help="stop running after this date-time")
+                          metavar="DATE", help="stop running after this date-time (with "
+                          "--stop-after-runs: whichever comes first)")
     transfer.add_argument("-v", "--verbose", action="store_true", help="print the full JSON")
     for name, handler, text in (("status", job_status, "show a timer"),
                                 ("pause", job_pause, "pause a timer"),
@@ -248,9 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return error.status
-    except TokenStoreError as error:
+    except TokenStoreError as error:  # not logged in: 1, as Globus refusing; damaged file: 2
         print(f"{PROG}: {error}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(error, NotLoggedIn) else 2
     except PlanError as error:  # every problem, one line each, and nothing created
         for problem in error.problems:
             print(f"{PROG}: {problem}", file=sys.stderr)

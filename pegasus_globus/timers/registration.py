@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..files import write_atomically
 from . import display
-from .schedule import format_interval
+from .schedule import end_condition, format_interval, parse_datetime
 from .service import api_errors
 from .workflow import PlanError, TimerPlan, load_workflow, plan, read_yaml
 
@@ -46,13 +46,11 @@ def timer_payload(timer: TimerPlan) -> Any:
                                    **timer.options)
     for source, destination, recursive in timer.body_items():
         data.add_item(source, destination, recursive=recursive)
-    end: Any = globus_sdk.MISSING
-    if timer.stop_after_runs:
-        end = {"condition": "iterations", "count": timer.stop_after_runs}
-    elif timer.stop_after_date:
-        end = {"condition": "time", "datetime": timer.stop_after_date}
+    end = end_condition(timer.interval, parse_datetime(timer.start) if timer.start else None,
+                        timer.stop_after_runs, parse_datetime(timer.stop_after_date)
+                        if timer.stop_after_date else None)
     schedule = globus_sdk.RecurringTimerSchedule(
-        timer.interval, start=timer.start or globus_sdk.MISSING, end=end)
+        timer.interval, start=timer.start or globus_sdk.MISSING, end=end or globus_sdk.MISSING)
     return globus_sdk.TransferTimer(name=timer.name, schedule=schedule, body=data)
 
 
@@ -96,8 +94,9 @@ def describe(timer: TimerPlan) -> dict[str, Any]:
 def _plan_text(plans: list[dict[str, Any]]) -> str:
     lines = [f"{len(plans)} timer(s) planned:"]
     for p in plans:
-        end = (f", stop after {p['stop_after_runs']} runs" if p["stop_after_runs"] else
-               f", stop at {p['stop_after_date']}" if p["stop_after_date"] else "")
+        end = "".join((f", stop after {p['stop_after_runs']} runs" if p["stop_after_runs"]
+                       else "", f", stop at {p['stop_after_date']}" if p["stop_after_date"]
+                       else ""))
         lines.append(f"  {p['name']}: {p['source']} -> {p['destination']}, every "
                      f"{format_interval(p['interval'])}{end}, {len(p['items'])} item(s) for "
                      f"{p['files']} file(s)")

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 MIN_INTERVAL = 60
+MAX_INTERVAL = 3650 * 86400  # ten years: beyond, dates overflow; no schedule needs more
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _INTERVAL = re.compile(r"(\d+)\s*([wdhms])")
 SYNC_LEVELS = ("exists", "size", "mtime", "checksum")
@@ -30,7 +31,51 @@ def parse_interval(text: str) -> int:
     if seconds < MIN_INTERVAL:
         raise ValueError(f"interval '{text}' is {seconds} s: Globus Timers need at least "
                          f"{MIN_INTERVAL} s")
+    if seconds > MAX_INTERVAL:
+        raise ValueError(f"interval '{text}' is more than {MAX_INTERVAL // 86400}d: use a "
+                         "shorter one")
     return seconds
+
+
+def end_condition(interval: int, start: dt.datetime | None, runs: int | None,
+                  stop: dt.datetime | None) -> dict[str, object] | None:
+    """The one ``end`` a Globus timer takes, for the legacy CLI's two stop options.
+
+    The seed's timer "stops running as soon as one stop condition is met", so with both the
+    earlier is kept: run N is at ``start + (N - 1) x interval`` (start: now when not given).
+    """
+    if runs is not None and (stop is None or (start or dt.datetime.now(dt.timezone.utc))
+                             + dt.timedelta(seconds=interval * (runs - 1)) <= stop):
+        return {"condition": "iterations", "count": runs}
+    if stop is not None:
+        return {"condition": "time", "datetime": utc_iso(stop)}
+    return None
+
+
+def check_path(path: str, what: str = "path") -> str:
+    """A path on a collection: absolute (``/data/x``, ``/~/x``), no NUL.
+
+    :raises ValueError: saying what a Globus path looks like
+    """
+    if "\0" in path:
+        raise ValueError(f"{what} {path!r} contains a NUL byte")
+    if not path.startswith(("/", "~/")) and path != "~":
+        raise ValueError(f"{what} '{path}' is relative: Globus paths start with / "
+                         "(or /~/ for your home directory on the collection)")
+    return path
+
+
+def shell_expanded_home(path: str) -> str | None:
+    """A warning when ``path`` looks like ``~/...`` expanded by the caller's shell."""
+    import os
+
+    home = os.environ.get("HOME", "").rstrip("/")
+    if home and path.startswith(home + "/"):
+        rest = path[len(home) + 1:]
+        return (f"warning: '{path}' starts with your local home directory, as if the shell "
+                f"expanded '~': for your home on the collection write /~/{rest} "
+                f"(or quote '~/{rest}')")
+    return None
 
 
 def format_interval(seconds: float) -> str:
@@ -92,7 +137,19 @@ def read_items_file(path: str | Path) -> list[tuple[str, str, bool]]:
         text = Path(path).read_text()
     except OSError as error:
         raise ValueError(f"cannot read items file {path}: {error.strerror}") from None
-    for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+    except UnicodeDecodeError as error:
+        raise ValueError(f"items file {path} is not text (UTF-8): byte {error.start} "
+                         "cannot be read") from None
+    rows = csv.reader(text.splitlines())
+    number = 0
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            raise ValueError(f"{path}, line {number + 1}: {error}") from None
+        number += 1
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
             continue
         values = [value.strip() for value in row]
@@ -101,6 +158,8 @@ def read_items_file(path: str | Path) -> list[tuple[str, str, bool]]:
                              f"true|false', found {len(values)} value(s)")
         try:
             recursive = parse_bool(values[2], "recursive")
+            check_path(values[0], "source")
+            check_path(values[1], "destination")
         except ValueError as error:
             raise ValueError(f"{path}, line {number}: {error}") from None
         items.append((values[0], values[1], recursive))

@@ -73,39 +73,59 @@ def load_workflow(path: str | Path) -> dict[str, Any]:
     return document
 
 
-def _timer_keys(metadata: Any) -> dict[str, str]:
-    return {key[len(PREFIX):]: str(value) for key, value in (metadata or {}).items()
+def _shaped(kind: type, value: Any, what: str, problems: list[str]) -> Any:
+    """``value`` when it is a ``kind`` (list or mapping; None is an empty one), else an empty
+    one and a problem naming ``what``."""
+    if value is None:
+        return kind()
+    if isinstance(value, kind):
+        return value
+    problems.append(f"{what} should be a {'list' if kind is list else 'mapping'}, not "
+                    f"{type(value).__name__} {str(value)[:40]!r}: see Pegasus' workflow schema")
+    return kind()
+
+
+def _timer_keys(metadata: Any, what: str, problems: list[str]) -> dict[str, str]:
+    return {key[len(PREFIX):]: str(value)
+            for key, value in _shaped(dict, metadata, f"{what} metadata", problems).items()
             if str(key).startswith(PREFIX)}
 
 
-def _go_replicas(workflow: dict[str, Any],
-                 catalogs: Iterable[dict[str, Any]]) -> dict[str, tuple[dict[str, str], str]]:
+def _go_replicas(workflow: dict[str, Any], catalogs: Iterable[Any],
+                 problems: list[str]) -> dict[str, tuple[dict[str, str], str]]:
     """lfn -> (timer metadata of its replica entry, its go:// URL if any)."""
     found: dict[str, tuple[dict[str, str], str]] = {}
-    for catalog in [workflow.get("replicaCatalog") or {}, *catalogs]:
-        for replica in catalog.get("replicas") or []:
-            urls = [p.get("pfn", "") for p in replica.get("pfns") or []]
+    for catalog in [workflow.get("replicaCatalog"), *catalogs]:
+        catalog = _shaped(dict, catalog, "a replica catalog", problems)
+        for replica in _shaped(list, catalog.get("replicas"), "replicas", problems):
+            replica = _shaped(dict, replica, "a replica", problems)
+            lfn = replica.get("lfn")
+            pfns = _shaped(list, replica.get("pfns"), f"replica {lfn} pfns", problems)
+            urls = [str(_shaped(dict, p, f"replica {lfn} pfn", problems).get("pfn", ""))
+                    for p in pfns]
             go = next((u for u in urls if u.startswith("go://")), "")
-            keys = _timer_keys(replica.get("metadata"))
-            previous = found.get(replica.get("lfn"), ({}, ""))
-            found[replica.get("lfn")] = ({**previous[0], **keys}, go or previous[1])
+            keys = _timer_keys(replica.get("metadata"), f"replica {lfn}", problems)
+            previous = found.get(lfn, ({}, ""))
+            found[lfn] = ({**previous[0], **keys}, go or previous[1])
     return found
 
 
-def plan(workflow: dict[str, Any], catalogs: Iterable[dict[str, Any]] = ()) -> list[TimerPlan]:
+def plan(workflow: dict[str, Any], catalogs: Iterable[Any] = ()) -> list[TimerPlan]:
     """The timers the workflow asks for, grouped; PlanError lists every problem found."""
-    name = str(workflow.get("name") or "workflow")
-    workflow_keys = _timer_keys(workflow.get("metadata"))
-    replicas = _go_replicas(workflow, catalogs)
     problems: list[str] = []
+    name = str(workflow.get("name") or "workflow")
+    workflow_keys = _timer_keys(workflow.get("metadata"), "the workflow's", problems)
+    replicas = _go_replicas(workflow, catalogs, problems)
     groups: dict[str, TimerPlan] = {}
-    for job in workflow.get("jobs") or []:
+    for job in _shaped(list, workflow.get("jobs"), "jobs", problems):
+        job = _shaped(dict, job, "a job", problems)
         job_id = job.get("id") or job.get("name")
-        job_keys = _timer_keys(job.get("metadata"))
-        for use in job.get("uses") or []:
+        job_keys = _timer_keys(job.get("metadata"), f"job {job_id}", problems)
+        for use in _shaped(list, job.get("uses"), f"job {job_id} uses", problems):
+            use = _shaped(dict, use, f"job {job_id} uses entry", problems)
             lfn = use.get("lfn")
             replica_keys, go_url = replicas.get(lfn, ({}, ""))
-            use_keys = _timer_keys(use.get("metadata"))
+            use_keys = _timer_keys(use.get("metadata"), f"job {job_id}, file {lfn}", problems)
             inherited = {**workflow_keys, **job_keys} if use.get("type") == "output" else {}
             keys = {**inherited, **replica_keys, **use_keys}
             if "interval" not in keys:
@@ -170,9 +190,6 @@ def _one_timer(workflow: str, keys: dict[str, str], go_url: str, lfn: str,
                         "replica")
     if "destination" not in keys:
         problems.append(f"{where}: {PREFIX}destination is missing (go://<collection>/<path>)")
-    if runs is not None and stop_date is not None:
-        problems.append(f"{where}: give {PREFIX}stop_after_runs or {PREFIX}stop_after_date, "
-                        "not both (a Globus timer ends by one condition)")
     if problems or source is None or destination is None or interval is None:
         raise PlanError(problems)
     if recursive is None:
