@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from .scopes import init_command
 from .token_store import TokenStore, TokenStoreError
-from .transfer.operations import GlobusTransfers
+from .transfer.operations import GlobusTransfers, announced_retries
 from .transfer.options import VARIABLES, OptionError, TransferOptions
 from .transfer.spec import Credentials, Spec, SpecError, load_spec
 from .transfer.watch import TransferFailed
@@ -47,6 +47,11 @@ class _Signals:
             self._pending = signum
             return
         raise Interrupted(signum)
+
+    def absorb(self) -> None:
+        """From now on a signal only waits: the run is ending and cancels its task, which a
+        second SIGTERM (HTCondor, a user's impatience) must not cut short."""
+        self._holding = True
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -121,7 +126,8 @@ def _client(credentials: Credentials) -> Any:
             access_token=credentials.access_token if known_expiry else None,
             expires_at=credentials.expires_at if known_expiry else None,
             on_refresh=lambda response: _write_back(credentials, response))
-    return globus_sdk.TransferClient(authorizer=authorizer)
+    return globus_sdk.TransferClient(authorizer=authorizer,
+                                     retry_config=announced_retries("Globus Transfer"))
 
 
 def _write_back(credentials: Credentials, response: Any) -> None:
@@ -174,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", failure.summary)
         return 1
     except Interrupted as signal_name:
+        signals.absorb()
         cancelled = transfers is not None and transfers.cancel_current()
         log.error("interrupted by %s%s", signal_name,
                   "; the Globus task was cancelled" if cancelled else "")

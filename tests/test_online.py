@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -168,6 +169,42 @@ def test_sigterm_cancels_the_running_task(world):
     assert process.wait(timeout=30) == 1
     assert "interrupted by SIGTERM; the Globus task was cancelled" in process.stderr.read()
     assert world.tasks()[0]["fatal_error"]["code"] == "CANCELED"
+
+
+def test_a_second_sigterm_during_the_cancel_still_cancels(world):
+    """HTCondor or an impatient user signals again while the cancel is being retried."""
+    (world.src_root / "f").write_text("f")
+    world.emulator.mark_collection(world.destination, inactive=True)
+    process = subprocess.Popen([*HANDLER, "--transfer", "--file",
+                                str(world.transfer_spec(("/f", "/~/f")))],
+                               stderr=subprocess.PIPE, text=True, env=world.env)
+    wait_for(lambda: world.tasks() and world.tasks()[0]["status"] == "INACTIVE", timeout=30)
+    admin(world.emulator, "PATCH", "_emulator/settings", {"fault_rate": 1.0})  # cancel fails
+    process.send_signal(signal.SIGTERM)
+    wait_for(lambda: admin(world.emulator, "GET", "_emulator/stats")["faults"] > 0)
+    process.send_signal(signal.SIGTERM)  # while globus-sdk waits to retry the cancel
+    admin(world.emulator, "PATCH", "_emulator/settings", {"fault_rate": 0.0})
+    assert process.wait(timeout=60) == 1
+    stderr = process.stderr.read()
+    assert "Traceback" not in stderr and "the Globus task was cancelled" in stderr
+    assert world.tasks()[0]["fatal_error"]["code"] == "CANCELED"
+
+
+def test_globus_transfer_down_is_said_with_the_url_the_cause_and_the_next_try(world):
+    (world.src_root / "f").write_text("f")
+    process = subprocess.Popen([*HANDLER, "--transfer", "--file",
+                                str(world.transfer_spec(("/f", "/~/f")))],
+                               stderr=subprocess.PIPE, text=True,
+                               env={**world.env,
+                                    "GLOBUS_SDK_SERVICE_URL_TRANSFER": "http://127.0.0.1:9/"})
+    try:
+        first = process.stderr.readline()  # the first retry is announced at once
+    finally:
+        process.kill()
+        process.wait()
+    assert "Globus Transfer at http://127.0.0.1:9/v0.10/" in first
+    assert "cannot reach it ([Errno 111] Connection refused)" in first
+    assert re.search(r"try 2 of 6 at \d\d:\d\d:\d\d \(in \d+\.\d s\)", first)
 
 
 def test_a_task_inactive_too_long_is_cancelled_and_fails(world):

@@ -45,6 +45,36 @@ def is_transient(error: BaseException) -> bool:
     return error.http_status >= 500 or error.http_status == 429
 
 
+def announced_retries(service: str) -> Any:
+    """globus-sdk's retries (5, exponential back-off up to 10 s), each one logged with what
+    failed and when the next try is: the service being down is no longer a silent minute."""
+    import random
+
+    from globus_sdk.transport import RetryConfig
+
+    def backoff(context: Any) -> float:
+        delay = context.backoff if context.backoff is not None else (
+            (0.25 + 0.5 * random.random()) * 2 ** context.attempt)
+        delay = min(delay, 10.0)
+        error, response = context.exception, context.response
+        if error is not None:
+            detail = re.search(r"\[Errno -?\d+\] [^'\")]+", str(error))
+            cause = f"cannot reach it ({detail.group() if detail else type(error).__name__})"
+        elif response is not None and (response.status_code >= 500
+                                       or response.status_code == 429):
+            cause = f"it answered {response.status_code} {response.reason}"
+        else:
+            return delay  # a 401 before a token refresh: not trouble
+        url = (error.request.url if error is not None and getattr(error, "request", None)
+               else response.url if response is not None else "")
+        log.warning("%s at %s: %s; try %d of 6 at %s (in %.1f s)", service,
+                    url.split("?")[0], cause, context.attempt + 2,
+                    time.strftime("%H:%M:%S", time.localtime(time.time() + delay)), delay)
+        return delay
+
+    return RetryConfig(backoff=backoff)
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -141,10 +171,12 @@ class GlobusTransfers:
                     raise self._explain(what, error, collections) from None
             except globus_sdk.NetworkError as error:
                 if delay is None:
-                    raise TransferFailed(f"{what}: cannot reach Globus Transfer "
-                                         f"({error.__class__.__name__})") from None
-            log.warning("%s: transient error, attempt %d; retrying in %g s", what,
-                        attempt + 1, delay)
+                    raise TransferFailed(f"{what}: cannot reach Globus Transfer at "
+                                         f"{self.client.base_url} ({error.__class__.__name__})"
+                                         ": check the network, or GLOBUS_SDK_SERVICE_URL_"
+                                         "TRANSFER") from None
+            log.warning("%s: Globus Transfer still failing after attempt %d; trying again "
+                        "in %g s", what, attempt + 1, delay)
             self._sleep(delay)
         raise AssertionError("unreachable")
 
