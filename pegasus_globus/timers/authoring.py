@@ -31,14 +31,13 @@ def globus_timer(target: Any, *, interval: str | int, destination: str | None = 
 
     Values are checked now, so a mistake fails the script that writes the workflow, not the
     run. ``interval`` is seconds or ``1d``/``8h``/``1h30m``/``2w``; dates without a zone are
-    local time. Returns ``target``.
+    local time. With both ``stop_after_runs`` and ``stop_after_date`` the earlier ends the
+    timer. Returns ``target``.
     """
     parse_interval(str(interval))
     for url in (destination, source):
         if url is not None:
             parse_go_url(url)
-    if stop_after_runs is not None and stop_after_date is not None:
-        raise ValueError("give stop_after_runs or stop_after_date, not both")
     if stop_after_runs is not None and int(stop_after_runs) < 1:
         raise ValueError(f"stop_after_runs must be positive, not {stop_after_runs}")
     if sync_level is not None:
