@@ -216,6 +216,36 @@ def test_mkdir_ls_and_stat(transfer_client, collections):
     assert transfer_client.operation_stat(destination, "/new")["type"] == "dir"
 
 
+def test_copies_get_a_new_files_mode_and_an_empty_transfer_is_named(emulator, transfer_client,
+                                                                    collections):
+    source, destination = collections
+    os.chmod(emulator.collection_path(source) / "inputs" / "a.txt", 0o640)
+    wait_task(transfer_client, transfer(transfer_client, source, destination,
+                                        ("/inputs/a.txt", "/~/a.txt"))["task_id"])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (emulator.resolve(destination, "/~/a.txt").stat().st_mode & 0o777) == 0o666 & ~umask
+    with pytest.raises(globus_sdk.TransferAPIError) as caught:
+        transfer_client.submit_transfer(globus_sdk.TransferData(source, destination))
+    assert caught.value.code == "ClientError.BadRequest.NoTransferItems"
+    listing = transfer_client.operation_ls(source, path="/inputs")
+    assert listing["path"] == "/inputs/"  # a directory, as Globus answers
+
+
+def test_cancel_stops_a_copy_in_flight(emulator, transfer_client, collections):
+    source, destination = collections
+    (emulator.collection_path(source) / "big").write_bytes(b"x" * 100_000)
+    # 100 kB at 80 B per emulated second, on a clock 600 times faster: about 2 s real
+    admin(emulator, "PATCH", "_emulator/settings", {"bandwidth": 80})
+    task = transfer(transfer_client, source, destination, ("/big", "/~/big"))["task_id"]
+    wait_for(lambda: transfer_client.get_task(task)["status"] == "ACTIVE")
+    time.sleep(0.3)  # copying
+    transfer_client.cancel_task(task)
+    time.sleep(2.5)  # past when the copy would have landed
+    assert not emulator.resolve(destination, "/~/big").exists()
+    assert not [p for p in emulator.collection_path(destination).rglob("*") if p.is_file()]
+
+
 def test_cancel_fails_an_inactive_task(emulator, transfer_client, collections):
     source, destination = collections
     emulator.mark_collection(destination, inactive=True)
@@ -359,6 +389,37 @@ def test_timer_without_consent_goes_inactive_until_resumed_with_new_credentials(
     consented.resume_job(timer["job_id"], update_credentials=True)
     job = wait_for(lambda: (j := consented.get_job(timer["job_id"]))["number_of_runs"] == 2 and j)
     assert job["status"] == "loaded"
+
+
+def test_a_timer_made_with_the_bare_timer_scope_runs(emulator, collections):
+    """globus-sdk's TimersClient default scope: Globus adds the transfer dependency itself."""
+    _, tokens = login(TIMERS)
+    client = globus_sdk.TimersClient(authorizer=globus_sdk.AccessTokenAuthorizer(
+        tokens.by_resource_server[TIMERS_RS]["access_token"]))
+    timer = new_timer(client, *collections, runs=1)
+    job = wait_for(lambda: (j := client.get_job(timer["job_id"]))["number_of_runs"] == 1 and j)
+    assert job["status"] == "loaded"
+
+
+def test_deleting_a_deleted_timer_is_a_404(timers_client, collections):
+    timer = new_timer(timers_client, *collections, runs=5)
+    timers_client.delete_job(timer["job_id"])
+    with pytest.raises(globus_sdk.TimersAPIError) as caught:
+        timers_client.delete_job(timer["job_id"])
+    assert caught.value.http_status == 404
+
+
+def test_an_interval_that_would_overflow_is_refused_and_the_service_goes_on(
+        emulator, timers_client, collections):
+    with pytest.raises(globus_sdk.TimersAPIError) as caught:
+        new_timer(timers_client, *collections, runs=2, interval=10 ** 15)
+    assert caught.value.http_status == 422
+    timer = new_timer(timers_client, *collections, runs=1)
+    with emulator.state.lock:  # as saved by an older emulator that accepted it
+        emulator.state["timers"][timer["job_id"]]["schedule"]["interval_seconds"] = 10 ** 15
+    later = new_timer(timers_client, *collections, runs=1)
+    wait_for(lambda: timers_client.get_job(later["job_id"])["number_of_runs"] == 1)
+    assert timers_client.list_jobs()["jobs"]  # still answering
 
 
 def test_interval_below_a_minute_is_refused(timers_client, collections):

@@ -17,7 +17,7 @@ from typing import Any
 import globus_sdk
 import pytest
 
-from .conftest import TRANSFER, admin, login, wait_task
+from .conftest import TRANSFER, admin, login, wait_for, wait_task
 
 
 def raw(emulator, method: str, path: str, body: bytes | None = None,
@@ -81,6 +81,72 @@ def test_symlink_out_of_a_collection_is_refused(emulator, token, tmp_path):
                        f"/v0.10/operation/endpoint/{collection}/stat?path=/link/secret",
                        token=token)
     assert status == 403
+
+
+def test_a_recursive_transfer_never_follows_a_link_out_of_a_collection(emulator, transfer_client,
+                                                                      tmp_path):
+    """A link inside a collection to /etc/passwd, and a destination directory linked to a
+    place outside: nothing outside is read or written."""
+    source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("secret")
+    tree = emulator.collection_path(source) / "tree"
+    tree.mkdir()
+    (tree / "ok.txt").write_text("ok")
+    (tree / "leak").symlink_to(outside / "secret")
+    data = globus_sdk.TransferData(source, destination, deadline="2100-01-01T00:00:00+00:00")
+    data.add_item("/tree/", "/copy/", recursive=True)
+    task = transfer_client.submit_transfer(data)["task_id"]
+    events = wait_for(lambda: [e for e in transfer_client.task_event_list(task)
+                               if e["is_error"]], timeout=20)
+    assert events[0]["code"] == "PERMISSION_DENIED"
+    transfer_client.cancel_task(task)
+    assert not (emulator.collection_path(destination) / "copy" / "leak").exists()
+
+    # a directory inside the destination tree that links out of its collection
+    (tree / "leak").unlink()
+    (tree / "sub").mkdir()
+    (tree / "sub" / "f").write_text("f")
+    (emulator.collection_path(destination) / "copy2").mkdir()
+    (emulator.collection_path(destination) / "copy2" / "sub").symlink_to(outside)
+    data = globus_sdk.TransferData(source, destination, deadline="2100-01-01T00:00:00+00:00")
+    data.add_item("/tree/", "/copy2/", recursive=True)
+    task = transfer_client.submit_transfer(data)["task_id"]
+    wait_for(lambda: [e for e in transfer_client.task_event_list(task) if e["is_error"]])
+    transfer_client.cancel_task(task)
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+
+
+def test_a_nul_byte_in_a_path_is_a_400(emulator, token):
+    collection = str(uuid.uuid4())
+    status, body, _ = raw(emulator, "GET", f"/v0.10/operation/endpoint/{collection}/ls"
+                          "?path=/a%00b", token=token)
+    assert status == 400 and "NUL" in body["message"]
+
+
+@pytest.mark.parametrize("length,status", [("abc", 400), ("-5", 400), (str(10 ** 12), 413)])
+def test_a_bad_content_length_is_answered_not_allocated(emulator, token, length, status):
+    import socket
+
+    with socket.create_connection(emulator._httpd.server_address[:2], timeout=10) as connection:
+        connection.sendall(f"POST /v0.10/transfer HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                           f"Bearer {token}\r\nContent-Length: {length}\r\n\r\n".encode())
+        answer = connection.recv(65536).decode()
+    assert answer.startswith(f"HTTP/1.1 {status} ")
+    assert raw(emulator, "GET", "/v0.10/submission_id", token=token)[0] == 200  # still serving
+
+
+def test_idle_connections_are_closed(emulator, monkeypatch):
+    import socket
+
+    from pegasus_globus.emulator import server
+
+    assert server._Handler.timeout == server.IDLE_TIMEOUT  # not None: no idle thread forever
+    monkeypatch.setattr(server._Handler, "timeout", 0.5)
+    with socket.create_connection(emulator._httpd.server_address[:2], timeout=10) as connection:
+        connection.settimeout(5)
+        assert connection.recv(1) == b""  # closed by the server, not by us
 
 
 def test_missing_or_bogus_token_is_a_401(emulator):

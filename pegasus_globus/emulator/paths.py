@@ -24,6 +24,8 @@ def resolve(base: Path, path: str) -> Path:
     Absolute paths map below ``base`` and ``/~/`` is ``base`` itself. Anything that would
     leave it (``..`` past the top, or a symbolic link pointing out) is refused.
     """
+    if "\0" in path:
+        raise ApiError(400, "ClientError.BadRequest", "Path contains a NUL byte")
     if not path.startswith(("/", "~")):
         raise ApiError(400, "ClientError.BadRequest", f"Path '{path}' must be absolute")
     parts: list[str] = []
@@ -38,8 +40,13 @@ def resolve(base: Path, path: str) -> Path:
         else:
             parts.append(part)
     local = base.joinpath(*parts)
-    real_base = os.path.realpath(base)
-    if os.path.commonpath([os.path.realpath(local), real_base]) != real_base:
+    if not inside(base, local):
         raise ApiError(403, "ClientError.BadRequest.PathOutsideCollection",
                        f"Path '{path}' is outside the collection")
     return local
+
+
+def inside(base: Path, local: Path) -> bool:
+    """Whether ``local``, symbolic links followed, is ``base`` or below it."""
+    real_base = os.path.realpath(base)
+    return os.path.commonpath([os.path.realpath(local), real_base]) == real_base

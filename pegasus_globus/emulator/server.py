@@ -299,8 +299,13 @@ class _Server(ThreadingHTTPServer):
     emulator: Emulator
 
 
+MAX_BODY = 64 * 1024 * 1024  # bytes; Globus documents are small, and nothing is read past it
+IDLE_TIMEOUT = 60.0  # seconds a kept-alive connection may sit idle before it is closed
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT  # socket timeout: idle keep-alive connections do not hold threads
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -308,7 +313,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = (self.headers.get("Content-Length") or "0").strip()
+        if not declared.isdigit() or int(declared) > MAX_BODY:
+            self.close_connection = True  # the body cannot be skipped reliably: hang up after
+            self._send(Response(413 if declared.isdigit() else 400, {
+                "code": "RequestEntityTooLarge" if declared.isdigit() else "BadRequest",
+                "message": f"Content-Length {declared[:20]!r}: a number up to {MAX_BODY}"}))
+            return
+        length = int(declared)
         request = Request(
             method=self.command, path=parts.path,
             query=parse_qs(parts.query, keep_blank_values=True),
@@ -324,6 +336,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        self._send(response)
+
+    def _send(self, response: Response) -> None:
         payload = response.encode()
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)

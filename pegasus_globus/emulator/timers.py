@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .transfer import TransferService
 
 MIN_INTERVAL_SECONDS = 60
+MAX_INTERVAL_SECONDS = 3650 * 86400  # beyond, the next run's date overflows
 ACTIVE_STATUSES = ("new", "loaded", "updated")
 TICK_SECONDS = 0.02
 LEGACY_CALLBACK = "https://actions.automate.globus.org/transfer/transfer/run"
@@ -187,8 +188,10 @@ class TimersService:
             raise _invalid(f"Invalid date-time in schedule: {error}") from None
         if schedule["type"] == "recurring":
             interval = schedule.get("interval_seconds")
-            if not isinstance(interval, (int, float)) or interval < MIN_INTERVAL_SECONDS:
-                raise _invalid(f"interval_seconds must be a number >= {MIN_INTERVAL_SECONDS}")
+            if not isinstance(interval, (int, float)) or not (
+                    MIN_INTERVAL_SECONDS <= interval <= MAX_INTERVAL_SECONDS):
+                raise _invalid(f"interval_seconds must be a number from {MIN_INTERVAL_SECONDS} "
+                               f"to {MAX_INTERVAL_SECONDS}")
             if end and not ((isinstance(end.get("count"), int) and end["count"] > 0)
                             or end.get("datetime")):
                 raise _invalid("schedule.end needs a positive 'count' or a 'datetime'")
@@ -238,6 +241,8 @@ class TimersService:
         self.emulator.auth.check(request, TIMERS_RS)
         with self.state.lock:
             job = self._job(job_id)
+            if job["status"] == "deleted":
+                raise ApiError(404, "NOT_FOUND", f"Job {job['job_id']} has been deleted")
             job.update(status="deleted", next_run=None)
             self.state.mark_dirty()
             return Response(200, self._doc(job))
@@ -288,7 +293,13 @@ class TimersService:
                        if job["status"] in ACTIVE_STATUSES and job["next_run"] is not None
                        and job["next_run"] <= now]
                 for job in due:
-                    self._fire(job, now)
+                    try:
+                        self._fire(job, now)
+                    except Exception as error:  # one bad timer (saved by an older emulator,
+                        # say) must not stop the others or the service
+                        job.update(status="inactive", next_run=None, inactive_reason={
+                            "cause": "error", "detail": f"{type(error).__name__}: {error}"})
+                        self.state.mark_dirty()
 
     def _fire(self, job: dict[str, Any], now: float) -> None:
         end = job["schedule"].get("end") or {}
@@ -309,20 +320,19 @@ class TimersService:
     def _run(self, job: dict[str, Any], now: float) -> None:
         body = job["body"]
         transfer = self.transfer
-        has_transfer = any(f"[{TRANSFER_SCOPE}" in scope for scope in job["scopes"])
+        # the timer scope carries its transfer dependency (bare `timer`, the SDK's default,
+        # works); only data_access on collections that need it must be consented
         missing = transfer.missing_consents(
             [body["source_endpoint"], body["destination_endpoint"]], job["scopes"])
-        if not has_transfer or missing:
-            dependency = TRANSFER_SCOPE + (f"[{' '.join('*' + s for s in missing)}]"
-                                           if missing else "")
+        if missing:
+            dependency = f"{TRANSFER_SCOPE}[{' '.join('*' + s for s in missing)}]"
             job["number_of_errors"] += 1
             job.update(status="inactive", inactive_reason={
                 "cause": "globus_auth_requirements",
                 "detail": {
                     "code": "ConsentRequired",
                     "authorization_parameters": {
-                        "session_message": "Missing required data_access consent" if missing
-                        else "Missing required transfer consent",
+                        "session_message": "Missing required data_access consent",
                         "required_scopes": [f"{TIMERS_SCOPE}[{dependency}]"],
                     },
                 },

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from .auth import TRANSFER_RS, TRANSFER_SCOPE, data_access_scope, granted_data_access
 from .clock import iso
 from .errors import ApiError
-from .paths import collection_id
+from .paths import collection_id, inside
 from .web import Request, Response, Route
 
 if TYPE_CHECKING:
@@ -30,6 +30,8 @@ INACTIVE_POLL = 0.05
 # Globus keeps a task with one of these ACTIVE, reports it in nice_status and an error event,
 # and tries the item again until the task's deadline (observed on the live service)
 RETRIED_PATH_ERRORS = ("FILE_NOT_FOUND", "PERMISSION_DENIED")
+UMASK = os.umask(0o022)  # read once, at import, before any thread: umask has no getter
+os.umask(UMASK)
 PATH_ERROR_RETRY = 1.0  # real seconds between tries; Globus waits longer
 
 
@@ -181,6 +183,9 @@ class TransferService:
     @staticmethod
     def _items(body: dict[str, Any], data_type: str, fields: tuple[str, ...]) -> list[dict]:
         items = body.get("DATA")
+        if isinstance(items, list) and not items and data_type == "transfer_item":
+            raise ApiError(400, "ClientError.BadRequest.NoTransferItems",
+                           "A transfer requires at least one item")
         if not isinstance(items, list) or not items:
             raise ApiError(400, "ClientError.BadRequest", "DATA must be a non-empty list")
         for item in items:
@@ -390,9 +395,14 @@ class TransferService:
             raise TaskFailure("INVALID_ITEM", f"{item['source_path']} is "
                               + ("a directory: submit it as recursive" if src.is_dir()
                                  else "not a directory, but was submitted as recursive"))
+        roots = (self.emulator.collection_path(source), self.emulator.collection_path(destination))
         for src_file, dst_file in self._file_pairs(src, dst, doc):
             self._check_live(task_id, doc)
-            self._copy_file(src_file, dst_file, doc)
+            # a link inside a collection may point out of it: never read or write through one
+            if not (inside(roots[0], src_file) and inside(roots[1], dst_file)):
+                raise TaskFailure("PERMISSION_DENIED", f"{src_file.name}: a symbolic link out "
+                                  "of the collection is not followed")
+            self._copy_file(task_id, src_file, dst_file, doc)
 
     def _file_pairs(self, src: Path, dst: Path, doc: dict[str, Any]) -> Iterator[tuple[Path, Path]]:
         if src.is_file():
@@ -407,7 +417,7 @@ class TransferService:
             for name in sorted(filenames):
                 yield Path(directory) / name, dst / relative / name
 
-    def _copy_file(self, src: Path, dst: Path, doc: dict[str, Any]) -> None:
+    def _copy_file(self, task_id: str, src: Path, dst: Path, doc: dict[str, Any]) -> None:
         size = src.stat().st_size
         with self.state.lock:
             doc["files"] += 1
@@ -416,8 +426,11 @@ class TransferService:
                 doc["files_skipped"] += 1
             return
         bandwidth = self.emulator.settings["bandwidth"]
-        if bandwidth:
-            time.sleep(self.emulator.clock.real_seconds(size / bandwidth))
+        if bandwidth:  # in steps, so a cancel stops the copy in flight
+            until = time.monotonic() + self.emulator.clock.real_seconds(size / bandwidth)
+            while time.monotonic() < until:
+                self._check_live(task_id, doc)
+                time.sleep(min(0.05, max(0.0, until - time.monotonic())))
         dst.parent.mkdir(parents=True, exist_ok=True)
         # copy beside the target, then rename: a reader never sees half a file
         fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
@@ -428,6 +441,8 @@ class TransferService:
                 shutil.copystat(src, tmp)
             if doc["verify_checksum"] and _md5(src) != _md5(Path(tmp)):
                 raise TaskFailure("CHECKSUM_MISMATCH", f"Checksum mismatch for {src.name}")
+            os.chmod(tmp, 0o666 & ~UMASK)  # as a new file gets, not mkstemp's 0600
+            self._check_live(task_id, doc)  # cancelled while copying: nothing lands
             os.replace(tmp, dst)
         finally:
             if os.path.exists(tmp):
@@ -585,6 +600,7 @@ class TransferService:
         entries = [_file_entry(child) for child in sorted(target.iterdir())
                    if show_hidden or not child.name.startswith(".")]
         page = self._page("file_list", entries, request)
+        path = path if str(path).endswith("/") else f"{path}/"  # as Globus answers: a directory
         return Response(200, {**page, "path": path, "absolute_path": path,
                               "endpoint": collection_id(endpoint_id)})
 
