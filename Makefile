@@ -4,6 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PEGASUS_WHEELS := pegasus-wms==5.1.3 pegasus-wms.worker==5.1.3 pegasus-wms.common==5.1.3 six
+# a real Globus client, in its own environment as users install it, for tests/test_real_clients.py
+GLOBUS_CLI := .venv-globus-cli/bin/globus
+GLOBUS_CLI_VERSION := 3.43.0
 
 .PHONY: demo test clean
 
@@ -15,12 +18,18 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(PEGASUS_WHEELS)
 	touch $@
 
+$(GLOBUS_CLI): Makefile
+	@echo "Installing globus-cli $(GLOBUS_CLI_VERSION) into .venv-globus-cli (the emulator's conformance tests)"
+	$(PYTHON) -m venv .venv-globus-cli
+	.venv-globus-cli/bin/python -m pip install --quiet --disable-pip-version-check globus-cli==$(GLOBUS_CLI_VERSION)
+	touch $@
+
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-test: $(STAMP)
+test: $(STAMP) $(GLOBUS_CLI)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-globus-cli demo-output .pytest_cache .ruff_cache *.egg-info

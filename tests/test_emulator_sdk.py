@@ -232,6 +232,27 @@ def test_copies_get_a_new_files_mode_and_an_empty_transfer_is_named(emulator, tr
     assert listing["path"] == "/inputs/"  # a directory, as Globus answers
 
 
+def test_delete_destination_extra_and_filter_rules(emulator, transfer_client, collections):
+    source, destination = collections
+    stale = emulator.collection_path(destination) / "mirror"
+    (stale / "old").mkdir(parents=True)
+    (stale / "old" / "x").write_text("x")
+    (stale / "keep.tmp").write_text("excluded: never judged")
+    data = globus_sdk.TransferData(source, destination, delete_destination_extra=True)
+    data.add_item("/inputs/", "/mirror/", recursive=True)
+    data.add_filter_rule("*.tmp", method="exclude")
+    assert wait_task(transfer_client, transfer_client.submit_transfer(data)["task_id"])[
+        "status"] == "SUCCEEDED"
+    assert sorted(str(p.relative_to(stale)) for p in stale.rglob("*")) == [
+        "a.txt", "deep", "deep/b.txt", "keep.tmp"]
+    bad = globus_sdk.TransferData(source, destination)
+    bad.add_item("/inputs/", "/m2/", recursive=True)
+    bad["filter_rules"] = [{"method": "drop", "name": "*"}]
+    with pytest.raises(globus_sdk.TransferAPIError) as caught:
+        transfer_client.submit_transfer(bad)
+    assert caught.value.code == "ClientError.BadRequest.InvalidFilterRule"
+
+
 def test_cancel_stops_a_copy_in_flight(emulator, transfer_client, collections):
     source, destination = collections
     (emulator.collection_path(source) / "big").write_bytes(b"x" * 100_000)

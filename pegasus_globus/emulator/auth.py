@@ -13,6 +13,8 @@ from typing import Any
 
 from globus_sdk.scopes import ScopeParser
 
+from . import oidc
+from .auth_api import AuthApi
 from .errors import ApiError
 from .web import Request, Response, Route
 
@@ -57,6 +59,7 @@ class AuthService:
         self.state = state
         self.settings = settings
         self.identity_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"emulator:{self.username}"))
+        self.api = AuthApi(self)
 
     def routes(self) -> list[Route]:
         return [
@@ -66,6 +69,9 @@ class AuthService:
             Route("POST", "/v2/oauth2/token/revoke", self.revoke),
             Route("POST", "/v2/oauth2/token/introspect", self.introspect),
             Route("GET", "/v2/oauth2/userinfo", self.userinfo),
+            Route("GET", "/.well-known/openid-configuration", self.openid_configuration),
+            Route("GET", "/jwk.json", self.jwks),
+            *self.api.routes(),
         ]
 
     # -- checking tokens, for the other services -------------------------------------------
@@ -125,8 +131,10 @@ class AuthService:
         client_id = basic[0] if basic else form.get("client_id")
         if not client_id:
             raise ApiError(401, "invalid_client", "No client id given")
+        self.api.check_client(client_id, basic[1] if basic else None)
         if grant == "authorization_code":
             scope, offline = self._redeem_code(form, client_id)
+            self.api.record_consents(client_id, scope)
         elif grant == "refresh_token":
             return Response(200, self._refresh(form.get("refresh_token", ""), client_id))
         elif grant == "client_credentials":
@@ -136,9 +144,15 @@ class AuthService:
         else:
             raise ApiError(400, "unsupported_grant_type", f"Unsupported grant_type '{grant}'")
         tokens = self._issue(client_id, scope, offline)
+        # Globus answers Auth's own token at the top, with the ID token when openid was asked
+        tokens.sort(key=lambda token: token["resource_server"] != AUTH_RS)
         first, *others = tokens
-        return Response(200, {**first, "state": form.get("state", "_default"),
-                              "other_tokens": others})
+        answer = {**first, "state": form.get("state", "_default"), "other_tokens": others}
+        granted = first["scope"].split()
+        if first["resource_server"] == AUTH_RS and "openid" in granted:
+            answer["id_token"] = oidc.id_token(client_id, self.identity(),
+                                               first["access_token"], granted)
+        return Response(200, answer)
 
     def _redeem_code(self, form: dict[str, str], client_id: str) -> tuple[str, bool]:
         with self.state.lock:
@@ -231,13 +245,24 @@ class AuthService:
             "iss": "https://auth.globus.org",
         })
 
-    def userinfo(self, request: Request) -> Response:
-        self.check(request, AUTH_RS)
-        identity = {
-            "sub": self.identity_id, "username": self.username, "name": "Emulated User",
-            "email": self.username, "identity_provider": str(uuid.uuid5(uuid.NAMESPACE_DNS,
-                                                                          "example.org")),
+    def identity(self) -> dict[str, Any]:
+        """The emulated user's identity, as Auth's identity documents give it."""
+        return {
+            "sub": self.identity_id, "id": self.identity_id, "username": self.username,
+            "name": "Emulated User", "email": self.username, "status": "used",
+            "identity_provider": str(uuid.uuid5(uuid.NAMESPACE_DNS, "example.org")),
             "identity_provider_display_name": "Globus emulator", "organization": "Emulator",
         }
+
+    def userinfo(self, request: Request) -> Response:
+        self.check(request, AUTH_RS)
+        identity = self.identity()
         return Response(200, {**identity, "preferred_username": self.username,
                               "identity_set": [identity]})
+
+    def openid_configuration(self, request: Request) -> Response:
+        host = request.headers.get("host", "127.0.0.1")
+        return Response(200, oidc.discovery(f"http://{host}/"))
+
+    def jwks(self, request: Request) -> Response:
+        return Response(200, oidc.jwk_set())

@@ -9,7 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("codes", "tokens", "refresh_tokens", "tasks", "submissions", "timers", "collections")
+SECTIONS = ("codes", "tokens", "refresh_tokens", "tasks", "submissions", "timers", "collections",
+            "clients", "consents")
 
 
 class StateStore:

@@ -94,7 +94,23 @@ class TimersService:
             "scope": None,
             "n_runs": job["number_of_runs"], "n_errors": job["number_of_errors"],
             "results": {"data": results, "page_next": None},
+            "activity": self._activity(job),
         }
+
+    def _activity(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """What the timer is doing, as Timers v2 says (globus-cli's "Activity"); None once
+        it will never run again."""
+        if job["status"] == "inactive":
+            return {"code": "paused"}
+        if job["status"] not in ACTIVE_STATUSES:
+            return None
+        last = job["runs"][-1] if job["runs"] else None
+        task = self.state["tasks"].get(last["task_id"]) if last else None
+        if task and task["doc"]["status"] not in ("SUCCEEDED", "FAILED"):
+            return {"code": "run_in_progress", "start_timestamp": iso(last["ran_at"])}
+        if job["next_run"] is not None:
+            return {"code": "awaiting_next_run"}
+        return None
 
     @staticmethod
     def _legacy_body(body: dict[str, Any]) -> dict[str, Any]:

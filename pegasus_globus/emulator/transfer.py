@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import hashlib
 import os
 import shutil
@@ -33,6 +34,43 @@ RETRIED_PATH_ERRORS = ("FILE_NOT_FOUND", "PERMISSION_DENIED")
 UMASK = os.umask(0o022)  # read once, at import, before any thread: umask has no getter
 os.umask(UMASK)
 PATH_ERROR_RETRY = 1.0  # real seconds between tries; Globus waits longer
+
+
+def _filter_rules(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """A transfer's ``filter_rules``, checked: ``method`` include|exclude, ``name`` a
+    pattern, ``type`` file|dir or absent (both)."""
+    rules = body.get("filter_rules")
+    if rules is None:
+        return None
+    if not isinstance(rules, list) or not all(
+            isinstance(r, dict) and r.get("method") in ("include", "exclude")
+            and isinstance(r.get("name"), str) and r.get("type") in (None, "file", "dir")
+            for r in rules):
+        raise ApiError(400, "ClientError.BadRequest.InvalidFilterRule",
+                       "filter_rules: each needs method include|exclude, a name pattern and "
+                       "type file, dir or none")
+    return [{"DATA_TYPE": "filter_rule", **r} for r in rules]
+
+
+def _matches(value: Any, condition: str) -> bool:
+    """One ``filter`` clause of task_list: ``~text`` (label contains), ``A,B`` (one of),
+    ``after,before`` for times (either may be empty)."""
+    if condition.startswith("~"):
+        return condition[1:].lower() in str(value or "").lower()
+    if value is not None and str(value)[:4].isdigit() and "T" in str(value) and "," in condition:
+        after, _, before = condition.partition(",")  # ISO times compare as text, same zone
+        moment = str(value).replace("T", " ")[:19]
+        return ((not after or moment >= after.replace("T", " ")[:19])
+                and (not before or moment < before.replace("T", " ")[:19]))
+    return str(value) in condition.split(",")
+
+
+def _included(rules: list[dict[str, Any]], name: str, kind: str) -> bool:
+    """Globus' rule: the first rule whose pattern and type match decides; none: included."""
+    for rule in rules:
+        if rule.get("type") in (None, kind) and fnmatch.fnmatchcase(name, rule["name"]):
+            return rule["method"] == "include"
+    return True
 
 
 class TaskFailure(Exception):
@@ -250,7 +288,8 @@ class TransferService:
             "skip_source_errors": bool(body.get("skip_source_errors", False)),
             "fail_on_quota_errors": bool(body.get("fail_on_quota_errors", False)),
             "delete_destination_extra": bool(body.get("delete_destination_extra", False)),
-            "recursive_symlinks": "ignore", "filter_rules": None, "history_deleted": False,
+            "recursive_symlinks": "ignore", "filter_rules": _filter_rules(body),
+            "history_deleted": False,
             "is_ok": True, "is_paused": False, "nice_status": "Queued",
             "nice_status_details": None, "nice_status_expires_in": -1,
             "nice_status_short_description": "Queued", "fatal_error": None, "faults": 0,
@@ -396,6 +435,8 @@ class TransferService:
                               + ("a directory: submit it as recursive" if src.is_dir()
                                  else "not a directory, but was submitted as recursive"))
         roots = (self.emulator.collection_path(source), self.emulator.collection_path(destination))
+        if doc["delete_destination_extra"] and src.is_dir() and dst.is_dir():
+            self._delete_extra(src, dst, doc.get("filter_rules") or [])
         for src_file, dst_file in self._file_pairs(src, dst, doc):
             self._check_live(task_id, doc)
             # a link inside a collection may point out of it: never read or write through one
@@ -408,14 +449,33 @@ class TransferService:
         if src.is_file():
             yield src, dst
             return
+        rules = doc.get("filter_rules") or []
         for directory, dirnames, filenames in os.walk(src):
-            dirnames.sort()
+            dirnames[:] = sorted(d for d in dirnames if _included(rules, d, "dir"))
+            filenames = [f for f in filenames if _included(rules, f, "file")]
             relative = Path(directory).relative_to(src)
             (dst / relative).mkdir(parents=True, exist_ok=True)
             with self.state.lock:
                 doc["directories"] += 1
             for name in sorted(filenames):
                 yield Path(directory) / name, dst / relative / name
+
+    @staticmethod
+    def _delete_extra(src: Path, dst: Path, rules: list[dict[str, Any]]) -> None:
+        """``delete_destination_extra``: what the destination tree has and the source tree
+        has not goes, except what the filter rules exclude (never copied, never judged)."""
+        for directory, dirnames, filenames in os.walk(dst, topdown=True):
+            relative = Path(directory).relative_to(dst)
+            for name in [*dirnames, *filenames]:
+                kind = "dir" if name in dirnames else "file"
+                there = dst / relative / name
+                if not _included(rules, name, kind) or (src / relative / name).exists():
+                    continue
+                if kind == "dir" and not there.is_symlink():
+                    shutil.rmtree(there)
+                    dirnames.remove(name)
+                else:
+                    there.unlink()
 
     def _copy_file(self, task_id: str, src: Path, dst: Path, doc: dict[str, Any]) -> None:
         size = src.stat().st_size
@@ -499,14 +559,12 @@ class TransferService:
 
     def task_list(self, request: Request) -> Response:
         self.emulator.auth.check(request, TRANSFER_RS)
-        filters: dict[str, set[str]] = {}
+        with self.state.lock:
+            docs = [dict(t["doc"]) for t in self.state["tasks"].values()]
         for clause in (request.arg("filter") or "").split("/"):
             key, _, values = clause.partition(":")
             if key and values:
-                filters[key] = set(values.split(","))
-        with self.state.lock:
-            docs = [dict(t["doc"]) for t in self.state["tasks"].values()]
-        docs = [d for d in docs if all(str(d.get(k)) in v for k, v in filters.items())]
+                docs = [d for d in docs if _matches(d.get(key), values)]
         docs.sort(key=lambda d: d["request_time"], reverse=True)
         return Response(200, self._page("task_list", docs, request))
 
@@ -622,6 +680,6 @@ class TransferService:
     def stat(self, request: Request, endpoint_id: str) -> Response:
         path = request.arg("path")
         target = self._operation_target(request, endpoint_id, path)
-        if not target.exists():
-            raise ApiError(404, "ClientError.NotFound", f"Path '{path}' not found")
+        if not target.exists():  # "NotFound", not ClientError.NotFound: globus-cli's stat
+            raise ApiError(404, "NotFound", f"Path '{path}' not found")  # relies on it
         return Response(200, _file_entry(target, name=target.name or "/"))
