@@ -422,6 +422,27 @@ def test_a_timer_made_with_the_bare_timer_scope_runs(emulator, collections):
     assert job["status"] == "loaded"
 
 
+def test_a_legacy_job_created_with_post_jobs_runs(emulator, collections):
+    """The Globus Timer CLI's ``job transfer``: ``POST /jobs/`` with a Transfer action
+    provider body, under ``timer[<transfer action provider scope>]``."""
+    action_scope = "https://auth.globus.org/scopes/actions.globus.org/transfer/transfer"
+    _, tokens = login(f"{TIMERS}[{action_scope}]")
+    client = globus_sdk.TimersClient(authorizer=globus_sdk.AccessTokenAuthorizer(
+        tokens.by_resource_server[TIMERS_RS]["access_token"]))
+    source, destination = collections
+    job = client.create_job({
+        "name": "legacy", "start": datetime.now(dt.timezone.utc).isoformat(), "interval": 3600,
+        "callback_url": "https://actions.automate.globus.org/transfer/transfer/run",
+        "callback_body": {"body": {"source_endpoint_id": source,
+                                   "destination_endpoint_id": destination, "transfer_items": [
+                                       {"source_path": "/inputs/a.txt",
+                                        "destination_path": "/~/legacy.txt",
+                                        "recursive": False}]}},
+        "stop_after": {"n_runs": 1}})
+    assert job.http_status == 201 and job["stop_after"]["n_runs"] == 1
+    wait_for(lambda: emulator.resolve(destination, "/~/legacy.txt").exists(), timeout=20)
+
+
 def test_deleting_a_deleted_timer_is_a_404(timers_client, collections):
     timer = new_timer(timers_client, *collections, runs=5)
     timers_client.delete_job(timer["job_id"])

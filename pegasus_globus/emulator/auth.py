@@ -80,10 +80,14 @@ class AuthService:
         """The live token record behind the request's bearer token, or a 401."""
         token = request.bearer_token()
         record = self.state["tokens"].get(token) if token else None
+        # each service's own word for it: Auth's API answers UNAUTHORIZED, Transfer's
+        # AuthenticationFailed (Timers' 401s are not recorded; they take Transfer's)
+        code = "UNAUTHORIZED" if resource_server == AUTH_RS else "AuthenticationFailed"
         if record is None or record["revoked"] or record["resource_server"] != resource_server:
-            raise ApiError(401, "AuthenticationFailed", "Token is not active")
+            raise ApiError(401, code, "Call must be authenticated" if code == "UNAUTHORIZED"
+                           else "Token is not active")
         if record["expires_at"] <= time.time():
-            raise ApiError(401, "AuthenticationFailed", "Token is not active (expired)")
+            raise ApiError(401, code, "Token is not active (expired)")
         return record
 
     # -- routes ------------------------------------------------------------------------------

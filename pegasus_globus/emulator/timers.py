@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from .transfer import TransferService
 
 MIN_INTERVAL_SECONDS = 60
+# Transfer action provider options a legacy /jobs/ body may carry, kept as they are
+LEGACY_OPTIONS = ("label", "sync_level", "verify_checksum", "encrypt_data", "preserve_timestamp",
+                  "skip_source_errors", "fail_on_quota_errors", "delete_destination_extra")
 MAX_INTERVAL_SECONDS = 3650 * 86400  # beyond, the next run's date overflows
 ACTIVE_STATUSES = ("new", "loaded", "updated")
 TICK_SECONDS = 0.02
@@ -56,6 +59,7 @@ class TimersService:
         return [
             Route("POST", "/v2/timer", self.create_timer),
             Route("GET", "/jobs/", self.list_jobs),
+            Route("POST", "/jobs/", self.create_job),
             Route("GET", "/jobs/{job_id}", self.get_job),
             Route("PATCH", "/jobs/{job_id}", self.update_job),
             Route("DELETE", "/jobs/{job_id}", self.delete_job),
@@ -163,9 +167,42 @@ class TimersService:
             raise _invalid("The request body must hold a 'timer' object")
         if timer.get("timer_type") != "transfer":
             raise _invalid("Only timer_type 'transfer' is supported by the emulator")
-        name = timer.get("name") or "Unnamed timer"
-        schedule = self._schedule(timer.get("schedule"))
-        body = timer.get("body")
+        job = self._create(token, timer.get("name") or "Unnamed timer",
+                           self._schedule(timer.get("schedule")), timer.get("body"))
+        return Response(201, {"timer": self._doc(job)})
+
+    def create_job(self, request: Request) -> Response:
+        """``POST /jobs/``: the legacy (v1) create that globus-sdk's ``create_job`` and the
+        Globus Timer CLI's ``job transfer`` send, a Transfer action provider body."""
+        token = self.emulator.auth.check(request, TIMERS_RS)
+        job = request.json()
+        missing = [key for key in ("start", "callback_url", "interval")
+                   if job.get(key) in (None, "")]
+        if missing:  # FastAPI's shape, as the service answers it
+            return Response(422, {"detail": [{"loc": ["body", key], "msg": "field required",
+                                              "type": "value_error.missing"}
+                                             for key in missing]})
+        if job["callback_url"] != LEGACY_CALLBACK:
+            raise _invalid("Only Transfer timers (the Transfer action provider's callback_url) "
+                           "are supported by the emulator")
+        action = (job.get("callback_body") or {}).get("body")
+        if not isinstance(action, dict) or not isinstance(action.get("transfer_items"), list):
+            raise _invalid("callback_body.body must hold a Transfer action with transfer_items")
+        stop = job.get("stop_after") or {}
+        end = ({"count": stop["n_runs"]} if stop.get("n_runs") else
+               {"datetime": stop["date"]} if stop.get("date") else None)
+        schedule = self._schedule({"type": "recurring", "start": job["start"],
+                                   "interval_seconds": job["interval"], "end": end})
+        body = {"DATA_TYPE": "transfer", "source_endpoint": action.get("source_endpoint_id"),
+                "destination_endpoint": action.get("destination_endpoint_id"),
+                "DATA": [{"DATA_TYPE": "transfer_item", **item}
+                         for item in action["transfer_items"]],
+                **{key: action[key] for key in LEGACY_OPTIONS if key in action}}
+        created = self._create(token, job.get("name") or "Unnamed timer", schedule, body)
+        return Response(201, self._doc(created))
+
+    def _create(self, token: dict[str, Any], name: str, schedule: dict[str, Any],
+                body: Any) -> dict[str, Any]:
         if not isinstance(body, dict) or not body.get("DATA"):
             raise _invalid("A transfer timer needs a body with DATA items")
         for key in ("source_endpoint", "destination_endpoint"):
@@ -187,7 +224,7 @@ class TimersService:
         with self.state.lock:
             self.state["timers"][job_id] = job
             self.state.mark_dirty()
-            return Response(201, {"timer": self._doc(job)})
+        return job
 
     @staticmethod
     def _schedule(schedule: Any) -> dict[str, Any]:
