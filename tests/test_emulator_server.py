@@ -149,6 +149,61 @@ def test_idle_connections_are_closed(emulator, monkeypatch):
         assert connection.recv(1) == b""  # closed by the server, not by us
 
 
+def _code(emulator, query: str) -> str:
+    request = urllib.request.Request(f"{emulator.url}v2/oauth2/authorize?{query}",
+                                     headers={"Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.load(answer)["code"]
+
+
+def test_a_native_app_needs_pkce_and_the_same_redirect_uri(emulator):
+    import urllib.parse
+
+    client = "d7382f5a-4ea3-4b69-b094-99c392fc820d"
+    form = urllib.parse.urlencode
+    no_pkce = _code(emulator, f"client_id={client}&scope=openid&redirect_uri=http://a/")
+    status, body, _ = raw(emulator, "POST", "/v2/oauth2/token", form({
+        "grant_type": "authorization_code", "code": no_pkce, "client_id": client,
+        "redirect_uri": "http://a/"}).encode())
+    assert status == 401 and "PKCE" in body["error_description"]
+    challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"  # RFC 7636's example
+    other = _code(emulator, f"client_id={client}&scope=openid&redirect_uri=http://a/"
+                  f"&code_challenge={challenge}&code_challenge_method=S256")
+    status, body, _ = raw(emulator, "POST", "/v2/oauth2/token", form({
+        "grant_type": "authorization_code", "code": other, "client_id": client,
+        "redirect_uri": "http://b/",
+        "code_verifier": "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"}).encode())
+    assert status == 401 and "redirect_uri" in body["error_description"]
+
+
+def test_event_list_and_ls_filters(emulator, transfer_client):
+    collection = str(uuid.uuid4())
+    root = emulator.collection_path(collection)
+    for name, size in (("a.txt", 1), ("b.log", 10), ("c.txt", 100)):
+        (root / name).write_text("x" * size)
+    (root / "sub").mkdir()
+    names = [e["name"] for e in transfer_client.operation_ls(
+        collection, path="/", filter="name:~*.txt", orderby="size DESC")]
+    assert names == ["c.txt", "a.txt"]
+    assert [e["name"] for e in transfer_client.operation_ls(collection, path="/",
+                                                            filter="type:dir")] == ["sub"]
+    assert [e["name"] for e in transfer_client.operation_ls(collection, path="/",
+                                                            filter="type:file/size:>=10")] == [
+        "b.log", "c.txt"]
+    data = globus_sdk.TransferData(collection, collection,
+                                   deadline="2100-01-01T00:00:00+00:00")
+    data.add_item("/missing", "/~/m")
+    task = transfer_client.submit_transfer(data)["task_id"]
+
+    def events(flag: str) -> list[dict]:  # globus-cli's `task event-list --filter-errors`
+        return transfer_client.get(f"/v0.10/task/{task}/event_list",
+                                   query_params={"filter": f"is_error:{flag}"})["DATA"]
+    errors = wait_for(lambda: events("1"))
+    assert all(e["is_error"] for e in errors)
+    assert not any(e["is_error"] for e in events("0"))
+    transfer_client.cancel_task(task)
+
+
 def test_missing_or_bogus_token_is_a_401(emulator):
     assert raw(emulator, "GET", "/v0.10/submission_id")[0] == 401
     assert raw(emulator, "GET", "/v0.10/submission_id", token="bogus")[0] == 401

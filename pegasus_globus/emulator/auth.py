@@ -137,7 +137,7 @@ class AuthService:
             raise ApiError(401, "invalid_client", "No client id given")
         self.api.check_client(client_id, basic[1] if basic else None)
         if grant == "authorization_code":
-            scope, offline = self._redeem_code(form, client_id)
+            scope, offline = self._redeem_code(form, client_id, confidential=bool(basic))
             self.api.record_consents(client_id, scope)
         elif grant == "refresh_token":
             return Response(200, self._refresh(form.get("refresh_token", ""), client_id))
@@ -158,12 +158,20 @@ class AuthService:
                                                first["access_token"], granted)
         return Response(200, answer)
 
-    def _redeem_code(self, form: dict[str, str], client_id: str) -> tuple[str, bool]:
+    def _redeem_code(self, form: dict[str, str], client_id: str,
+                     confidential: bool) -> tuple[str, bool]:
+        """The scope and offline flag of a code, for the client it was issued to. A native app
+        (no secret) must prove the code is its own with PKCE; a ``redirect_uri`` given at
+        authorize must be given again, the same."""
         with self.state.lock:
             grant = self.state["codes"].pop(form.get("code", ""), None)
             self.state.mark_dirty()
         if grant is None or grant["expires_at"] < time.time() or grant["client_id"] != client_id:
             raise ApiError(401, "invalid_grant", "Invalid or expired authorization code")
+        if grant["redirect_uri"] and form.get("redirect_uri") != grant["redirect_uri"]:
+            raise ApiError(401, "invalid_grant", "redirect_uri does not match the authorization")
+        if not grant["challenge"] and not confidential:
+            raise ApiError(401, "invalid_grant", "A native app must use PKCE (code_challenge)")
         if grant["challenge"]:
             verifier = form.get("code_verifier", "")
             digest = hashlib.sha256(verifier.encode()).digest()

@@ -52,6 +52,25 @@ def _filter_rules(body: dict[str, Any]) -> list[dict[str, Any]] | None:
     return [{"DATA_TYPE": "filter_rule", **r} for r in rules]
 
 
+def _ls_filtered(entries: list[dict[str, Any]], filters: str) -> list[dict[str, Any]]:
+    """``ls`` filter clauses joined by ``/``: ``name:~glob*``, ``name:a,b``, ``type:dir``,
+    ``size:>=100`` (comparisons on numbers)."""
+    for clause in (c for c in filters.split("/") if c):
+        key, _, condition = clause.partition(":")
+        if condition.startswith("~"):
+            entries = [e for e in entries if fnmatch.fnmatchcase(str(e.get(key)), condition[1:])]
+        elif condition[:2] in (">=", "<=") or condition[:1] in ("<", ">", "="):
+            operator = condition[:2] if condition[1:2] == "=" else condition[:1]
+            limit = float(condition[len(operator):] or 0)
+            compare = {">=": float.__ge__, "<=": float.__le__, ">": float.__gt__,
+                       "<": float.__lt__, "=": float.__eq__}[operator]
+            entries = [e for e in entries if isinstance(e.get(key), (int, float))
+                       and compare(float(e[key]), limit)]
+        else:
+            entries = [e for e in entries if str(e.get(key)) in condition.split(",")]
+    return entries
+
+
 def _matches(value: Any, condition: str) -> bool:
     """One ``filter`` clause of task_list: ``~text`` (label contains), ``A,B`` (one of),
     ``after,before`` for times (either may be empty)."""
@@ -555,6 +574,12 @@ class TransferService:
         self.emulator.auth.check(request, TRANSFER_RS)
         with self.state.lock:
             events = list(reversed(self._task(task_id)["events"]))
+        for clause in (request.arg("filter") or "").split("/"):  # e.g. is_error:1
+            key, _, value = clause.partition(":")
+            if key == "is_error" and value:
+                events = [e for e in events if e["is_error"] == (value in ("1", "true"))]
+            elif key == "code" and value:
+                events = [e for e in events if e["code"] in value.split(",")]
         return Response(200, self._page("event_list", events, request))
 
     def task_list(self, request: Request) -> Response:
@@ -657,6 +682,11 @@ class TransferService:
         show_hidden = request.arg("show_hidden", "true").lower() not in ("false", "0")
         entries = [_file_entry(child) for child in sorted(target.iterdir())
                    if show_hidden or not child.name.startswith(".")]
+        entries = _ls_filtered(entries, request.arg("filter") or "")
+        for order in reversed([o for o in (request.arg("orderby") or "").split(",") if o]):
+            field, _, direction = order.strip().partition(" ")
+            entries.sort(key=lambda e: (e.get(field) is None, e.get(field) or 0),
+                         reverse=direction.upper() == "DESC")
         page = self._page("file_list", entries, request)
         path = path if str(path).endswith("/") else f"{path}/"  # as Globus answers: a directory
         return Response(200, {**page, "path": path, "absolute_path": path,
