@@ -165,6 +165,8 @@ CASES: dict[tuple[str, str], Callable[[dict[str, Any]], tuple[int, Any]]] = {
     ("transfer.get_endpoint", "default"): lambda w: answer(lambda: w["tc"].get_endpoint(w["src"])),
     ("transfer.operation_mkdir", "default"):
         lambda w: answer(lambda: w["tc"].operation_mkdir(w["dst"], "/~/new")),
+    ("transfer.operation_rename", "default"):
+        lambda w: answer(lambda: w["tc"].operation_rename(w["src"], "/file1.txt", "/renamed")),
     ("transfer.operation_stat", "default"):
         lambda w: answer(lambda: w["tc"].operation_stat(w["src"], "/file1.txt")),
     ("transfer.operation_stat", "not_found"):
@@ -237,6 +239,7 @@ def test_every_served_route_with_a_canned_response_is_covered(emulator) -> None:
         "transfer.get_endpoint": "GET /v0.10/endpoint/{endpoint_id}",
         "transfer.operation_mkdir": "POST /v0.10/operation/endpoint/{endpoint_id}/mkdir",
         "transfer.operation_stat": "GET /v0.10/operation/endpoint/{endpoint_id}/stat",
+        "transfer.operation_rename": "POST /v0.10/operation/endpoint/{endpoint_id}/rename",
         "timer.create_timer": "POST /v2/timer",
         "timer.create_job": "POST /jobs/",
         "auth.get_identities": "GET /v2/api/identities",

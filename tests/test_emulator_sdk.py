@@ -253,6 +253,34 @@ def test_delete_destination_extra_and_filter_rules(emulator, transfer_client, co
     assert caught.value.code == "ClientError.BadRequest.InvalidFilterRule"
 
 
+def test_successful_transfers_skipped_errors_pause_info_update_and_rename(
+        emulator, transfer_client, collections):
+    source, destination = collections
+    done = transfer(transfer_client, source, destination, ("/inputs/", "/~/copy/", True),
+                    ("/absent", "/~/absent"), skip_source_errors=True)["task_id"]
+    assert wait_task(transfer_client, done)["status"] == "SUCCEEDED"
+    copied = {(t["source_path"], t["destination_path"])
+              for t in transfer_client.task_successful_transfers(done)}
+    assert copied == {("/inputs/a.txt", "/copy/a.txt"), ("/inputs/deep/b.txt",
+                                                         "/copy/deep/b.txt")}
+    skipped = list(transfer_client.task_skipped_errors(done))
+    assert [(e["source_path"], e["error_code"]) for e in skipped] == [("/absent",
+                                                                       "FILE_NOT_FOUND")]
+    assert transfer_client.task_pause_info(done)["pause_rules"] == []
+
+    emulator.mark_collection(destination, inactive=True)
+    running = transfer(transfer_client, source, destination, ("/inputs/a.txt", "/~/b"))
+    transfer_client.update_task(running["task_id"], {"label": "relabelled"})
+    assert transfer_client.get_task(running["task_id"])["label"] == "relabelled"
+    transfer_client.cancel_task(running["task_id"])
+
+    transfer_client.operation_rename(source, "/inputs/a.txt", "/inputs/z.txt")
+    assert (emulator.collection_path(source) / "inputs" / "z.txt").read_text() == "alpha"
+    with pytest.raises(globus_sdk.TransferAPIError) as caught:
+        transfer_client.operation_rename(source, "/inputs/nothing", "/x")
+    assert caught.value.http_status == 404
+
+
 def test_cancel_stops_a_copy_in_flight(emulator, transfer_client, collections):
     source, destination = collections
     (emulator.collection_path(source) / "big").write_bytes(b"x" * 100_000)

@@ -165,11 +165,16 @@ class TransferService:
             Route("GET", f"{v}/task/{{task_id}}", self.get_task),
             Route("GET", f"{v}/task/{{task_id}}/event_list", self.event_list),
             Route("POST", f"{v}/task/{{task_id}}/cancel", self.cancel_task),
+            Route("PUT", f"{v}/task/{{task_id}}", self.update_task),
+            Route("GET", f"{v}/task/{{task_id}}/successful_transfers", self.successful_transfers),
+            Route("GET", f"{v}/task/{{task_id}}/skipped_errors", self.skipped_errors),
+            Route("GET", f"{v}/task/{{task_id}}/pause_info", self.pause_info),
             Route("GET", f"{v}/endpoint/{{endpoint_id}}", self.get_endpoint),
             Route("POST", f"{v}/endpoint/{{endpoint_id}}/autoactivate", self.autoactivate),
             Route("GET", f"{v}/operation/endpoint/{{endpoint_id}}/ls", self.ls),
             Route("POST", f"{v}/operation/endpoint/{{endpoint_id}}/mkdir", self.mkdir),
             Route("GET", f"{v}/operation/endpoint/{{endpoint_id}}/stat", self.stat),
+            Route("POST", f"{v}/operation/endpoint/{{endpoint_id}}/rename", self.rename),
         ]
 
     def resume_unfinished(self) -> None:
@@ -443,6 +448,14 @@ class TransferService:
                 with self.state.lock:
                     doc["files_skipped"] += 1
                     doc["subtasks_skipped_errors"] += 1
+                    self.state["tasks"][task_id].setdefault("skipped", []).append({
+                        "DATA_TYPE": "skipped_error", "source_path": item["source_path"],
+                        "destination_path": item["destination_path"],
+                        "error_code": "FILE_NOT_FOUND", "error_time": iso(time.time()),
+                        "error_details": "No such file or directory",
+                        "external_error_message": None, "checksum_algorithm": None,
+                        "is_directory": bool(item.get("recursive")), "is_symlink": False,
+                        "symlink_target": None, "is_delete_destination_extra": False})
                 return
             raise TaskFailure("FILE_NOT_FOUND",
                               f"No such file or directory: {source}:{item['source_path']}")
@@ -462,7 +475,12 @@ class TransferService:
             if not (inside(roots[0], src_file) and inside(roots[1], dst_file)):
                 raise TaskFailure("PERMISSION_DENIED", f"{src_file.name}: a symbolic link out "
                                   "of the collection is not followed")
-            self._copy_file(task_id, src_file, dst_file, doc)
+            if self._copy_file(task_id, src_file, dst_file, doc):
+                with self.state.lock:
+                    self.state["tasks"][task_id].setdefault("successful", []).append({
+                        "DATA_TYPE": "successful_transfer",
+                        "source_path": "/" + str(src_file.relative_to(roots[0])),
+                        "destination_path": "/" + str(dst_file.relative_to(roots[1]))})
 
     def _file_pairs(self, src: Path, dst: Path, doc: dict[str, Any]) -> Iterator[tuple[Path, Path]]:
         if src.is_file():
@@ -496,14 +514,15 @@ class TransferService:
                 else:
                     there.unlink()
 
-    def _copy_file(self, task_id: str, src: Path, dst: Path, doc: dict[str, Any]) -> None:
+    def _copy_file(self, task_id: str, src: Path, dst: Path, doc: dict[str, Any]) -> bool:
+        """Copy one file; says whether it was copied (False: already in sync)."""
         size = src.stat().st_size
         with self.state.lock:
             doc["files"] += 1
         if _in_sync(src, dst, doc["sync_level"]):
             with self.state.lock:
                 doc["files_skipped"] += 1
-            return
+            return False
         bandwidth = self.emulator.settings["bandwidth"]
         if bandwidth:  # in steps, so a cancel stops the copy in flight
             until = time.monotonic() + self.emulator.clock.real_seconds(size / bandwidth)
@@ -532,6 +551,7 @@ class TransferService:
             if doc["verify_checksum"]:
                 doc["bytes_checksummed"] += size
             self.state.mark_dirty()
+        return True
 
     def _delete_item(self, task_id: str, doc: dict[str, Any], body: dict[str, Any],
                      item: dict[str, Any]) -> None:
@@ -626,6 +646,52 @@ class TransferService:
         return Response(200, {"DATA_TYPE": "result", "code": code, "message": message,
                               "request_id": uuid.uuid4().hex[:9], "resource": request.path})
 
+    def update_task(self, request: Request, task_id: str) -> Response:
+        """``PUT task/<id>``: a running task's ``label`` or ``deadline``."""
+        self.emulator.auth.check(request, TRANSFER_RS)
+        body = request.json()
+        changes = {key: body[key] for key in ("label", "deadline") if key in body}
+        if body.get("DATA_TYPE", "task") != "task" or set(body) - {"DATA_TYPE", "label",
+                                                                    "deadline"}:
+            raise ApiError(400, "ClientError.BadRequest",
+                           "Only a task's label and deadline can be updated")
+        if "deadline" in changes:
+            changes["deadline"] = iso(_epoch(str(changes["deadline"])))
+        with self.state.lock:
+            doc = self._task(task_id)["doc"]
+            if doc["status"] in TERMINAL:
+                raise ApiError(409, "Conflict", f"Task {task_id} has completed")
+            doc.update(changes)
+            self.state.mark_dirty()
+        return Response(200, {"DATA_TYPE": "result", "code": "Updated",
+                              "message": "Updated task", "request_id": uuid.uuid4().hex[:9],
+                              "resource": request.path})
+
+    def _task_records(self, request: Request, task_id: str, key: str,
+                      data_type: str) -> Response:
+        self.emulator.auth.check(request, TRANSFER_RS)
+        with self.state.lock:
+            records = list(self._task(task_id).get(key, []))
+        return Response(200, {"DATA_TYPE": data_type, "marker": 0, "next_marker": None,
+                              "DATA": records})
+
+    def successful_transfers(self, request: Request, task_id: str) -> Response:
+        return self._task_records(request, task_id, "successful", "successful_transfers")
+
+    def skipped_errors(self, request: Request, task_id: str) -> Response:
+        return self._task_records(request, task_id, "skipped", "skipped_errors")
+
+    def pause_info(self, request: Request, task_id: str) -> Response:
+        """No pause rules exist here: nothing pauses a task but its collections' flags."""
+        self.emulator.auth.check(request, TRANSFER_RS)
+        with self.state.lock:
+            self._task(task_id)
+        return Response(200, {"DATA_TYPE": "pause_info_limited", "pause_rules": [],
+                              "source_pause_message": None,
+                              "source_pause_message_share": None,
+                              "destination_pause_message": None,
+                              "destination_pause_message_share": None})
+
     # -- collections -----------------------------------------------------------------------
 
     def get_endpoint(self, request: Request, endpoint_id: str) -> Response:
@@ -705,6 +771,25 @@ class TransferService:
         target.mkdir()
         return Response(202, {"DATA_TYPE": "mkdir_result", "code": "DirectoryCreated",
                               "message": "The directory was created successfully",
+                              "request_id": uuid.uuid4().hex[:9], "resource": request.path})
+
+    def rename(self, request: Request, endpoint_id: str) -> Response:
+        body = request.json()
+        old, new = body.get("old_path"), body.get("new_path")
+        if body.get("DATA_TYPE", "rename") != "rename" or not all(
+                isinstance(p, str) for p in (old, new)):
+            raise ApiError(400, "ClientError.BadRequest", "old_path and new_path are required")
+        source = self._operation_target(request, endpoint_id, old)
+        target = self._operation_target(request, endpoint_id, new)
+        if not source.exists() and not source.is_symlink():
+            raise ApiError(404, "ClientError.NotFound", f"Path '{old}' not found")
+        if target.exists():
+            raise ApiError(409, "ClientError.Conflict", f"Path '{new}' already exists")
+        if not target.parent.is_dir():
+            raise ApiError(404, "ClientError.NotFound", f"Parent directory of '{new}' not found")
+        source.rename(target)
+        return Response(200, {"DATA_TYPE": "result", "code": "FileRenamed",
+                              "message": "File or directory renamed successfully",
                               "request_id": uuid.uuid4().hex[:9], "resource": request.path})
 
     def stat(self, request: Request, endpoint_id: str) -> Response:
