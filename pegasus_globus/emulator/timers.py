@@ -142,7 +142,10 @@ class TimersService:
             "data": {
                 "action_id": run["task_id"], "creator_id":
                     f"urn:globus:auth:identity:{self.emulator.auth.identity_id}",
-                "start_time": iso(run["ran_at"]), "completion_time": details.get("completion_time"),
+                # the task's own times, both on the real clock (ran_at is the timers' scaled
+                # clock), so a run never completes before it starts
+                "start_time": details.get("request_time") or iso(run["ran_at"]),
+                "completion_time": details.get("completion_time"),
                 "status": action_status, "display_status": status, "label": details.get("label"),
                 "manage_by": [], "monitor_by": [], "release_after": "P30D", "details": details,
             },
