@@ -501,6 +501,31 @@ def test_interval_below_a_minute_is_refused(timers_client, collections):
     assert caught.value.http_status == 422
 
 
+def test_a_task_resumed_after_a_restart_counts_each_file_once(tmp_path, monkeypatch):
+    root = tmp_path / "g"
+    source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+    with Emulator(root, bandwidth=2000) as first:  # half a second per 1 kB file
+        for name, value in first.environment.items():
+            monkeypatch.setenv(name, value)
+        for name in ("a", "b", "c"):
+            (first.collection_path(source) / name).write_bytes(b"x" * 1000)
+        _, tokens = login(TRANSFER)
+        token = tokens.by_resource_server["transfer.api.globus.org"]["access_token"]
+        tc = globus_sdk.TransferClient(authorizer=globus_sdk.AccessTokenAuthorizer(token))
+        task = transfer(tc, source, destination, ("/a", "/~/a"), ("/b", "/~/b"),
+                        ("/c", "/~/c"))["task_id"]
+        wait_for(lambda: tc.get_task(task)["files_transferred"] == 1)
+    first.state["tasks"][task]["doc"]["status"] = "FAILED"  # its worker thread stops
+    with Emulator(root, bandwidth=2000) as second:
+        for name, value in second.environment.items():
+            monkeypatch.setenv(name, value)
+        again = globus_sdk.TransferClient(authorizer=globus_sdk.AccessTokenAuthorizer(token))
+        doc = wait_task(again, task)
+    assert doc["status"] == "SUCCEEDED", doc["fatal_error"]
+    assert (doc["files_transferred"], doc["bytes_transferred"], doc["subtasks_succeeded"]) == (
+        3, 3000, 3)
+
+
 def test_restart_keeps_tokens_tasks_and_timers(tmp_path, monkeypatch):
     root = tmp_path / "g"
     with Emulator(root, time_scale=600) as emulator:

@@ -33,6 +33,9 @@ INACTIVE_POLL = 0.05
 RETRIED_PATH_ERRORS = ("FILE_NOT_FOUND", "PERMISSION_DENIED")
 UMASK = os.umask(0o022)  # read once, at import, before any thread: umask has no getter
 os.umask(UMASK)
+# what a task counts as it goes, restored when an item starts over after a restart
+COUNTERS = ("files", "directories", "files_skipped", "files_transferred", "bytes_transferred",
+            "bytes_checksummed", "subtasks_skipped_errors")
 PATH_ERROR_RETRY = 1.0  # real seconds between tries; Globus waits longer
 
 
@@ -360,11 +363,15 @@ class TransferService:
             doc.update(status="ACTIVE", nice_status="OK", nice_status_details=None)
         started = time.monotonic()
         try:
-            for item in task["body"]["DATA"]:
+            for index, item in enumerate(task["body"]["DATA"]):
+                if index < task.get("items_done", 0):
+                    continue  # done before a restart
+                self._begin_item(task, index)
                 self._run_item(task_id, task, item)
                 with self.state.lock:
                     doc["subtasks_pending"] -= 1
                     doc["subtasks_succeeded"] += 1
+                    task["items_done"] = index + 1
                     self.state.mark_dirty()
         except TaskFailure as failure:
             self._finish(task, "FAILED", failure.code, failure.description, started)
@@ -372,6 +379,23 @@ class TransferService:
             self._finish(task, "FAILED", "IO_ERROR", str(error), started)
         else:
             self._finish(task, "SUCCEEDED", "SUCCEEDED", "succeeded", started)
+
+    def _begin_item(self, task: dict[str, Any], index: int) -> None:
+        """Note the counters as an item starts; an item interrupted by a restart starts over
+        from them, so nothing it had counted is counted twice."""
+        doc = task["doc"]
+        with self.state.lock:
+            mark = task.get("item_mark")
+            if mark and mark["index"] == index:  # resumed in the middle of this item
+                doc.update(mark["counters"])
+                del task.setdefault("successful", [])[mark["successful"]:]
+                del task.setdefault("skipped", [])[mark["skipped"]:]
+            else:
+                task["item_mark"] = {
+                    "index": index, "counters": {key: doc[key] for key in COUNTERS},
+                    "successful": len(task.get("successful", [])),
+                    "skipped": len(task.get("skipped", []))}
+            self.state.mark_dirty()
 
     def _run_item(self, task_id: str, task: dict[str, Any], item: dict[str, Any]) -> None:
         """One item, tried again after a path error until the task's deadline, as Globus does."""
