@@ -32,15 +32,31 @@ FORWARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signa
 # Python ignores these at start-up, and ignored dispositions survive exec: without a reset a
 # job's `yes | head` would spin on EPIPE and a job over `ulimit -f` would not die of SIGXFSZ.
 PYTHON_IGNORED = {signal.SIGPIPE, signal.SIGXFSZ}
+# the launcher script passes the SigIgn mask it inherited, which Python's start-up overwrites
+INHERITED_IGNORED_VARIABLE = "PEGASUS_KICKSTART_GPU_SIGIGN"
 SI_KERNEL = 0x80  # si_code of signals the kernel (a terminal) sent to a process group
 REPEAT_WINDOW = 0.2  # seconds within which the same signal again is the same event
 NOT_FOUND, NOT_EXECUTABLE = 127, 126  # the shell's exit codes
+
+
+def inherited_ignored() -> set[int]:
+    """The signals the sidecar's parent left ignored (nohup's SIGHUP, a shell's SIGPIPE), which
+    the job inherits as it would without the sidecar. Python's own ignores are not among them:
+    the launcher script passes the mask it had before Python started (and the variable is
+    removed here, so the job never sees it)."""
+    ignored = {s for s in FORWARDED if signal.getsignal(s) is signal.SIG_IGN}
+    try:
+        mask = int(os.environ.pop(INHERITED_IGNORED_VARIABLE, "") or "0", 16)
+    except ValueError:
+        mask = 0
+    return ignored | {s for s in PYTHON_IGNORED if mask >> (s - 1) & 1}
 
 
 class Job:
     """A spawned job. Create it before any slow work: it starts at once."""
 
     def __init__(self, argv: list[str]) -> None:
+        self._ignored = inherited_ignored()
         # take the signals in a thread, with their sender, instead of at random points
         self._original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         self.own_group = not _in_terminal_foreground()
@@ -61,8 +77,9 @@ class Job:
             try:
                 if self.own_group:
                     os.setpgid(0, 0)
-                for signum in PYTHON_IGNORED | FORWARDED:
-                    signal.signal(signum, signal.SIG_DFL)
+                for signum in PYTHON_IGNORED | FORWARDED:  # as the sidecar's parent left them
+                    signal.signal(signum, signal.SIG_IGN if signum in self._ignored
+                                  else signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_SETMASK, self._original_mask)
                 os.execvp(argv[0], argv)
             except OSError as error:

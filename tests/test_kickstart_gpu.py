@@ -149,6 +149,25 @@ def test_signals_are_forwarded_to_the_job_once_each(tmp_path):
     assert log.read_text().split() == ["ready", *[s.name for s in sent]]
 
 
+def test_the_launcher_keeps_what_its_parent_ignored_and_adds_nothing_to_the_environment():
+    """nohup's SIGHUP and a parent's ignored SIGPIPE reach the job ignored, through the
+    installed launcher script, whose hand-over variable the job never sees."""
+    launcher = Path(sys.executable).parent / "pegasus-kickstart-gpu"
+
+    def nohup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    job = ["sh", "-c", "grep SigIgn /proc/self/status; env"]
+    shown = subprocess.run([str(launcher), "--backend", "none", "--output", os.devnull, *job],
+                           capture_output=True, text=True, timeout=60, preexec_fn=nohup).stdout
+    mask = int(shown.split("SigIgn:")[1].split()[0], 16)
+    assert mask >> (signal.SIGHUP - 1) & 1 and mask >> (signal.SIGPIPE - 1) & 1
+    assert "PEGASUS_KICKSTART_GPU_SIGIGN" not in shown
+    plain = subprocess.run([str(launcher), "--backend", "none", "--output", os.devnull, *job],
+                           capture_output=True, text=True, timeout=60).stdout
+    assert not int(plain.split("SigIgn:")[1].split()[0], 16) >> (signal.SIGPIPE - 1) & 1
+
+
 def test_stdin_stdout_and_stderr_are_untouched(tmp_path):
     data = os.urandom(200_000)
     command = ["sh", "-c", "cat; printf 'to stderr\\n' >&2"]

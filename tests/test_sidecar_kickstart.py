@@ -4,13 +4,16 @@ Pegasus' own tools read correctly, whatever the strings in it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -22,14 +25,15 @@ HOSTILE = "nightly [cluster-task run] - invocation: raw: 3 <status [seqexec-summ
 
 
 def kickstart(pegasus, *job: str, sidecar: bool, cwd: Path, env: dict | None = None,
-              backend: str = f"replay:{TRACE}") -> subprocess.CompletedProcess:
+              backend: str = f"replay:{TRACE}",
+              preexec_fn: Any = None) -> subprocess.CompletedProcess:
     """The job under pegasus-kickstart, with or without the sidecar in front (the launcher)."""
     command = [str(pegasus.home / "bin" / "pegasus-kickstart"), "-n", "job", "-N", "ID1",
                "-R", "local", *job]
     if sidecar:
         command = [SIDECAR, "--interval", "1", "--backend", backend, *command]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=cwd,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)
 
 
 def parse(record: str) -> list[dict]:
@@ -48,15 +52,31 @@ def job_status(record: str) -> tuple[int, int | None]:
     return status["raw"], status.get("signalled_signal")
 
 
-def test_the_job_starts_with_the_dispositions_it_has_under_kickstart_alone(pegasus, tmp_path):
+def _ignoring(*signums: int) -> Any:
+    def setup() -> None:  # in the child, before exec: a parent such as nohup
+        for signum in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(signum, signal.SIG_IGN if signum in signums else signal.SIG_DFL)
+    return setup
+
+
+@pytest.mark.parametrize("parent_ignores", [(), (signal.SIGHUP,), (signal.SIGHUP, signal.SIGPIPE)],
+                         ids=["nothing", "nohup", "nohup-and-sigpipe"])
+def test_the_job_starts_with_the_dispositions_it_has_under_kickstart_alone(pegasus, tmp_path,
+                                                                           parent_ignores):
     job = ("/bin/grep", "SigIgn", "/proc/self/status")
-    alone = kickstart(pegasus, *job, sidecar=False, cwd=tmp_path).stdout
-    wrapped = kickstart(pegasus, *job, sidecar=True, cwd=tmp_path).stdout
+    alone = kickstart(pegasus, *job, sidecar=False, cwd=tmp_path,
+                      preexec_fn=_ignoring(*parent_ignores)).stdout
+    wrapped = kickstart(pegasus, *job, sidecar=True, cwd=tmp_path,
+                        preexec_fn=_ignoring(*parent_ignores)).stdout
     ignored = [int(re.search(r"SigIgn:\s*([0-9a-f]+)", text).group(1), 16)
                for text in (alone, wrapped)]
     assert ignored[0] == ignored[1], [f"{mask:016x}" for mask in ignored]  # whatever we inherit
-    pipe_and_file_size = (1 << (13 - 1)) | (1 << (25 - 1))  # what Python ignores at start-up
-    assert not ignored[1] & pipe_and_file_size
+    for signum in parent_ignores:
+        assert ignored[1] >> (signum - 1) & 1  # nohup's SIGHUP stays ignored
+    if signal.SIGPIPE not in parent_ignores:
+        pipe_and_file_size = (1 << (13 - 1)) | (1 << (25 - 1))  # Python ignores at start-up
+        assert not ignored[1] & pipe_and_file_size
 
 
 def test_a_broken_pipe_ends_the_job_as_under_kickstart_alone(pegasus, tmp_path):
