@@ -325,6 +325,25 @@ def test_consent_required_collection_needs_the_data_access_dependency(emulator, 
     assert wait_task(consented, task_id)["status"] == "SUCCEEDED"
 
 
+def test_collection_kinds_show_in_endpoint_documents_and_guest_data_access_is_refused(
+        emulator, transfer_client):
+    mapped, guest = str(uuid.uuid4()), str(uuid.uuid4())
+    emulator.mark_collection(mapped, consent_required=True, high_assurance=True)
+    emulator.mark_collection(guest, guest=True)
+    shown = transfer_client.get_endpoint(mapped)
+    assert (shown["entity_type"], shown["high_assurance"]) == ("GCSv5_mapped_collection", True)
+    assert shown["gcs_version"] and shown["owner_id"] and "https_server" in shown.data
+    assert transfer_client.get_endpoint(guest)["entity_type"] == "GCSv5_guest_collection"
+    import urllib.error
+
+    with pytest.raises(urllib.error.HTTPError) as caught:  # refused at authorize, as by Auth
+        login(f"{TRANSFER}[*https://auth.globus.org/scopes/{guest}/data_access]")
+    assert caught.value.code == 400 and b"guest collection" in caught.value.read()
+    login(f"{TRANSFER}[*https://auth.globus.org/scopes/{mapped}/data_access]")  # fine
+    with pytest.raises(ValueError):
+        emulator.mark_collection(guest, consent_required=True)
+
+
 def test_permission_denied_is_retried_until_the_deadline(emulator, transfer_client,
                                                          collections):
     source, destination = collections

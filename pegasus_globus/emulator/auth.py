@@ -102,6 +102,7 @@ class AuthService:
             raise ApiError(400, "invalid_request", "Only code_challenge_method=S256 is supported")
         for each in ScopeParser.parse(scope):
             resource_server_of(each.scope_string)
+            self._refuse_guest_data_access(each)
         code = secrets.token_urlsafe(24)
         with self.state.lock:
             self.state["codes"][code] = {
@@ -114,6 +115,16 @@ class AuthService:
             }
             self.state.mark_dirty()
         return self._code_page(request, code)
+
+    def _refuse_guest_data_access(self, scope: Any) -> None:
+        """As Auth does: a guest collection has no data_access scope to consent to."""
+        match = re.fullmatch(r"https://auth\.globus\.org/scopes/([^/]+)/data_access",
+                             scope.scope_string)
+        if match and self.state["collections"].get(match.group(1).lower(), {}).get("guest"):
+            raise ApiError(400, "invalid_scope", f"Unknown scope '{scope.scope_string}': "
+                           f"{match.group(1)} is a guest collection, without data_access")
+        for dependency in scope.dependencies:
+            self._refuse_guest_data_access(dependency)
 
     def show_code(self, request: Request) -> Response:
         return self._code_page(request, request.arg("code", ""))

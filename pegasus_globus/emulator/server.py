@@ -22,7 +22,11 @@ from .transfer import TransferService
 from .web import Request, Response, Route
 
 SERVICES = ("AUTH", "TRANSFER", "TIMER")
-COLLECTION_FLAGS = ("consent_required", "permission_denied", "inactive")
+# consent_required: a mapped collection whose data_access must be consented (GCSv5);
+# guest: a guest collection, which has no data_access scope at all; high_assurance: its
+# endpoint document says so
+COLLECTION_FLAGS = ("consent_required", "permission_denied", "inactive", "guest",
+                    "high_assurance")
 DEFAULT_TOKEN_LIFETIME = 172800.0
 POLL_SECONDS = 0.05  # how soon serve_forever notices a shutdown request
 
@@ -135,10 +139,14 @@ class Emulator:
         return self.state["collections"].get(collection.lower(), {})
 
     def mark_collection(self, collection: str, **flags: bool) -> dict[str, Any]:
-        """Set ``consent_required``, ``permission_denied`` or ``inactive`` on a collection."""
+        """Set ``consent_required``, ``permission_denied``, ``inactive``, ``guest`` or
+        ``high_assurance`` on a collection."""
         unknown = set(flags) - set(COLLECTION_FLAGS)
         if unknown:
             raise ValueError(f"unknown collection flags: {', '.join(sorted(unknown))}")
+        merged = {**self.collection_flags(collection_id(collection)), **flags}
+        if merged.get("guest") and merged.get("consent_required"):
+            raise ValueError("a guest collection has no data_access consent to require")
         return self._update_collection(collection, {k: bool(v) for k, v in flags.items()})
 
     def map_collection(self, collection: str, directory: str | Path) -> dict[str, Any]:

@@ -721,11 +721,20 @@ class TransferService:
     def get_endpoint(self, request: Request, endpoint_id: str) -> Response:
         self.emulator.auth.check(request, TRANSFER_RS)
         endpoint = collection_id(endpoint_id)
+        flags = self.emulator.collection_flags(endpoint)
+        auth = self.emulator.auth
         return Response(200, {
             "DATA_TYPE": "endpoint", "id": endpoint,
             "display_name": f"Emulated collection {endpoint[:8]}", "organization": "Emulator",
             "username": "u_emulator", "description": "A directory of the Globus emulator",
-            "entity_type": "GCSv5_mapped_collection", "public": False,
+            # what clients read to decide whether data_access must be consented: a mapped
+            # GCSv5 collection needs it, a guest collection has none
+            "entity_type": "GCSv5_guest_collection" if flags.get("guest")
+            else "GCSv5_mapped_collection",
+            "high_assurance": bool(flags.get("high_assurance")),
+            "authentication_timeout_mins": 30 if flags.get("high_assurance") else None,
+            "gcs_version": "5.4.87", "owner_id": auth.identity_id, "owner_string": auth.username,
+            "https_server": None, "gcs_manager_url": None, "public": False,
             "french_english_bilingual": False, "is_globus_connect": False,
             "globus_connect_setup_key": None, "gcp_connected": None, "gcp_paused": None,
             "s3_url": None, "s3_owner_activated": False, "host_endpoint_id": None,
