@@ -107,6 +107,31 @@ def test_revoked_refresh_token_stops_working(emulator):
         client.oauth2_refresh_token(refresh_token)
 
 
+def test_a_client_acts_as_itself_and_sees_only_its_own_tasks_and_timers(
+        emulator, transfer_client, timers_client, collections):
+    source, destination = collections
+    mine = transfer(transfer_client, source, destination, ("/inputs/a.txt", "/~/a"))["task_id"]
+    timer = new_timer(timers_client, source, destination, runs=1)
+    robot = globus_sdk.ConfidentialAppAuthClient(str(uuid.uuid4()), "its-secret")
+    tokens = robot.oauth2_client_credentials_tokens(
+        requested_scopes=f"openid {TRANSFER} {TIMERS}").by_resource_server
+    as_robot = {server: globus_sdk.AccessTokenAuthorizer(t["access_token"])
+                for server, t in tokens.items()}
+    me = globus_sdk.AuthClient(authorizer=as_robot["auth.globus.org"]).userinfo()
+    assert me["sub"] == robot.client_id
+    assert me["preferred_username"] == f"{robot.client_id}@clients.auth.globus.org"
+    robot_transfer = globus_sdk.TransferClient(authorizer=as_robot["transfer.api.globus.org"])
+    assert [t["task_id"] for t in robot_transfer.task_list()] == []
+    with pytest.raises(globus_sdk.TransferAPIError) as caught:
+        robot_transfer.cancel_task(mine)
+    assert caught.value.http_status == 404
+    robot_timers = globus_sdk.TimersClient(authorizer=as_robot[TIMERS_RS])
+    assert robot_timers.list_jobs()["jobs"] == []
+    with pytest.raises(globus_sdk.TimersAPIError):
+        robot_timers.delete_job(timer["job_id"])
+    assert mine in [t["task_id"] for t in transfer_client.task_list()]  # still the user's
+
+
 def test_userinfo_names_the_emulated_user(emulator):
     _, tokens = login("openid profile email")
     token = tokens.by_resource_server["auth.globus.org"]["access_token"]

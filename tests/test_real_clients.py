@@ -135,10 +135,18 @@ def test_transfer_batch_exclude_sync_level_tasks_and_delete(cli, emulator, colle
 
 
 def test_timer_create_list_show_pause_resume_delete(cli, emulator, collections):
+    """Mapped GCSv5 collections (not high assurance) need a data_access consent under the
+    timer: globus-cli reads that from the endpoint documents and checks the user's consents."""
     source, destination = collections
-    created = cli.json("timer", "create", "transfer", f"{source}:/data/a.txt",
-                       f"{destination}:/~/timed/a.txt", "--interval", "1h",
-                       "--stop-after-runs", "3")
+    create = ("timer", "create", "transfer", f"{source}:/data/a.txt",
+              f"{destination}:/~/timed/a.txt", "--interval", "1h", "--stop-after-runs", "3")
+    refused = cli.run(*create)
+    assert refused.returncode == 4 and "--timer-data-access" in refused.stdout
+    consent = _login([str(cli.executable), "session", "consent", "--no-local-server",
+                      "--timer-data-access", source, "--timer-data-access", destination],
+                     cli.env)
+    assert consent.returncode == 0, consent.stdout
+    created = cli.json(*create)
     timer = created.get("timer", created)["job_id"]
     assert [t["job_id"] for t in cli.json("timer", "list")] == [timer]  # -F json: a list
     wait_for(lambda: cli.json("timer", "show", timer)["number_of_runs"] >= 1, timeout=30)

@@ -147,6 +147,7 @@ class AuthService:
         if not client_id:
             raise ApiError(401, "invalid_client", "No client id given")
         self.api.check_client(client_id, basic[1] if basic else None)
+        sub = self.identity_id
         if grant == "authorization_code":
             scope, offline = self._redeem_code(form, client_id, confidential=bool(basic))
             self.api.record_consents(client_id, scope)
@@ -156,9 +157,10 @@ class AuthService:
             if not basic or not basic[1]:
                 raise ApiError(401, "invalid_client", "Client credentials require a client secret")
             scope, offline = form.get("scope", ""), False
+            sub = client_id  # a client acts as its own identity, never as the user
         else:
             raise ApiError(400, "unsupported_grant_type", f"Unsupported grant_type '{grant}'")
-        tokens = self._issue(client_id, scope, offline)
+        tokens = self._issue(client_id, scope, offline, sub)
         # Globus answers Auth's own token at the top, with the ID token when openid was asked
         tokens.sort(key=lambda token: token["resource_server"] != AUTH_RS)
         first, *others = tokens
@@ -191,19 +193,20 @@ class AuthService:
                 raise ApiError(401, "invalid_grant", "PKCE code_verifier does not match")
         return grant["scope"], grant["offline"]
 
-    def _issue(self, client_id: str, scope: str, offline: bool) -> list[dict[str, Any]]:
+    def _issue(self, client_id: str, scope: str, offline: bool,
+               sub: str) -> list[dict[str, Any]]:
         by_server: dict[str, list[Any]] = {}
         for each in ScopeParser.parse(scope):
             by_server.setdefault(resource_server_of(each.scope_string), []).append(each)
         if not by_server:
             raise ApiError(400, "invalid_scope", "No scope requested")
         return [
-            self._new_token(client_id, server, [str(s) for s in scopes], offline)
+            self._new_token(client_id, server, [str(s) for s in scopes], offline, sub=sub)
             for server, scopes in by_server.items()
         ]
 
     def _new_token(self, client_id: str, server: str, scopes: list[str], offline: bool,
-                   refresh_token: str | None = None) -> dict[str, Any]:
+                   refresh_token: str | None = None, sub: str | None = None) -> dict[str, Any]:
         lifetime = self.settings["token_lifetime"]
         access_token = secrets.token_urlsafe(32)
         if offline and refresh_token is None:
@@ -211,7 +214,7 @@ class AuthService:
         with self.state.lock:
             self.state["tokens"][access_token] = {
                 "client_id": client_id, "resource_server": server, "scopes": scopes,
-                "sub": self.identity_id, "issued_at": time.time(),
+                "sub": sub or self.identity_id, "issued_at": time.time(),
                 "expires_at": time.time() + lifetime, "revoked": False,
                 "refresh_token": refresh_token,
             }
@@ -278,9 +281,14 @@ class AuthService:
         }
 
     def userinfo(self, request: Request) -> Response:
-        self.check(request, AUTH_RS)
+        record = self.check(request, AUTH_RS)
         identity = self.identity()
-        return Response(200, {**identity, "preferred_username": self.username,
+        if record["sub"] != self.identity_id:  # a client's own identity
+            client = record["sub"]
+            identity = {**identity, "sub": client, "id": client,
+                        "username": f"{client}@clients.auth.globus.org",
+                        "name": None, "email": None}
+        return Response(200, {**identity, "preferred_username": identity["username"],
                               "identity_set": [identity]})
 
     def openid_configuration(self, request: Request) -> Response:

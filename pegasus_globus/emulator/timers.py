@@ -151,15 +151,19 @@ class TimersService:
             },
         }
 
-    def _job(self, job_id: str) -> dict[str, Any]:
+    def _job(self, job_id: str, token: dict[str, Any]) -> dict[str, Any]:
+        """The timer, for its owner only: another identity's timer does not exist for it."""
         try:
             job_id = str(uuid.UUID(job_id))
         except ValueError:
             raise _invalid(f"Invalid job id '{job_id}': not a UUID") from None
         job = self.state["timers"].get(job_id)
-        if job is None:
+        if job is None or self._owner(job) != token["sub"]:
             raise ApiError(404, "NOT_FOUND", f"Job {job_id} not found")
         return job
+
+    def _owner(self, job: dict[str, Any]) -> str:
+        return str(job.get("owner") or self.emulator.auth.identity_id)  # older state: the user
 
     # -- routes ----------------------------------------------------------------------------
 
@@ -222,7 +226,7 @@ class TimersService:
             # a start already past runs at once; later runs keep to start + k * interval
             "next_run": max(start, now),
             "number_of_runs": 0, "number_of_errors": 0, "runs": [],
-            "scopes": token["scopes"], "start_epoch": start,
+            "scopes": token["scopes"], "start_epoch": start, "owner": token["sub"],
         }
         with self.state.lock:
             self.state["timers"][job_id] = job
@@ -259,26 +263,26 @@ class TimersService:
         return schedule
 
     def list_jobs(self, request: Request) -> Response:
-        self.emulator.auth.check(request, TIMERS_RS)
+        token = self.emulator.auth.check(request, TIMERS_RS)
         # deleted timers are listed only when asked for by status
         wanted = {s for value in request.query.get("filter_status", []) for s in value.split(",")}
         wanted = wanted or {"new", "loaded", "updated", "inactive", "delete_pending"}
         with self.state.lock:
             jobs = [self._doc(job) for job in self.state["timers"].values()
-                    if job["status"] in wanted]
+                    if job["status"] in wanted and self._owner(job) == token["sub"]]
         jobs.sort(key=lambda doc: doc["submitted_at"])
         return Response(200, {"jobs": jobs})
 
     def get_job(self, request: Request, job_id: str) -> Response:
-        self.emulator.auth.check(request, TIMERS_RS)
+        token = self.emulator.auth.check(request, TIMERS_RS)
         with self.state.lock:
-            return Response(200, self._doc(self._job(job_id)))
+            return Response(200, self._doc(self._job(job_id, token)))
 
     def update_job(self, request: Request, job_id: str) -> Response:
-        self.emulator.auth.check(request, TIMERS_RS)
+        token = self.emulator.auth.check(request, TIMERS_RS)
         changes = request.json()
         with self.state.lock:
-            job = self._job(job_id)
+            job = self._job(job_id, token)
             if job["status"] == "deleted":
                 raise ApiError(409, "CONFLICT", f"Job {job['job_id']} has been deleted")
             if "name" in changes:
@@ -294,9 +298,9 @@ class TimersService:
             return Response(200, self._doc(job))
 
     def delete_job(self, request: Request, job_id: str) -> Response:
-        self.emulator.auth.check(request, TIMERS_RS)
+        token = self.emulator.auth.check(request, TIMERS_RS)
         with self.state.lock:
-            job = self._job(job_id)
+            job = self._job(job_id, token)
             if job["status"] == "deleted":
                 raise ApiError(404, "NOT_FOUND", f"Job {job['job_id']} has been deleted")
             job.update(status="deleted", next_run=None)
@@ -304,9 +308,9 @@ class TimersService:
             return Response(200, self._doc(job))
 
     def pause_job(self, request: Request, job_id: str) -> Response:
-        self.emulator.auth.check(request, TIMERS_RS)
+        token = self.emulator.auth.check(request, TIMERS_RS)
         with self.state.lock:
-            job = self._job(job_id)
+            job = self._job(job_id, token)
             if job["status"] == "deleted":
                 raise ApiError(409, "CONFLICT", f"Job {job['job_id']} has been deleted")
             job.update(status="inactive", inactive_reason={"cause": "user", "detail": None})
@@ -317,7 +321,7 @@ class TimersService:
         token = self.emulator.auth.check(request, TIMERS_RS)
         update_credentials = bool(request.json().get("update_credentials"))
         with self.state.lock:
-            job = self._job(job_id)
+            job = self._job(job_id, token)
             if job["status"] != "inactive":
                 raise ApiError(409, "CONFLICT", f"Job {job['job_id']} is not inactive")
             if update_credentials:
@@ -396,7 +400,7 @@ class TimersService:
             return
         run_body = {**body, "label": body.get("label") or f"Timer {job['name']}"}
         task_id = transfer.create_task("TRANSFER", run_body, body["source_endpoint"],
-                                       body["destination_endpoint"])
+                                       body["destination_endpoint"], self._owner(job))
         job["runs"].append({"task_id": task_id, "ran_at": now})
         job["last_ran_at"] = now
         job["number_of_runs"] += 1

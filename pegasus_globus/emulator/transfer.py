@@ -232,7 +232,7 @@ class TransferService:
             self.emulator.resolve(source, item["source_path"])
             self.emulator.resolve(destination, item["destination_path"])
         self._require_consent([source, destination], token)
-        return self._accept(request, body, "TRANSFER", source, destination)
+        return self._accept(request, body, "TRANSFER", source, destination, token["sub"])
 
     def submit_delete(self, request: Request) -> Response:
         token = self.emulator.auth.check(request, TRANSFER_RS)
@@ -243,7 +243,7 @@ class TransferService:
         for item in self._items(body, "delete_item", ("path",)):
             self.emulator.resolve(endpoint, item["path"])
         self._require_consent([endpoint], token)
-        return self._accept(request, body, "DELETE", endpoint, None)
+        return self._accept(request, body, "DELETE", endpoint, None, token["sub"])
 
     @staticmethod
     def _items(body: dict[str, Any], data_type: str, fields: tuple[str, ...]) -> list[dict]:
@@ -262,7 +262,7 @@ class TransferService:
         return items
 
     def _accept(self, request: Request, body: dict[str, Any], kind: str, source: str,
-                destination: str | None) -> Response:
+                destination: str | None, owner: str) -> Response:
         submission = body.get("submission_id")
         if not isinstance(submission, str) or not submission:
             raise ApiError(400, "ClientError.BadRequest", "submission_id is required")
@@ -271,7 +271,7 @@ class TransferService:
         result_type = "transfer_result" if kind == "TRANSFER" else "delete_result"
         with self.state.lock:
             existing = self.state["submissions"].get(submission)
-            task_id = existing or self.create_task(kind, body, source, destination)
+            task_id = existing or self.create_task(kind, body, source, destination, owner)
             self.state["submissions"][submission] = task_id
             self.state.mark_dirty()
         if existing:
@@ -290,8 +290,9 @@ class TransferService:
         })
 
     def create_task(self, kind: str, body: dict[str, Any], source: str,
-                    destination: str | None) -> str:
-        """Record a task and start it. Also used by the Timers service for each timer run."""
+                    destination: str | None, owner: str) -> str:
+        """Record a task for identity ``owner`` and start it. Also used by the Timers service
+        for each timer run."""
         task_id = str(uuid.uuid4())
         now = time.time()
         sync_level = body.get("sync_level")
@@ -299,8 +300,8 @@ class TransferService:
             sync_level = SYNC_LEVELS.get(sync_level)
         doc = {
             "DATA_TYPE": "task", "task_id": task_id, "type": kind, "status": "ACTIVE",
-            "label": body.get("label"), "command": "API 0.10", "owner_id":
-                self.emulator.auth.identity_id, "username": "u_emulator",
+            "label": body.get("label"), "command": "API 0.10", "owner_id": owner,
+            "username": "u_emulator",
             "request_time": iso(now), "completion_time": None,
             "deadline": body.get("deadline") or iso(now + DEADLINE_SECONDS),
             "source_endpoint": source, "source_endpoint_id": source,
@@ -603,21 +604,22 @@ class TransferService:
 
     # -- task queries ----------------------------------------------------------------------
 
-    def _task(self, task_id: str) -> dict[str, Any]:
+    def _task(self, task_id: str, token: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The task, for its owner only: another identity's task does not exist for a token."""
         task = self.state["tasks"].get(task_id)
-        if task is None:
+        if task is None or (token is not None and task["doc"]["owner_id"] != token["sub"]):
             raise ApiError(404, "TaskNotFound", f"Task {task_id} not found")
         return task
 
     def get_task(self, request: Request, task_id: str) -> Response:
-        self.emulator.auth.check(request, TRANSFER_RS)
+        token = self.emulator.auth.check(request, TRANSFER_RS)
         with self.state.lock:
-            return Response(200, dict(self._task(task_id)["doc"]))
+            return Response(200, dict(self._task(task_id, token)["doc"]))
 
     def event_list(self, request: Request, task_id: str) -> Response:
-        self.emulator.auth.check(request, TRANSFER_RS)
+        token = self.emulator.auth.check(request, TRANSFER_RS)
         with self.state.lock:
-            events = list(reversed(self._task(task_id)["events"]))
+            events = list(reversed(self._task(task_id, token)["events"]))
         for clause in (request.arg("filter") or "").split("/"):  # e.g. is_error:1
             key, _, value = clause.partition(":")
             if key == "is_error" and value:
@@ -627,9 +629,10 @@ class TransferService:
         return Response(200, self._page("event_list", events, request))
 
     def task_list(self, request: Request) -> Response:
-        self.emulator.auth.check(request, TRANSFER_RS)
+        token = self.emulator.auth.check(request, TRANSFER_RS)
         with self.state.lock:
-            docs = [dict(t["doc"]) for t in self.state["tasks"].values()]
+            docs = [dict(t["doc"]) for t in self.state["tasks"].values()
+                    if t["doc"]["owner_id"] == token["sub"]]
         for clause in (request.arg("filter") or "").split("/"):
             key, _, values = clause.partition(":")
             if key and values:
@@ -650,9 +653,9 @@ class TransferService:
                 "offset": offset, "total": len(rows)}
 
     def cancel_task(self, request: Request, task_id: str) -> Response:
-        self.emulator.auth.check(request, TRANSFER_RS)
+        token = self.emulator.auth.check(request, TRANSFER_RS)
         with self.state.lock:
-            task = self._task(task_id)
+            task = self._task(task_id, token)
             doc = task["doc"]
             if doc["status"] in TERMINAL:
                 code = "TaskComplete"
@@ -672,7 +675,7 @@ class TransferService:
 
     def update_task(self, request: Request, task_id: str) -> Response:
         """``PUT task/<id>``: a running task's ``label`` or ``deadline``."""
-        self.emulator.auth.check(request, TRANSFER_RS)
+        token = self.emulator.auth.check(request, TRANSFER_RS)
         body = request.json()
         changes = {key: body[key] for key in ("label", "deadline") if key in body}
         if body.get("DATA_TYPE", "task") != "task" or set(body) - {"DATA_TYPE", "label",
@@ -682,7 +685,7 @@ class TransferService:
         if "deadline" in changes:
             changes["deadline"] = iso(_epoch(str(changes["deadline"])))
         with self.state.lock:
-            doc = self._task(task_id)["doc"]
+            doc = self._task(task_id, token)["doc"]
             if doc["status"] in TERMINAL:
                 raise ApiError(409, "Conflict", f"Task {task_id} has completed")
             doc.update(changes)
@@ -693,9 +696,9 @@ class TransferService:
 
     def _task_records(self, request: Request, task_id: str, key: str,
                       data_type: str) -> Response:
-        self.emulator.auth.check(request, TRANSFER_RS)
+        token = self.emulator.auth.check(request, TRANSFER_RS)
         with self.state.lock:
-            records = list(self._task(task_id).get(key, []))
+            records = list(self._task(task_id, token).get(key, []))
         return Response(200, {"DATA_TYPE": data_type, "marker": 0, "next_marker": None,
                               "DATA": records})
 
@@ -707,9 +710,9 @@ class TransferService:
 
     def pause_info(self, request: Request, task_id: str) -> Response:
         """No pause rules exist here: nothing pauses a task but its collections' flags."""
-        self.emulator.auth.check(request, TRANSFER_RS)
+        token = self.emulator.auth.check(request, TRANSFER_RS)
         with self.state.lock:
-            self._task(task_id)
+            self._task(task_id, token)
         return Response(200, {"DATA_TYPE": "pause_info_limited", "pause_rules": [],
                               "source_pause_message": None,
                               "source_pause_message_share": None,
