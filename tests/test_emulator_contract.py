@@ -136,12 +136,12 @@ CASES: dict[tuple[str, str], Callable[[dict[str, Any]], tuple[int, Any]]] = {
         lambda w: answer(code_exchange_with_a_wrong_code),
     ("auth.oauth2_client_credentials_tokens", "default"):
         lambda w: answer(lambda: globus_sdk.ConfidentialAppAuthClient(
-            str(uuid.uuid4()), "secret").oauth2_client_credentials_tokens(TRANSFER)),
+            *w["emulator"].register_client()).oauth2_client_credentials_tokens(TRANSFER)),
     ("auth.oauth2_revoke_token", "default"):
         lambda w: answer(lambda: auth_client().oauth2_revoke_token("any-token")),
     ("auth.oauth2_token_introspect", "default"):
         lambda w: answer(lambda: globus_sdk.ConfidentialAppAuthClient(
-            str(uuid.uuid4()), "secret").oauth2_token_introspect(
+            *w["emulator"].register_client()).oauth2_token_introspect(
             login(TRANSFER)[1].by_resource_server["transfer.api.globus.org"]["access_token"])),
     ("auth.userinfo", "unauthorized"):
         lambda w: answer(lambda: globus_sdk.AuthClient(

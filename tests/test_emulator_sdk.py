@@ -112,7 +112,11 @@ def test_a_client_acts_as_itself_and_sees_only_its_own_tasks_and_timers(
     source, destination = collections
     mine = transfer(transfer_client, source, destination, ("/inputs/a.txt", "/~/a"))["task_id"]
     timer = new_timer(timers_client, source, destination, runs=1)
-    robot = globus_sdk.ConfidentialAppAuthClient(str(uuid.uuid4()), "its-secret")
+    with pytest.raises(globus_sdk.AuthAPIError) as caught:  # unknown to Auth: refused
+        stranger = globus_sdk.ConfidentialAppAuthClient(str(uuid.uuid4()), "any")
+        stranger.oauth2_client_credentials_tokens(requested_scopes=TRANSFER)
+    assert caught.value.http_status == 401
+    robot = globus_sdk.ConfidentialAppAuthClient(*emulator.register_client("robot"))
     tokens = robot.oauth2_client_credentials_tokens(
         requested_scopes=f"openid {TRANSFER} {TIMERS}").by_resource_server
     as_robot = {server: globus_sdk.AccessTokenAuthorizer(t["access_token"])

@@ -258,6 +258,10 @@ class AuthService:
         return Response(200, {"active": False})
 
     def introspect(self, request: Request) -> Response:
+        basic = request.basic_auth()  # only a confidential client may introspect
+        if not basic:
+            raise ApiError(401, "invalid_client", "Introspection needs client credentials")
+        self.api.check_client(*basic)
         record = self.state["tokens"].get(request.form().get("token", ""))
         if record is None or record["revoked"] or record["expires_at"] <= time.time():
             return Response(200, {"active": False})

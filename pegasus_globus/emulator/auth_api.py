@@ -46,19 +46,15 @@ class AuthApi:
         spec = request.json().get("client")
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
             raise ApiError(400, "BAD_REQUEST", "client.name is required")
-        client_id, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
+        client_id, secret = self.register(spec["name"])
         templated = bool(spec.get("template_id"))
-        with self.state.lock:
-            self.state["clients"][client_id] = {"name": spec["name"], "secret": secret,
-                                                "template_id": spec.get("template_id")}
-            self.state.mark_dirty()
         document = {"id": client_id, "name": spec["name"], "public_client": not templated,
                     "client_type": "client_identity" if templated
                     else "public_installed_client",
                     "grant_types": ["authorization_code", "refresh_token"],
                     "parent_client": None, "redirect_uris": [], "scopes": [], "fqdns": []}
         answer: dict[str, Any] = {"client": document}
-        if templated:
+        if templated or spec.get("public_client") is False:
             answer["included"] = {"client_credential": {
                 "client": client_id, "secret": secret, "id": str(uuid.uuid4()),
                 "name": "auto-created at client creation", "created": iso(time.time())}}
@@ -75,11 +71,24 @@ class AuthApi:
         return Response(200, {"client": {"id": client_id, "name": client["name"]}})
 
     def check_client(self, client_id: str, secret: str | None) -> None:
-        """A client registered here must present its secret (unknown ones are taken as
-        Pegasus' and other native apps, which have none)."""
+        """A confidential client must be one registered here (``POST /v2/api/clients``) and
+        present its secret; a client without a secret is a native app (Pegasus', the SDK's),
+        which any id may be."""
         client = self.state["clients"].get(client_id)
+        if client is None and secret:
+            raise ApiError(401, "invalid_client", f"Unknown client {client_id}: register it "
+                           "with POST /v2/api/clients")
         if client is not None and not secrets.compare_digest(secret or "", client["secret"]):
             raise ApiError(401, "invalid_client", "Invalid client credentials")
+
+    def register(self, name: str) -> tuple[str, str]:
+        """A new confidential client: (client id, secret)."""
+        client_id, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
+        with self.state.lock:
+            self.state["clients"][client_id] = {"name": name, "secret": secret,
+                                                "template_id": None}
+            self.state.mark_dirty()
+        return client_id, secret
 
     # -- tokens, identities, consents ----------------------------------------------------------
 

@@ -149,6 +149,10 @@ class Emulator:
             raise ValueError("a guest collection has no data_access consent to require")
         return self._update_collection(collection, {k: bool(v) for k, v in flags.items()})
 
+    def register_client(self, name: str = "test client") -> tuple[str, str]:
+        """A confidential client the emulated Auth knows: ``(client_id, client_secret)``."""
+        return self.auth.api.register(name)
+
     def map_collection(self, collection: str, directory: str | Path) -> dict[str, Any]:
         """Serve ``collection`` from an existing ``directory``: its ``/`` is that directory."""
         path = Path(directory).expanduser().resolve()
