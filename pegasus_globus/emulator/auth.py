@@ -59,7 +59,7 @@ class AuthService:
         self.state = state
         self.settings = settings
         self.identity_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"emulator:{self.username}"))
-        self.api = AuthApi(self)
+        self.api = AuthApi(state, self.identity, self.check)
 
     def routes(self) -> list[Route]:
         return [

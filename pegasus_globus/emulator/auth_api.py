@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 from globus_sdk.scopes import ScopeParser
 
@@ -20,14 +20,17 @@ from .clock import iso
 from .errors import ApiError
 from .web import Request, Response, Route
 
-if TYPE_CHECKING:
-    from .auth import AuthService
-
 
 class AuthApi:
-    def __init__(self, auth: AuthService) -> None:
-        self.auth = auth
-        self.state = auth.state
+    """:param identity: the emulated user's identity document
+    :param check: the live token record behind a request, for a resource server, or a 401
+    """
+
+    def __init__(self, state: dict[str, Any], identity: Callable[[], dict[str, Any]],
+                 check: Callable[[Request, str], dict[str, Any]]) -> None:
+        self.state = state
+        self.identity = identity
+        self.check = check
 
     def routes(self) -> list[Route]:
         return [
@@ -104,8 +107,8 @@ class AuthApi:
         return Response(200, {"active": active})
 
     def identities(self, request: Request) -> Response:
-        self.auth.check(request, "auth.globus.org")
-        identity = self.auth.identity()
+        self.check(request, "auth.globus.org")
+        identity = self.identity()
         wanted_ids = {i for i in (request.arg("ids") or "").split(",") if i}
         wanted_names = {u.lower() for u in (request.arg("usernames") or "").split(",") if u}
         matched = identity["id"] in wanted_ids or identity["username"] in wanted_names
@@ -114,8 +117,8 @@ class AuthApi:
         return Response(200, {"identities": [public] if matched else []})
 
     def consents(self, request: Request, identity_id: str) -> Response:
-        self.auth.check(request, "auth.globus.org")
-        if identity_id != self.auth.identity_id:
+        self.check(request, "auth.globus.org")
+        if identity_id != self.identity()["id"]:
             raise ApiError(403, "FORBIDDEN", "You may only see your own consents")
         return Response(200, {"consents": list(self.state["consents"].values())})
 
@@ -134,7 +137,7 @@ class AuthApi:
                         "id": number, "status": "approved", "allows_refresh": True,
                         "dependency_path": [*path, number], "scope_name": node.scope_string,
                         "scope": str(uuid.uuid5(uuid.NAMESPACE_URL, node.scope_string)),
-                        "effective_identity": self.auth.identity_id, "client": client_id,
+                        "effective_identity": self.identity()["id"], "client": client_id,
                         "atomically_revocable": bool(path), "auto_approved": False,
                         "created": now, "updated": now, "last_used": now}
                     self.state.mark_dirty()
