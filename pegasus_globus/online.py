@@ -110,7 +110,7 @@ def _configure_logging(debug: bool, secrets: list[str]) -> None:
     log.propagate = False
 
 
-def _client(credentials: Credentials) -> Any:
+def transfer_client(credentials: Credentials) -> Any:
     """A TransferClient on the spec's tokens, saving refreshed tokens to the token store."""
     import globus_sdk
 
@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         _configure_logging(args.debug, spec.credentials.secrets())
         options = TransferOptions.from_environment()
         log.debug("%s with %d item(s); options %s", spec.mode, len(spec.files), options)
-        transfers = GlobusTransfers(_client(spec.credentials), options, submitting=signals.held)
+        transfers = GlobusTransfers(transfer_client(spec.credentials), options,
+                                    submitting=signals.held)
         log.info(run(spec, transfers))
         return 0
     except (SpecError, OptionError) as error:

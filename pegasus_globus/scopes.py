@@ -19,6 +19,11 @@ def data_access(collection: str) -> str:
     return f"https://auth.globus.org/scopes/{collection}/data_access"
 
 
+def https_access(collection: str) -> str:
+    """Read and write a GCSv5 collection's files over HTTPS (the go<->file bridge)."""
+    return f"https://auth.globus.org/scopes/{collection}/https"
+
+
 def manage_collections(endpoint: str) -> str:
     return f"https://auth.globus.org/scopes/{endpoint}/manage_collections"
 
@@ -34,7 +39,8 @@ def login_scopes(collections: Iterable[str] = (), endpoints: Iterable[str] = (),
     """Everything one ``pegasus-globus-online-init`` login asks for."""
     collections = list(dict.fromkeys(collections))
     scopes = [transfer_scope(collections), *IDENTITY_SCOPES]
-    scopes += [data_access(c) for c in collections]  # as stock Pegasus asks, for GCS HTTPS
+    scopes += [data_access(c) for c in collections]  # as stock Pegasus asks
+    scopes += [https_access(c) for c in collections]  # for pegasus-globus-transfer's bridge
     scopes += [manage_collections(e) for e in dict.fromkeys(endpoints)]
     if timers:
         scopes.append(f"{TIMERS_SCOPE}[{transfer_scope(collections)}]")

@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="serve collection UUID from the existing directory DIR, as Globus "
                         "Connect exposes a path (repeatable); other collections live under "
                         "ROOT/collections/")
-    for flag in ("consent-required", "permission-denied", "inactive", "guest", "high-assurance"):
+    for flag in ("consent-required", "permission-denied", "inactive", "guest", "high-assurance",
+                 "no-https"):
         parser.add_argument(f"--{flag}", action="append", default=[], metavar="UUID",
                             help=f"mark a collection as {flag.replace('-', ' ')} (repeatable)")
     return parser
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                             bandwidth=args.bandwidth, task_latency=args.task_latency,
                             collections=dict(_mapping(text) for text in args.collection))
         for flag in ("consent_required", "permission_denied", "inactive", "guest",
-                     "high_assurance"):
+                     "high_assurance", "no_https"):
             for collection in getattr(args, flag):
                 emulator.mark_collection(collection, **{flag: True})
     except (OSError, ValueError, ApiError) as error:

@@ -25,6 +25,8 @@ def service_of(path: str) -> str:
         return "timer"
     if path.startswith("/v2/"):
         return "auth"
+    if path.startswith("/https/"):
+        return "https"
     return "emulator"
 
 

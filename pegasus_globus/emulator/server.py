@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from .auth import AuthService
 from .clock import ScaledClock
 from .errors import ApiError, error_body, service_of
+from .https import HttpsService
 from .paths import collection_id, resolve
 from .state import StateStore
 from .timers import TimersService
@@ -24,9 +25,9 @@ from .web import Request, Response, Route
 SERVICES = ("AUTH", "TRANSFER", "TIMER")
 # consent_required: a mapped collection whose data_access must be consented (GCSv5);
 # guest: a guest collection, which has no data_access scope at all; high_assurance: its
-# endpoint document says so
+# endpoint document says so; no_https: no HTTPS server (GCSv4, Globus Connect Personal)
 COLLECTION_FLAGS = ("consent_required", "permission_denied", "inactive", "guest",
-                    "high_assurance")
+                    "high_assurance", "no_https")
 DEFAULT_TOKEN_LIFETIME = 172800.0
 POLL_SECONDS = 0.05  # how soon serve_forever notices a shutdown request
 
@@ -74,8 +75,10 @@ class Emulator:
         self.auth = AuthService(self.state, self.settings)
         self.transfer = TransferService(self)
         self.timers = TimersService(self, self.transfer)
+        self.https = HttpsService(self)
         self.routes: list[Route] = [
             *self.auth.routes(), *self.transfer.routes(), *self.timers.routes(),
+            *self.https.routes(),
             *self._admin_routes(),
         ]
         self._httpd = _Server((host, port), _Handler)

@@ -737,7 +737,9 @@ class TransferService:
             "high_assurance": bool(flags.get("high_assurance")),
             "authentication_timeout_mins": 30 if flags.get("high_assurance") else None,
             "gcs_version": "5.4.87", "owner_id": auth.identity_id, "owner_string": auth.username,
-            "https_server": None, "gcs_manager_url": None, "public": False,
+            "https_server": self.emulator.https.server(
+                endpoint, request.headers.get("host", "127.0.0.1")),
+            "gcs_manager_url": None, "public": False,
             "french_english_bilingual": False, "is_globus_connect": False,
             "globus_connect_setup_key": None, "gcp_connected": None, "gcp_paused": None,
             "s3_url": None, "s3_owner_activated": False, "host_endpoint_id": None,

@@ -76,7 +76,8 @@ Handler = Callable[..., Any]
 
 @dataclass
 class Route:
-    """``template`` is a path like ``/v0.10/task/{task_id}``; its fields become arguments."""
+    """``template`` is a path like ``/v0.10/task/{task_id}``; its fields become arguments.
+    ``{name*}`` takes the rest of the path, slashes included."""
 
     method: str
     template: str
@@ -84,7 +85,8 @@ class Route:
     pattern: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.template)
+        regex = re.sub(r"\{(\w+)\*\}", r"(?P<\1>.*)", self.template)
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
         self.pattern = re.compile(f"^{regex}$")
 
     @property

@@ -1,0 +1,79 @@
+"""Emulated HTTPS access to GCSv5 collections: the ``https_server`` of a collection's endpoint
+document, plain HTTP on loopback here. ``GET`` reads a file, ``PUT`` writes one (whole or not
+at all, into an existing directory), as Globus Connect Server's HTTPS interface does, with a
+token for the collection's ``https`` scope (resource server: the collection itself).
+
+A collection marked ``no_https`` (GCSv4, Globus Connect Personal) has no HTTPS server.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import TYPE_CHECKING
+
+from .errors import ApiError
+from .paths import collection_id
+from .web import Request, Response, Route
+
+if TYPE_CHECKING:
+    from .host import Host
+
+PREFIX = "/https"
+
+
+def https_scope(collection: str) -> str:
+    return f"https://auth.globus.org/scopes/{collection}/https"
+
+
+class HttpsService:
+    def __init__(self, emulator: Host) -> None:
+        self.emulator = emulator
+
+    def routes(self) -> list[Route]:
+        return [Route("GET", f"{PREFIX}/{{collection}}/{{path*}}", self.get),
+                Route("PUT", f"{PREFIX}/{{collection}}/{{path*}}", self.put)]
+
+    def server(self, collection: str, host: str) -> str | None:
+        """The collection's ``https_server``, or None when it serves no HTTPS."""
+        if self.emulator.collection_flags(collection).get("no_https"):
+            return None
+        return f"http://{host}{PREFIX}/{collection}"
+
+    def _target(self, request: Request, collection: str, path: str) -> os.PathLike[str]:
+        collection = collection_id(collection)
+        flags = self.emulator.collection_flags(collection)
+        if flags.get("no_https"):
+            raise ApiError(404, "NotFound", f"Collection {collection} has no HTTPS server")
+        token = self.emulator.auth.check(request, collection)
+        if not any(scope.startswith(https_scope(collection)) for scope in token["scopes"]):
+            raise ApiError(403, "Forbidden", f"The token lacks {https_scope(collection)}")
+        if flags.get("permission_denied"):
+            raise ApiError(403, "Forbidden", f"Permission denied on collection {collection}")
+        return self.emulator.resolve(collection, "/" + path)
+
+    def get(self, request: Request, collection: str, path: str) -> Response:
+        target = self._target(request, collection, path)
+        if not os.path.isfile(target):
+            raise ApiError(404, "NotFound", f"No such file: /{path}")
+        with open(target, "rb") as handle:
+            return Response(200, handle.read(), content_type="application/octet-stream")
+
+    def put(self, request: Request, collection: str, path: str) -> Response:
+        target = self._target(request, collection, path)
+        directory = os.path.dirname(target)
+        if not os.path.isdir(directory) or os.path.isdir(target):
+            raise ApiError(404 if not os.path.isdir(directory) else 409, "NotFound"
+                           if not os.path.isdir(directory) else "Conflict",
+                           f"Cannot write /{path}: no such directory, or it is one")
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".https-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(request.body)
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, target)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
+        return Response(200, {"code": "Created", "path": f"/{path}", "size": len(request.body)})

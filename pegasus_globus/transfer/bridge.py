@@ -1,0 +1,180 @@
+"""go:// <-> file:// through a GCSv5 collection's HTTPS server.
+
+Stock Pegasus moves Globus data only between two collections. A GCSv5 collection also serves
+its files over HTTPS (the endpoint document's ``https_server``; a token for the collection's
+``https`` scope): GET reads a file, PUT writes one. That is how a go:// replica reaches a site
+whose scratch is a plain directory, and how a job's output goes back.
+
+Guarantees, as for the go->go path: a download lands under its final name only when complete
+(a temporary file beside it, then a rename), sizes are checked against the collection's own
+listing (GCS HTTPS gives no checksum to compare), retries repeat the same idempotent GET or
+PUT, and every failure is one line naming the URL and what to run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import quote
+
+from ..scopes import init_command
+from .urls import GoUrl
+from .watch import TransferFailed
+
+if TYPE_CHECKING:
+    from ..token_store import TokenStore
+    from .operations import GlobusTransfers
+
+RETRY_DELAYS = (1.0, 2.0, 4.0)  # seconds between tries of one GET or PUT
+CHUNK = 1 << 20  # bytes read and written at a time
+STAGING_RECIPE = ("stage through a Globus collection instead: a site whose scratch is a "
+                  "collection (pegasus-globus-setup snippets --scratch-collection)")
+
+
+class HttpsBridge:
+    """Copies between go:// URLs and local files over the collections' HTTPS servers.
+
+    :param transfers: the Transfer client and its mkdir, for endpoint documents and listings
+    :param store: where the collections' ``https`` tokens are (pegasus-globus-online-init
+        --collections asks for them)
+    :param sleep: waits between retries (tests pass a fake)
+    """
+
+    def __init__(self, transfers: GlobusTransfers, store: TokenStore,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        import requests
+
+        self.transfers = transfers
+        self.store = store
+        self._sleep = sleep
+        self._session = requests.Session()
+        self._servers: dict[str, str] = {}
+        self._authorizers: dict[str, Any] = {}
+
+    def https_server(self, collection: str) -> str:
+        """The collection's HTTPS base URL; a TransferFailed naming the alternative if none."""
+        if collection not in self._servers:
+            document = self.transfers.client.get_endpoint(collection)
+            server = document.get("https_server")
+            if not server:
+                kind = document.get("entity_type") or "this collection"
+                raise TransferFailed(
+                    f"go://{collection}: {kind} serves no HTTPS (GCSv4 and Globus Connect "
+                    f"Personal collections do not), so it cannot reach a file:// site: "
+                    f"{STAGING_RECIPE}")
+            self._servers[collection] = server.rstrip("/")
+        return self._servers[collection]
+
+    def download(self, source: GoUrl, target: Path) -> int:
+        """``source`` into the local file ``target`` (its directory is made); returns bytes."""
+        url = self._url(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        expected = self._size(source)
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                         suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                def fetch() -> Any:
+                    handle.seek(0)
+                    handle.truncate()
+                    answer = self._request("GET", source, url, stream=True)
+                    for chunk in answer.iter_content(CHUNK):
+                        handle.write(chunk)
+                    return answer
+                self._retried(source, fetch)
+                handle.flush()
+                os.fsync(handle.fileno())
+                size = handle.tell()
+            if expected is not None and size != expected:
+                raise TransferFailed(f"{source}: got {size} bytes, the collection lists "
+                                     f"{expected}; not kept")
+            os.replace(temporary, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+        return size
+
+    def upload(self, source: Path, target: GoUrl) -> int:
+        """The local file ``source`` to ``target`` (its directory is made); returns bytes."""
+        url = self._url(target)
+        size = source.stat().st_size
+        self.transfers.mkdir(target.collection, [posixpath.dirname(target.path) or "/"])
+
+        def send() -> Any:
+            with open(source, "rb") as handle:
+                return self._request("PUT", target, url, data=handle)
+        self._retried(target, send)
+        landed = self._size(target)
+        if landed != size:
+            raise TransferFailed(f"{target}: the collection lists {landed} bytes after the "
+                                 f"upload of {size}")
+        return size
+
+    # -- the machinery ---------------------------------------------------------------------
+
+    def _url(self, location: GoUrl) -> str:
+        return self.https_server(location.collection) + quote(location.path)
+
+    def _size(self, location: GoUrl) -> int | None:
+        """The size the collection's listing gives, None where it has none."""
+        import globus_sdk
+
+        try:
+            stat = self.transfers.client.operation_stat(location.collection, location.path)
+        except globus_sdk.TransferAPIError as error:
+            if error.http_status == 404:
+                raise TransferFailed(f"{location}: no such file on the collection") from None
+            raise TransferFailed(f"{location}: Globus Transfer refused a stat "
+                                 f"({error.http_status} {error.code})") from None
+        return stat.get("size")
+
+    def _authorizer(self, collection: str) -> Any:
+        if collection not in self._authorizers:
+            self._authorizers[collection] = self.store.authorizer(
+                collection, fix=init_command([collection]))
+        return self._authorizers[collection]
+
+    def _request(self, method: str, location: GoUrl, url: str, **options: Any) -> Any:
+        authorizer = self._authorizer(location.collection)
+        for attempt in range(2):  # once more after a refresh, when the token was stale
+            answer = self._session.request(method, url, headers={
+                "Authorization": authorizer.get_authorization_header()}, timeout=60,
+                **options)
+            if answer.status_code != 401 or attempt or not hasattr(
+                    authorizer, "handle_missing_authorization"):
+                break
+            authorizer.handle_missing_authorization()
+        if answer.status_code in (401, 403):
+            raise TransferFailed(f"{location}: the collection refused HTTPS access "
+                                 f"({answer.status_code}): run "
+                                 f"{init_command([location.collection])}")
+        if answer.status_code == 404:
+            raise TransferFailed(f"{location}: no such file or directory on the collection")
+        if answer.status_code >= 500 or answer.status_code == 429:
+            raise _Transient(f"{location}: HTTPS server answered {answer.status_code}")
+        if answer.status_code >= 400:
+            raise TransferFailed(f"{location}: HTTPS server answered {answer.status_code} "
+                                 f"{answer.reason}")
+        return answer
+
+    def _retried(self, location: GoUrl, call: Callable[[], Any]) -> Any:
+        import requests
+
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                return call()
+            except (_Transient, requests.ConnectionError, requests.Timeout) as error:
+                if delay is None:
+                    raise TransferFailed(f"{location}: {error} (tried "
+                                         f"{len(RETRY_DELAYS) + 1} times)") from None
+            self._sleep(delay)
+        raise AssertionError("unreachable")
+
+
+class _Transient(Exception):
+    """Worth trying again: the HTTPS server was busy or failing."""
