@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 PROG = "pegasus-globus-transfer"
 log = logging.getLogger("pegasus_globus")
@@ -61,7 +61,14 @@ def _bridge_pair(entry: dict[str, Any]) -> tuple[str, str, str] | None:
 
 
 def _local(url: str) -> str:
-    return unquote(urlsplit(url).path)
+    """The path of a file:// URL; ``$PWD`` and other variables expanded, as PegasusLite
+    writes ``file://$PWD/...`` for the job's own directory."""
+    path = unquote(url[len("file://"):])  # not urlsplit: it would take $PWD for a host
+    if not path.startswith(("/", "$")):  # file://host/path
+        path = path[path.find("/"):] if "/" in path else "/"
+    for form in ("${PWD}", "$PWD"):  # the working directory itself, not an inherited $PWD
+        path = path.replace(form, os.getcwd())
+    return os.path.expandvars(path)
 
 
 def stock_pegasus_transfer() -> str | None:

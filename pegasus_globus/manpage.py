@@ -15,6 +15,7 @@ from pathlib import Path
 COMMANDS = {
     "pegasus-globus-emulator": "pegasus_globus.emulator.cli:_parser",
     "pegasus-globus-online-init": "pegasus_globus.online_init:_parser",
+    "pegasus-globus-transfer": "pegasus_globus.bridge_cli:_parser",
     "pegasus-globus-online": "pegasus_globus.online:_parser",
     "pegasus-kickstart-gpu": "kickstart_gpu.cli:_parser",
     "pegasus-globus-timer": "pegasus_globus.timers.cli:_parser",

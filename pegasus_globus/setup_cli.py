@@ -224,6 +224,7 @@ def snippets(args: argparse.Namespace) -> int:
             except ValueError:
                 raise SetupError(f"{option} {value!r} is not a collection UUID (find it with "
                                  "globus endpoint search, or on app.globus.org)") from None
+    bridge = shutil.which("pegasus-globus-transfer") or "/path/to/bin/pegasus-globus-transfer"
     print(f"""# Site catalog (YAML): wrap every job on '{site}' with the GPU sidecar
 - name: {site}
   profiles:
@@ -279,6 +280,21 @@ sites:
 #         globus_storage_site("archive", "{archive_collection}", "/results"))
 # Properties: pegasus.data.configuration = sharedfs (nonsharedfs and condorio pull inputs
 # go->file on the worker, which stock pegasus-transfer cannot do).
+
+# Or keep the site's scratch a plain directory (any data configuration): the transformation
+# catalog's pegasus::transfer entry runs pegasus-globus-transfer for every data job (PegasusLite
+# jobs too), which moves go<->file through the collections' HTTPS servers and hands every other
+# transfer to the stock pegasus-transfer. Log in with the collections named:
+#   pegasus-globus-online-init --permanent --collections <data uuid> <results uuid>
+transformations:
+  - namespace: pegasus
+    name: transfer
+    sites:
+      - name: {site}
+        pfn: {bridge}
+        type: installed
+#   Pegasus.api: Transformation("transfer", namespace="pegasus", site="{site}",
+#                               pfn="{bridge}", is_stageable=False)
 
 # Properties: transfer options for pegasus-globus-online, as environment on transfer jobs
 env.PEGASUS_GLOBUS_VERIFY_CHECKSUM = true

@@ -67,6 +67,15 @@ def test_go_to_file_and_file_to_go(site):
     assert "download" in result.stderr and "upload" in result.stderr
 
 
+def test_pegasus_lites_pwd_urls_are_the_jobs_directory(site):
+    """PegasusLite writes the job's directory as file://$PWD/... (seen in its scripts)."""
+    result = subprocess.run(BRIDGE, input=json.dumps([site.entry(
+        f"go://{site.collection}/data/raw.csv", "file://$PWD/raw.csv")]), capture_output=True,
+        text=True, env=site.env, timeout=120, cwd=site.scratch)
+    assert result.returncode == 0, result.stderr
+    assert (site.scratch / "raw.csv").stat().st_size == 8000
+
+
 def test_a_missing_source_fails_naming_it_and_leaves_nothing(site):
     result = site.run(site.entry(f"go://{site.collection}/data/none.csv",
                                  f"file://{site.scratch}/none.csv"))
