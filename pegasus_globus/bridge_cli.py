@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
         "The go<->file pairs need HTTPS tokens: pegasus-globus-online-init --permanent "
         "--collections UUID... asks for them.")
     parser.add_argument("-f", "--file", help="pegasus-transfer's JSON input (default: stdin)")
+    parser.add_argument("-n", "--threads", type=int, default=4,
+                        help="transfers at a time, for the stock pegasus-transfer too "
+                        "(default: 4)")
     return parser
 
 
@@ -91,7 +94,7 @@ def run_stock(entries: list[dict[str, Any]], options: list[str]) -> int:
         return subprocess.run([stock, *options, "--file", spec.name]).returncode
 
 
-def run_bridge(pairs: list[tuple[str, str, str]]) -> int:
+def run_bridge(pairs: list[tuple[str, str, str]], threads: int = 4) -> int:
     """Each pair in turn; one line per failure; 0 when all succeeded."""
     from .online import transfer_client  # globus-sdk only when there is go:// work
     from .token_store import TokenStore, TokenStoreError
@@ -99,7 +102,6 @@ def run_bridge(pairs: list[tuple[str, str, str]]) -> int:
     from .transfer.operations import GlobusTransfers
     from .transfer.spec import Credentials
     from .transfer.urls import parse_go_url
-    from .transfer.watch import TransferFailed
 
     try:
         store = TokenStore()
@@ -113,17 +115,20 @@ def run_bridge(pairs: list[tuple[str, str, str]]) -> int:
     except TokenStoreError as error:
         log.error("%s", error)
         return 1
-    failed = 0
+    jobs, failed = [], 0
     for direction, url, local in pairs:
         try:
-            location = parse_go_url(url)
-            size = (bridge.download(location, Path(local)) if direction == "download"
-                    else bridge.upload(Path(local), location))
-            log.info("%s %s %s %s: %d bytes", direction, url,
-                     "->" if direction == "download" else "<-", local, size)
-        except (TransferFailed, TokenStoreError, ValueError, OSError) as error:
+            jobs.append((direction, parse_go_url(url), Path(local)))
+        except ValueError as error:
             failed += 1
-            log.error("%s", getattr(error, "summary", None) or error)
+            log.error("%s", error)
+    for (direction, location, local), outcome in bridge.run(jobs, threads):
+        if isinstance(outcome, BaseException):
+            failed += 1
+            log.error("%s", getattr(outcome, "summary", None) or outcome)
+        else:
+            log.info("%s %s %s %s: %d bytes", direction, location,
+                     "->" if direction == "download" else "<-", local, outcome)
     return 1 if failed else 0
 
 
@@ -139,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot read the transfer list %s: %s", args.file or "(stdin)", error)
         return 2
     ours, theirs = split(entries)
-    status = run_stock(theirs, options) if theirs else 0
+    status = run_stock(theirs, ["--threads", str(args.threads), *options]) if theirs else 0
     if ours:
-        status = run_bridge(ours) or status
+        status = run_bridge(ours, args.threads) or status
     return 1 if status else 0
 
 

@@ -806,7 +806,11 @@ class TransferService:
                            f"Path already exists: '{path}'")
         if not target.parent.is_dir():
             raise ApiError(404, "ClientError.NotFound", f"Parent directory of '{path}' not found")
-        target.mkdir()
+        try:
+            target.mkdir()
+        except FileExistsError:  # made meanwhile by a concurrent request
+            raise ApiError(502, "ExternalError.MkdirFailed.Exists",
+                           f"Path already exists: '{path}'") from None
         return Response(202, {"DATA_TYPE": "mkdir_result", "code": "DirectoryCreated",
                               "message": "The directory was created successfully",
                               "request_id": uuid.uuid4().hex[:9], "resource": request.path})

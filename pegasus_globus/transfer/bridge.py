@@ -17,6 +17,7 @@ import contextlib
 import os
 import posixpath
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -47,18 +48,37 @@ class HttpsBridge:
 
     def __init__(self, transfers: GlobusTransfers, store: TokenStore,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        import requests
-
         self.transfers = transfers
         self.store = store
         self._sleep = sleep
-        self._session = requests.Session()
+        self._local = threading.local()  # a requests session per thread
+        self._lock = threading.Lock()  # endpoint documents, authorizers, directories made
         self._servers: dict[str, str] = {}
         self._authorizers: dict[str, Any] = {}
+        self._made: set[tuple[str, str]] = set()
+        self._mkdir_lock = threading.Lock()
+
+    def run(self, jobs: list[tuple[str, GoUrl, Path]], threads: int = 4
+            ) -> list[tuple[tuple[str, GoUrl, Path], BaseException | int]]:
+        """``("download"|"upload", go URL, local path)`` jobs, ``threads`` at a time (as
+        pegasus-transfer's --threads); returns each job with its byte count or its error."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(job: tuple[str, GoUrl, Path]) -> BaseException | int:
+            direction, location, local = job
+            try:
+                return (self.download(location, local) if direction == "download"
+                        else self.upload(local, location))
+            except Exception as error:  # one job's failure is reported, never the batch's end
+                return error
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            return list(zip(jobs, pool.map(one, jobs)))
 
     def https_server(self, collection: str) -> str:
         """The collection's HTTPS base URL; a TransferFailed naming the alternative if none."""
-        if collection not in self._servers:
+        with self._lock:
+            known = self._servers.get(collection)
+        if known is None:
             document = self.transfers.client.get_endpoint(collection)
             server = document.get("https_server")
             if not server:
@@ -67,8 +87,10 @@ class HttpsBridge:
                     f"go://{collection}: {kind} serves no HTTPS (GCSv4 and Globus Connect "
                     f"Personal collections do not), so it cannot reach a file:// site: "
                     f"{STAGING_RECIPE}")
-            self._servers[collection] = server.rstrip("/")
-        return self._servers[collection]
+            known = server.rstrip("/")
+            with self._lock:
+                self._servers[collection] = known
+        return known
 
     def download(self, source: GoUrl, target: Path) -> int:
         """``source`` into the local file ``target`` (its directory is made); returns bytes."""
@@ -103,7 +125,11 @@ class HttpsBridge:
         """The local file ``source`` to ``target`` (its directory is made); returns bytes."""
         url = self._url(target)
         size = source.stat().st_size
-        self.transfers.mkdir(target.collection, [posixpath.dirname(target.path) or "/"])
+        directory = (target.collection, posixpath.dirname(target.path) or "/")
+        with self._mkdir_lock:  # once per directory, not per file or per thread
+            if directory not in self._made:
+                self.transfers.mkdir(directory[0], [directory[1]])
+                self._made.add(directory)
 
         def send() -> Any:
             with open(source, "rb") as handle:
@@ -134,10 +160,19 @@ class HttpsBridge:
         return stat.get("size")
 
     def _authorizer(self, collection: str) -> Any:
-        if collection not in self._authorizers:
-            self._authorizers[collection] = self.store.authorizer(
-                collection, fix=init_command([collection]))
-        return self._authorizers[collection]
+        with self._lock:
+            if collection not in self._authorizers:
+                self._authorizers[collection] = self.store.authorizer(
+                    collection, fix=init_command([collection]))
+            return self._authorizers[collection]
+
+    @property
+    def _session(self) -> Any:
+        if not hasattr(self._local, "session"):
+            import requests
+
+            self._local.session = requests.Session()
+        return self._local.session
 
     def _request(self, method: str, location: GoUrl, url: str, **options: Any) -> Any:
         authorizer = self._authorizer(location.collection)

@@ -1,0 +1,87 @@
+"""The go<->file bridge against the go->go path, on one emulator.
+
+    python -m bench.bridge [--megabytes 32]
+
+Moves the same bytes as 1 file and as 100 files: go->file (download through the collection's
+HTTPS server), file->go (upload) with pegasus_globus.transfer.bridge.HttpsBridge, and go->go
+with the Transfer task our handler submits (pegasus_globus.transfer.operations). Prints wall
+seconds and MB/s for each (median of 3). Loopback and one disk: it compares the paths' own
+overheads (requests, polling, renames), not networks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from pegasus_globus.emulator import Emulator, approve
+from pegasus_globus.scopes import login_scopes
+from pegasus_globus.token_store import StoredToken, TokenStore
+
+
+def timed(action) -> float:
+    """Median wall seconds of 3 runs; each gets its round number, for fresh targets."""
+    runs = []
+    for round_ in range(3):
+        started = time.perf_counter()
+        action(round_)
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--megabytes", type=int, default=32)
+    args = parser.parse_args()
+    total = args.megabytes * 1_000_000
+    with tempfile.TemporaryDirectory() as scratch, Emulator(Path(scratch) / "g") as emulator:
+        os.environ.update(emulator.environment)
+        import globus_sdk
+
+        from pegasus_globus.online import transfer_client
+        from pegasus_globus.transfer.bridge import HttpsBridge
+        from pegasus_globus.transfer.operations import GlobusTransfers
+        from pegasus_globus.transfer.spec import Credentials
+        from pegasus_globus.transfer.urls import GoUrl
+
+        source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+        client = globus_sdk.NativeAppAuthClient("d7382f5a-4ea3-4b69-b094-99c392fc820d")
+        client.oauth2_start_flow(requested_scopes=login_scopes([source, destination]),
+                                 refresh_tokens=True)
+        tokens = client.oauth2_exchange_code_for_tokens(approve(client.oauth2_get_authorize_url()))
+        store = TokenStore(Path(scratch) / "globus.conf")
+        store.save_tokens(StoredToken.from_response(tokens), client_id=client.client_id)
+        token = store.token("transfer.api.globus.org")
+        transfers = GlobusTransfers(transfer_client(Credentials(
+            client.client_id, token.access_token, token.refresh_token, token.expires_at)))
+        bridge = HttpsBridge(transfers, store)
+        local = Path(scratch) / "local"
+        for count in (1, 100):
+            size = total // count
+            folder = f"/set{count}"
+            (emulator.collection_path(source) / folder[1:]).mkdir()
+            for i in range(count):
+                (emulator.collection_path(source) / folder[1:] / f"{i}.dat").write_bytes(
+                    os.urandom(size))
+            names = [f"{folder}/{i}.dat" for i in range(count)]
+            results = {
+                "go->file": timed(lambda r, names=names: bridge.run(
+                    [("download", GoUrl(source, n), local / str(r) / n[1:]) for n in names])),
+                "file->go": timed(lambda r, names=names: bridge.run(
+                    [("upload", GoUrl(destination, f"/up{r}{n}"), local / "0" / n[1:])
+                     for n in names])),
+                "go->go": timed(lambda r, names=names: transfers.transfer(
+                    source, destination, [(n, f"/gg{r}{n}") for n in names])),
+            }
+            for path, seconds in results.items():
+                print(f"{count:>3} file(s) x {size / 1e6:g} MB {path:>8}: {seconds:6.2f} s, "
+                      f"{total / 1e6 / seconds:7.1f} MB/s")
+
+
+if __name__ == "__main__":
+    main()
