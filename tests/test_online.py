@@ -56,6 +56,16 @@ class World:
                               capture_output=True, text=True, timeout=120,
                               env={**self.env, **env})
 
+    def handler_on_an_inactive_task(self) -> subprocess.Popen:
+        """The handler running, its task held INACTIVE (the destination is inactive)."""
+        (self.src_root / "f").write_text("f")
+        self.emulator.mark_collection(self.destination, inactive=True)
+        process = subprocess.Popen([*HANDLER, "--transfer", "--file",
+                                    str(self.transfer_spec(("/f", "/~/f")))],
+                                   stderr=subprocess.PIPE, text=True, env=self.env)
+        wait_for(lambda: self.tasks() and self.tasks()[0]["status"] == "INACTIVE", timeout=30)
+        return process
+
     def tasks(self) -> list[dict[str, Any]]:
         return [task["doc"] for task in self.emulator.state["tasks"].values()]
 
@@ -159,12 +169,7 @@ def test_injected_faults_deliver_every_item_exactly_once_in_one_task(world):
 
 
 def test_sigterm_cancels_the_running_task(world):
-    (world.src_root / "f").write_text("f")
-    world.emulator.mark_collection(world.destination, inactive=True)
-    process = subprocess.Popen([*HANDLER, "--transfer", "--file",
-                                str(world.transfer_spec(("/f", "/~/f")))],
-                               stderr=subprocess.PIPE, text=True, env=world.env)
-    wait_for(lambda: world.tasks() and world.tasks()[0]["status"] == "INACTIVE", timeout=30)
+    process = world.handler_on_an_inactive_task()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 1
     assert "interrupted by SIGTERM; the Globus task was cancelled" in process.stderr.read()
@@ -173,12 +178,7 @@ def test_sigterm_cancels_the_running_task(world):
 
 def test_a_second_sigterm_during_the_cancel_still_cancels(world):
     """HTCondor or an impatient user signals again while the cancel is being retried."""
-    (world.src_root / "f").write_text("f")
-    world.emulator.mark_collection(world.destination, inactive=True)
-    process = subprocess.Popen([*HANDLER, "--transfer", "--file",
-                                str(world.transfer_spec(("/f", "/~/f")))],
-                               stderr=subprocess.PIPE, text=True, env=world.env)
-    wait_for(lambda: world.tasks() and world.tasks()[0]["status"] == "INACTIVE", timeout=30)
+    process = world.handler_on_an_inactive_task()
     admin(world.emulator, "PATCH", "_emulator/settings", {"fault_rate": 1.0})  # cancel fails
     process.send_signal(signal.SIGTERM)
     wait_for(lambda: admin(world.emulator, "GET", "_emulator/stats")["faults"] > 0)
