@@ -64,6 +64,9 @@ def test_go_to_file_and_file_to_go(site):
     assert (site.scratch / "in" / "raw.csv").read_bytes() == original
     assert (root / "results" / "run1" / "out.dat").read_bytes() == b"result\n" * 500
     assert not list(site.scratch.rglob("*.part"))  # nothing half-written left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (site.scratch / "in" / "raw.csv").stat().st_mode & 0o777 == 0o666 & ~umask
     assert "download" in result.stderr and "upload" in result.stderr
 
 

@@ -313,13 +313,13 @@ def test_successful_transfers_skipped_errors_pause_info_update_and_rename(
 def test_cancel_stops_a_copy_in_flight(emulator, transfer_client, collections):
     source, destination = collections
     (emulator.collection_path(source) / "big").write_bytes(b"x" * 100_000)
-    # 100 kB at 80 B per emulated second, on a clock 600 times faster: about 2 s real
-    admin(emulator, "PATCH", "_emulator/settings", {"bandwidth": 80})
+    # 100 kB at 160 B per emulated second, on a clock 600 times faster: about 1 s real
+    admin(emulator, "PATCH", "_emulator/settings", {"bandwidth": 160})
     task = transfer(transfer_client, source, destination, ("/big", "/~/big"))["task_id"]
     wait_for(lambda: transfer_client.get_task(task)["status"] == "ACTIVE")
     time.sleep(0.3)  # copying
     transfer_client.cancel_task(task)
-    time.sleep(2.5)  # past when the copy would have landed
+    time.sleep(1.2)  # past when the copy would have landed
     assert not emulator.resolve(destination, "/~/big").exists()
     assert not [p for p in emulator.collection_path(destination).rglob("*") if p.is_file()]
 
