@@ -3,7 +3,7 @@
 Pegasus has no handler plug-in: pegasus-transfer maps protocol pairs to built-in handlers, and
 a go:// replica meant for a plain directory fails with "Unable to find handlers for 'go' to
 'file' transfers". This command takes pegasus-transfer's place (the transformation catalog's
-``pegasus::transfer`` entry): it moves the go<->file pairs itself, through the collections'
+pegasus::transfer entry): it moves the go<->file pairs itself, through the collections'
 HTTPS servers, and hands every other entry, with the same options, to the stock
 pegasus-transfer ($PEGASUS_HOME/bin, else PATH). Exit 0 only when both parts succeeded.
 """
