@@ -96,25 +96,14 @@ def run_stock(entries: list[dict[str, Any]], options: list[str]) -> int:
 
 def run_bridge(pairs: list[tuple[str, str, str]], threads: int = 4) -> int:
     """Each pair in turn; one line per failure; 0 when all succeeded."""
-    from .online import transfer_client  # globus-sdk only when there is go:// work
+    import globus_sdk  # only when there is go:// work
+
+    from .scopes import TRANSFER_RS, init_command
     from .token_store import TokenStore, TokenStoreError
     from .transfer.bridge import HttpsBridge
-    from .transfer.operations import GlobusTransfers
-    from .transfer.spec import Credentials
+    from .transfer.operations import GlobusTransfers, announced_retries
     from .transfer.urls import parse_go_url
 
-    try:
-        store = TokenStore()
-        token = store.token("transfer.api.globus.org")
-        if token is None:
-            raise TokenStoreError(f"no Globus login in {store.path}: run "
-                                  "pegasus-globus-online-init --permanent --collections UUID...")
-        credentials = Credentials(store.client_id(), token.access_token, token.refresh_token,
-                                  token.expires_at)
-        bridge = HttpsBridge(GlobusTransfers(transfer_client(credentials)), store)
-    except TokenStoreError as error:
-        log.error("%s", error)
-        return 1
     jobs, failed = [], 0
     for direction, url, local in pairs:
         try:
@@ -122,6 +111,16 @@ def run_bridge(pairs: list[tuple[str, str, str]], threads: int = 4) -> int:
         except ValueError as error:
             failed += 1
             log.error("%s", error)
+    collections = sorted({location.collection for _, location, _ in jobs})
+    try:  # the store's authorizer: it refreshes and saves by the store's one rule
+        store = TokenStore()
+        client = globus_sdk.TransferClient(
+            authorizer=store.authorizer(TRANSFER_RS, fix=init_command(collections)),
+            retry_config=announced_retries("Globus Transfer"))
+        bridge = HttpsBridge(GlobusTransfers(client), store)
+    except TokenStoreError as error:
+        log.error("%s", error)
+        return 1
     for (direction, location, local), outcome in bridge.run(jobs, threads):
         if isinstance(outcome, BaseException):
             failed += 1

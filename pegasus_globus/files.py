@@ -7,6 +7,15 @@ import tempfile
 from pathlib import Path
 
 
+def _new_file_mode() -> int:
+    umask = os.umask(0o022)  # umask has no getter: read and restore, at import, before threads
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+NEW_FILE_MODE = _new_file_mode()  # what open() gives a new file (mkstemp's are 0600)
+
+
 def write_atomically(path: str | Path, text: str) -> None:
     """Write ``text`` beside ``path``, then rename it there: a reader sees the old file or the
     whole new one, never half of it."""

@@ -104,6 +104,14 @@ def test_without_the_https_consent_the_login_to_run_is_named(emulator, tmp_path)
         result.stderr)
 
 
+def test_without_any_login_the_command_to_run_names_the_collections(site):
+    (site.home / ".pegasus" / "globus.conf").unlink()
+    result = site.run(site.entry(f"go://{site.collection}/data/raw.csv",
+                                 f"file://{site.scratch}/raw.csv"))
+    assert result.returncode == 1 and "not logged in to Globus Transfer" in result.stderr
+    assert f"--collections {site.collection}" in result.stderr
+
+
 def test_the_emulators_https_server_checks_the_collections_https_scope(site, transfer_client):
     server = transfer_client.get_endpoint(site.collection)["https_server"]
     assert server.endswith(f"/https/{site.collection}")

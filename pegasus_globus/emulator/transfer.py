@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ..files import NEW_FILE_MODE
 from .auth import TRANSFER_RS, TRANSFER_SCOPE, data_access_scope, granted_data_access
 from .clock import iso
 from .errors import ApiError
@@ -31,8 +32,6 @@ INACTIVE_POLL = 0.05
 # Globus keeps a task with one of these ACTIVE, reports it in nice_status and an error event,
 # and tries the item again until the task's deadline (observed on the live service)
 RETRIED_PATH_ERRORS = ("FILE_NOT_FOUND", "PERMISSION_DENIED")
-UMASK = os.umask(0o022)  # read once, at import, before any thread: umask has no getter
-os.umask(UMASK)
 # what a task counts as it goes, restored when an item starts over after a restart
 COUNTERS = ("files", "directories", "files_skipped", "files_transferred", "bytes_transferred",
             "bytes_checksummed", "subtasks_skipped_errors")
@@ -564,7 +563,7 @@ class TransferService:
                 shutil.copystat(src, tmp)
             if doc["verify_checksum"] and _md5(src) != _md5(Path(tmp)):
                 raise TaskFailure("CHECKSUM_MISMATCH", f"Checksum mismatch for {src.name}")
-            os.chmod(tmp, 0o666 & ~UMASK)  # as a new file gets, not mkstemp's 0600
+            os.chmod(tmp, NEW_FILE_MODE)  # as a new file gets, not mkstemp's 0600
             self._check_live(task_id, doc)  # cancelled while copying: nothing lands
             os.replace(tmp, dst)
         finally:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote
 
+from ..files import NEW_FILE_MODE
 from ..scopes import init_command
 from .urls import GoUrl
 from .watch import TransferFailed
@@ -51,8 +52,6 @@ class HttpsBridge:
         self.transfers = transfers
         self.store = store
         self._sleep = sleep
-        self._umask = os.umask(0o022)  # read before any thread runs: umask has no getter
-        os.umask(self._umask)
         self._local = threading.local()  # a requests session per thread
         self._lock = threading.Lock()  # endpoint documents, authorizers, directories made
         self._servers: dict[str, str] = {}
@@ -114,7 +113,7 @@ class HttpsBridge:
                 handle.flush()
                 os.fsync(handle.fileno())
                 size = handle.tell()
-            os.chmod(temporary, 0o666 & ~self._umask)  # a new file's mode, not mkstemp's 0600
+            os.chmod(temporary, NEW_FILE_MODE)  # a new file's mode, not mkstemp's 0600
             if expected is not None and size != expected:
                 raise TransferFailed(f"{source}: got {size} bytes, the collection lists "
                                      f"{expected}; not kept")

@@ -85,11 +85,10 @@ static struct reading *current_reading(int device) {
     return &fake.samples[fake.n_samples - 1].devices[device];
 }
 
-static int read_list(const char *rest, int device, struct process *list, int *count) {
+static int read_list(const char *rest, struct process *list, int *count) {
     unsigned int pid;
     unsigned long long memory;
     if (sscanf(rest, "%*d %u %llu", &pid, &memory) != 2 || *count >= MAX_LISTED) return -1;
-    (void)device;
     list[*count].pid = pid;
     list[(*count)++].memory = memory;
     return 0;
@@ -159,8 +158,8 @@ static int parse_line(char *line) {
                       &r->power, &r->energy, &r->memory_used, &r->bar1_used, &r->gpu_util,
                       &r->memory_util, &r->clocks[0], &r->clocks[1], &r->clocks[2],
                       &r->clocks[3], &r->pcie_rx, &r->pcie_tx, &r->throttle) == 14 ? 0 : -1;
-    if (!strcmp(word, "cp")) return read_list(rest, device, r->compute, &r->n_compute);
-    if (!strcmp(word, "gp")) return read_list(rest, device, r->graphics, &r->n_graphics);
+    if (!strcmp(word, "cp")) return read_list(rest, r->compute, &r->n_compute);
+    if (!strcmp(word, "gp")) return read_list(rest, r->graphics, &r->n_graphics);
     if (!strcmp(word, "pu")) {
         struct utilization *u = &r->util[r->n_util];
         if (r->n_util >= MAX_LISTED) return -1;
