@@ -81,13 +81,16 @@ class RealPegasus:
 
     def plan(self, workflow: Path, properties: Path, submit: Path, env: Mapping[str, str],
              output_site: str | None = None, cleanup: str = "leaf",
-             site: str = "local") -> Outcome:
+             site: str = "local", staging_site: str | None = None) -> Outcome:
         """``pegasus-plan``; the outcome's submit_dir is the run directory. The Shell code
-        generator plans for site ``local`` only."""
+        generator plans for site ``local`` only; a condor plan needs ``condor_submit_dag`` on
+        PATH (:func:`local_dagman.condor_submit_dag_stand_in`)."""
         command = [str(self.home / "bin" / "pegasus-plan"), "--conf", str(properties), "--sites",
                    site, "--dir", str(submit), "--cleanup", cleanup]
         if output_site:
             command += ["--output-sites", output_site]
+        if staging_site:
+            command += ["--staging-site", f"{site}={staging_site}"]
         outcome = self._run([*command, str(workflow)], env, cwd=workflow.parent)
         match = re.search(r"pegasus-run\s+(\S+)", outcome.output)
         outcome.submit_dir = Path(match.group(1)) if match else None
@@ -106,6 +109,16 @@ class RealPegasus:
     def run(self, submit_dir: Path, env: Mapping[str, str]) -> Outcome:
         return self._run([str(self.home / "bin" / "pegasus-run"), str(submit_dir)], env,
                          cwd=submit_dir)
+
+    def run_dag(self, submit_dir: Path, env: Mapping[str, str]) -> Outcome:
+        """Run a condor plan (``pegasus.code.generator = condor``, site ``local``) without
+        HTCondor: :mod:`local_dagman` does DAGMan's part. Nonsharedfs (PegasusLite) plans
+        need it; the Shell generator cannot run them."""
+        from local_dagman import run_dag
+
+        started, lines = time.monotonic(), []
+        returncode = run_dag(next(submit_dir.glob("*.dag")), env, log=lines.append)
+        return Outcome(returncode, "\n".join(lines), time.monotonic() - started, submit_dir)
 
     @staticmethod
     def _run(command: list[str], env: Mapping[str, str], cwd: Path) -> Outcome:

@@ -31,7 +31,10 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG, description=__doc__.split("\n\n")[1].replace("\n", " "),
         epilog="Every option other than --file goes to the stock pegasus-transfer unchanged. "
         "The go<->file pairs need HTTPS tokens: pegasus-globus-online-init --permanent "
-        "--collections UUID... asks for them.")
+        "--collections UUID... asks for them. PegasusLite (nonsharedfs, condorio) job scripts "
+        "run the same pegasus::transfer entry on the worker, to pull inputs into the job's "
+        "directory and push outputs to a go:// staging site: the entry's path must exist "
+        "there, with a token file in the job's $HOME/.pegasus (or $PEGASUS_GLOBUS_CONFIG).")
     parser.add_argument("-f", "--file", help="pegasus-transfer's JSON input (default: stdin)")
     parser.add_argument("-n", "--threads", type=int, default=4,
                         help="transfers at a time, for the stock pegasus-transfer too "

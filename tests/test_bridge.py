@@ -3,6 +3,7 @@ pegasus-transfer's place, against the emulator's HTTPS access."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pegasus_globus.scopes import login_scopes
 from pegasus_globus.token_store import StoredToken, TokenStore
@@ -137,55 +139,125 @@ def test_other_entries_go_to_the_stock_pegasus_transfer(site, pegasus):
     assert (site.scratch / "raw.csv").exists()  # by the bridge
 
 
-def test_a_sharedfs_workflow_with_plain_file_scratch_and_go_data(pegasus, emulator, tmp_path,
-                                                                 monkeypatch):
-    """The real planner and pegasus-run: the site's scratch is a plain directory, the input is
-    a go:// replica and the outputs go to a go:// output site. Stock Pegasus fails this with
-    "Unable to find handlers for 'go' to 'file' transfers"; pegasus::transfer pointing at
-    pegasus-globus-transfer runs it."""
-    import yaml
-    from Pegasus.api import SiteCatalog
+class GoDataWorkflow:
+    """nightly_backup for site local with plain file:// scratch, its input a go:// replica, its
+    outputs for the go:// output site "results", and a go:// collection declared as site
+    "staging"; pegasus::transfer points at pegasus-globus-transfer (stock Pegasus fails every
+    variant with "Unable to find handlers for 'go' to 'file' transfers")."""
 
-    from pegasus_globus.sites import globus_storage_site
-    from tests.test_real_pegasus import example, job_states, local_site
+    def __init__(self, pegasus, emulator, tmp_path: Path, monkeypatch) -> None:
+        from local_dagman import condor_submit_dag_stand_in
+        from Pegasus.api import SiteCatalog
 
-    data, results, archive = (str(uuid.uuid4()) for _ in range(3))
-    raw = "".join(f"{i},{i * i}\n" for i in range(100))
-    (emulator.collection_path(data) / "data").mkdir()
-    (emulator.collection_path(data) / "data" / "raw.csv").write_text(raw)
-    home = tmp_path / "home"
-    client, tokens = login(" ".join(login_scopes([data, results], timers=True)))
-    TokenStore(home / ".pegasus" / "globus.conf").save_tokens(
-        StoredToken.from_response(tokens), client_id=client.client_id)
-    env = pegasus.environment({**os.environ, **emulator.environment, "HOME": str(home)})
-    env.pop("PEGASUS_GLOBUS_CONFIG", None)
-    for name, value in emulator.environment.items():
-        monkeypatch.setenv(name, value)
+        from pegasus_globus.sites import globus_scratch_site, globus_storage_site
+        from tests.test_real_pegasus import example, local_site
 
-    work = tmp_path / "wf"
-    workflow = example("nightly_backup").build(data, results, archive, work, nights=1,
-                                               site="local")
-    document = yaml.safe_load(workflow.read_text())
-    document["transformationCatalog"]["transformations"].append({
-        "namespace": "pegasus", "name": "transfer", "sites": [{
-            "name": "local", "pfn": str(Path(sys.executable).parent / "pegasus-globus-transfer"),
-            "type": "installed"}]})
-    workflow.write_text(yaml.safe_dump(document, sort_keys=False))  # jobs before dependencies
-    SiteCatalog().add_sites(local_site(work / "scratch", work / "storage"),
-                            globus_storage_site("results", results, "/nightly")).write(
-        str(work / "sites.yml"))
-    properties = pegasus.write_properties(work / "pegasus.properties", work / "sites.yml",
-                                          **{"pegasus.transfer.arguments": "--max-attempts 1"})
-    plan = pegasus.plan(workflow, properties, tmp_path / "submit", env, output_site="results")
-    assert plan.returncode == 0 and plan.submit_dir, plan.output[-3000:]
-    run = pegasus.run(plan.submit_dir, env)
+        self.pegasus, self.emulator, self.tmp = pegasus, emulator, tmp_path
+        self.data, self.results, archive, staging = (str(uuid.uuid4()) for _ in range(4))
+        data = self.data
+        self.raw = "".join(f"{i},{i * i}\n" for i in range(100))
+        (emulator.collection_path(data) / "data").mkdir()
+        (emulator.collection_path(data) / "data" / "raw.csv").write_text(self.raw)
+        home = tmp_path / "home"
+        client, tokens = login(" ".join(login_scopes([data, self.results, staging],
+                                                     timers=True)))
+        TokenStore(home / ".pegasus" / "globus.conf").save_tokens(
+            StoredToken.from_response(tokens), client_id=client.client_id)
+        self.env = pegasus.environment({**os.environ, **emulator.environment, "HOME": str(home)})
+        self.env.pop("PEGASUS_GLOBUS_CONFIG", None)
+        self.env["PATH"] = f"{condor_submit_dag_stand_in(tmp_path / 'condor')}:{self.env['PATH']}"
+        for name, value in emulator.environment.items():
+            monkeypatch.setenv(name, value)
+
+        self.work = tmp_path / "wf"
+        self.workflow = example("nightly_backup").build(data, self.results, archive, self.work,
+                                                        nights=1, site="local")
+        document = yaml.safe_load(self.workflow.read_text())
+        for replica in document["replicaCatalog"]["replicas"]:  # what PegasusLite verifies
+            replica["checksum"] = {"sha256": hashlib.sha256(self.raw.encode()).hexdigest()}
+        document["transformationCatalog"]["transformations"].append({
+            "namespace": "pegasus", "name": "transfer", "sites": [{
+                "name": "local", "type": "installed",
+                "pfn": str(Path(sys.executable).parent / "pegasus-globus-transfer")}]})
+        self.workflow.write_text(yaml.safe_dump(document, sort_keys=False))  # jobs, then deps
+        SiteCatalog().add_sites(
+            local_site(self.work / "scratch", self.work / "storage"),
+            globus_scratch_site("staging", staging, "/staging", collection_path="/staging"),
+            globus_storage_site("results", self.results, "/nightly")).write(
+            str(self.work / "sites.yml"))
+
+    def plan(self, staging_site: str | None = None, **properties: str):
+        properties = self.pegasus.write_properties(
+            self.work / "pegasus.properties", self.work / "sites.yml",
+            **{"pegasus.transfer.arguments": "--max-attempts 1", **properties})
+        plan = self.pegasus.plan(self.workflow, properties, self.tmp / "submit", self.env,
+                                 output_site="results", staging_site=staging_site)
+        assert plan.returncode == 0 and plan.submit_dir, plan.output[-3000:]
+        return plan.submit_dir
+
+    def records(self, submit_dir: Path, pattern: str) -> str:
+        return "".join(path.read_text() for path in submit_dir.rglob(pattern))
+
+    def assert_results_arrived(self) -> None:
+        kept = self.emulator.collection_path(self.results) / "nightly" / "summary.txt"
+        rows = [line.split(",") for line in self.raw.splitlines()]
+        assert kept.read_text() == (f"rows: {len(rows)}\n"
+                                    f"sum of y: {sum(float(y) for _, y in rows):g}\n")
+
+
+@pytest.fixture
+def go_data(pegasus, emulator, tmp_path, monkeypatch) -> GoDataWorkflow:
+    return GoDataWorkflow(pegasus, emulator, tmp_path, monkeypatch)
+
+
+def test_a_sharedfs_workflow_with_plain_file_scratch_and_go_data(go_data):
+    """The real planner and pegasus-run (Shell code generator): stage-in go→file and
+    stage-out file→go on the submit host, both by the bridge."""
+    from tests.test_real_pegasus import job_states
+
+    submit_dir = go_data.plan()
+    run = go_data.pegasus.run(submit_dir, go_data.env)
     assert run.returncode == 0, run.output[-4000:]
-    states = job_states(plan.submit_dir)
+    states = job_states(submit_dir)
     assert all(s[-1] == "POST_SCRIPT_SUCCESS" for s in states.values()), states
-    records = {path.name: path.read_text() for path in plan.submit_dir.rglob("stage_*.out*")}
-    assert any("download go://" in text for text in records.values()), records.keys()
-    assert any("upload go://" in text for text in records.values())  # the bridge did both
-    kept = emulator.collection_path(results) / "nightly" / "summary.txt"
-    rows = [line.split(",") for line in raw.splitlines()]
-    assert kept.read_text() == (f"rows: {len(rows)}\n"
-                                f"sum of y: {sum(float(y) for _, y in rows):g}\n")
+    assert "download go://" in go_data.records(submit_dir, "stage_in_*.out*")
+    assert "upload go://" in go_data.records(submit_dir, "stage_out_*.out*")
+    go_data.assert_results_arrived()
+
+
+def test_pegasuslite_verifies_the_bridges_download_against_the_replica_checksum(go_data):
+    """The bridge has no checksum from the collection's HTTPS server; the replica catalog's
+    sha256 is checked by PegasusLite once the file is in the job's directory."""
+    submit_dir = go_data.plan("staging", **{
+        "pegasus.code.generator": "condor", "pegasus.data.configuration": "nonsharedfs",
+        "pegasus.transfer.bypass.input.staging": "true"})
+    (go_data.emulator.collection_path(go_data.data) / "data" / "raw.csv").write_text(
+        go_data.raw.replace("9", "8"))  # changed after it was catalogued
+    run = go_data.pegasus.run_dag(submit_dir, go_data.env)
+    assert run.returncode == 1 and "POST analyse_analyse: exit 1" in run.output.splitlines()
+    job = go_data.records(submit_dir, "analyse_analyse.err*")
+    assert "download go://" in job
+    assert "Integrity check: raw.csv: Expected checksum" in job and "does not match" in job
+    assert not (go_data.emulator.collection_path(go_data.results) / "nightly").exists()
+
+
+@pytest.mark.parametrize("staging_site", [None, "staging"], ids=["file-staging", "go-staging"])
+def test_a_nonsharedfs_pegasuslite_workflow_with_go_data(go_data, staging_site):
+    """The real planner's condor plan, its PegasusLite job scripts run by Pegasus' own
+    pegasus-lite-local.sh in a scratch directory of their own (local_dagman in DAGMan's place).
+    The job pulls its go:// input straight to its directory (bypassed input staging). With the
+    site's own file:// scratch as staging site, the job's outputs go there and the stage-out job
+    uploads them file→go; with a go:// collection as staging site, the job itself uploads them
+    (file→go inside PegasusLite) and stage-out is go→go."""
+    submit_dir = go_data.plan(staging_site, **{
+        "pegasus.code.generator": "condor", "pegasus.data.configuration": "nonsharedfs",
+        "pegasus.transfer.bypass.input.staging": "true"})
+    run = go_data.pegasus.run_dag(submit_dir, go_data.env)
+    assert run.returncode == 0, run.output[-4000:]
+    assert "POST analyse_analyse: exit 0" in run.output.splitlines()
+    job = go_data.records(submit_dir, "analyse_analyse.err*")  # PegasusLite's own log
+    assert "download go://" in job  # go→file on the worker
+    assert ("upload go://" in job) == (staging_site == "staging")
+    if staging_site is None:
+        assert "upload go://" in go_data.records(submit_dir, "stage_out_*.out*")
+    go_data.assert_results_arrived()

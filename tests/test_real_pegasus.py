@@ -189,14 +189,9 @@ def test_the_condor_plan_puts_the_launcher_in_front_of_kickstart(pegasus, tmp_pa
     """The default code generator: the .sub runs the launcher with kickstart as its first
     argument and asks HTCondor for the GPU. condor_submit_dag is only needed to plan (the
     planner runs it with -no_submit); a stand-in here, since HTCondor is not installed."""
+    from local_dagman import condor_submit_dag_stand_in
     from Pegasus.api import SiteCatalog
 
-    fake = tmp_path / "condor-bin"
-    fake.mkdir()
-    (fake / "condor_submit_dag").write_text(  # writes what -no_submit writes: DAG.condor.sub
-        '#!/bin/sh\nfor dag; do :; done\nprintf \'universe = scheduler\\nexecutable = '
-        '/usr/bin/condor_dagman\\narguments = "-Dag %s"\\nqueue\\n\' "$dag" > "$dag.condor.sub"\n')
-    (fake / "condor_submit_dag").chmod(0o755)
     workflow = example("gpu_training").build(tmp_path / "wf", interval=5)  # on condorpool
     pool = local_site(tmp_path / "pool", tmp_path / "pool-out", name="condorpool")
     pool.add_pegasus_profile(style="condor").add_condor_profile(universe="vanilla")
@@ -206,7 +201,7 @@ def test_the_condor_plan_puts_the_launcher_in_front_of_kickstart(pegasus, tmp_pa
     properties = pegasus.write_properties(tmp_path / "pegasus.properties", tmp_path / "sites.yml",
                                           **{"pegasus.code.generator": "condor"})
     env = pegasus.environment({**os.environ, "HOME": str(tmp_path / "home")})
-    env["PATH"] = f"{fake}{os.pathsep}{env['PATH']}"
+    env["PATH"] = f"{condor_submit_dag_stand_in(tmp_path / 'condor')}{os.pathsep}{env['PATH']}"
     plan = pegasus.plan(workflow, properties, tmp_path / "submit", env, site="condorpool")
     assert plan.returncode == 0, plan.output[-3000:]
     submit = next(tmp_path.joinpath("submit").rglob("train_train.sub")).read_text()
@@ -241,3 +236,37 @@ def test_the_demo_plans_and_runs_both_workflows_with_the_real_pegasus(pegasus, t
     assert "JOB train_train Returned with 0" in out
     assert "it ran 3 nights" in out and "registering again: unchanged" in out
     assert (tmp_path / "out" / "gpu-report.png").exists()
+
+
+def test_the_local_dagman_stand_in_reads_htcondor_syntax_and_refuses_what_it_does_not_do(
+        tmp_path):
+    """local_dagman runs condor plans here in DAGMan's place: HTCondor's quoting, parents
+    before children, $RETURN and RETRY as DAGMan has them; another universe is refused."""
+    from local_dagman import condor_words, read_dag, run_dag
+
+    assert condor_words("a 'b c' 'it''s' '' d") == ["a", "b c", "it's", "", "d"]
+    with pytest.raises(ValueError, match="unbalanced"):
+        condor_words("a 'b")
+    jobs = tmp_path / "00"
+    jobs.mkdir()
+    log = tmp_path / "ran.log"
+    for name, status in (("first", 0), ("second", 3)):
+        (jobs / f"{name}.sub").write_text(
+            f"universe = local\nexecutable = /bin/sh\nenvironment = \"NAME='{name} job'\"\n"
+            f"arguments = \"-c 'echo $NAME >> {log}; cat; exit {status}'\"\n"
+            f"input = 00/{name}.in\noutput = 00/{name}.out\nerror = 00/{name}.err\nqueue\n")
+        (jobs / f"{name}.in").write_text(f"stdin of {name}\n")
+    (tmp_path / "post.sh").write_text('echo "post $1" >> ran.log; exit "$1"\n')
+    dag = tmp_path / "w.dag"
+    dag.write_text("JOB second 00/second.sub\nJOB first 00/first.sub\nRETRY second 1\n"
+                   "SCRIPT POST second /bin/sh post.sh $RETURN\nPARENT first CHILD second\n")
+    assert [node.name for node in read_dag(dag)] == ["first", "second"]
+    assert run_dag(dag, os.environ, log=lambda line: None) == 1  # second fails both tries
+    assert log.read_text() == ("first job\nsecond job\npost 3\nsecond job\npost 3\n")
+    assert (jobs / "first.out").read_text() == "stdin of first\n"
+    (jobs / "first.sub").write_text("universe = vanilla\nexecutable = /bin/true\nqueue\n")
+    with pytest.raises(ValueError, match="universe vanilla needs HTCondor"):
+        run_dag(dag, os.environ, log=lambda line: None)
+    dag.write_text("JOB a 00/first.sub\nSUBDAG EXTERNAL b b.dag\n")
+    with pytest.raises(ValueError, match="SUBDAG is not supported"):
+        read_dag(dag)
