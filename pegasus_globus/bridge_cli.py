@@ -6,6 +6,10 @@ a go:// replica meant for a plain directory fails with "Unable to find handlers 
 pegasus::transfer entry): it moves the go<->file pairs itself, through the collections'
 HTTPS servers, and hands every other entry, with the same options, to the stock
 pegasus-transfer ($PEGASUS_HOME/bin, else PATH). Exit 0 only when both parts succeeded.
+
+Integrity: an entry's generate_checksum and verify_checksum_remote are honoured with Pegasus'
+own pegasus-integrity, go:// destinations pulled back over HTTPS to be checked, go->go ones too
+(the stock tool moves those but cannot check them).
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
+
+from .transfer.integrity import IntegrityChecks, pegasus_tool, wants
 
 PROG = "pegasus-globus-transfer"
 log = logging.getLogger("pegasus_globus")
@@ -30,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__.split("\n\n")[1].replace("\n", " "),
         epilog="Every option other than --file goes to the stock pegasus-transfer unchanged. "
+        "generate_checksum and verify_checksum_remote are honoured with pegasus-integrity; "
+        "go:// destinations, go->go ones included, are pulled back over HTTPS and checked. "
         "The go<->file pairs need HTTPS tokens: pegasus-globus-online-init --permanent "
         "--collections UUID... asks for them. PegasusLite (nonsharedfs, condorio) job scripts "
         "run the same pegasus::transfer entry on the worker, to pull inputs into the job's "
@@ -42,27 +50,49 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def split(entries: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str, Any]]]:
-    """(go<->file pairs for the bridge, everything else for the stock pegasus-transfer)."""
+@dataclass(frozen=True)
+class Move:
+    """A go<->file entry for the bridge, or a go->go one whose arrival the bridge checks."""
+
+    direction: str  # "download" | "upload" | "check" (go->go, moved by the stock tool)
+    url: str  # the go:// end
+    local: str  # the file:// end's path ("" for "check")
+    lfn: str = ""
+    generate_checksum: bool = False
+    verify_checksum_remote: bool = False
+
+
+def split(entries: list[dict[str, Any]]) -> tuple[list[Move], list[dict[str, Any]]]:
+    """(the bridge's moves, the entries for the stock pegasus-transfer). A go->go entry with
+    ``verify_checksum_remote`` goes to the stock tool without it, and the bridge checks it after
+    (the stock tool would skip the check: it cannot pull a go:// file back)."""
     ours, theirs = [], []
     for entry in entries:
-        pair = _bridge_pair(entry) if entry.get("type") == "transfer" else None
-        (ours if pair else theirs).append(pair or entry)
+        move = _bridge_move(entry) if entry.get("type") == "transfer" else None
+        if move and move.direction == "check":
+            theirs.append({k: v for k, v in entry.items() if k != "verify_checksum_remote"})
+        elif move is None:
+            theirs.append(entry)
+        ours.extend([move] if move else [])
     return ours, theirs
 
 
-def _bridge_pair(entry: dict[str, Any]) -> tuple[str, str, str] | None:
-    """("download"|"upload", go URL, local path) when the entry is go->file or file->go."""
+def _bridge_move(entry: dict[str, Any]) -> Move | None:
     sources = [u["url"] for u in entry.get("src_urls") or []]
     targets = [u["url"] for u in entry.get("dest_urls") or []]
+    checks = {"lfn": str(entry.get("lfn") or ""),
+              "generate_checksum": wants(entry, "generate_checksum"),
+              "verify_checksum_remote": wants(entry, "verify_checksum_remote")}
     go_source = next((u for u in sources if u.startswith("go://")), None)
     file_target = next((u for u in targets if u.startswith("file://")), None)
     if go_source and file_target and not any(u.startswith("go://") for u in targets):
-        return "download", go_source, _local(file_target)
+        return Move("download", go_source, _local(file_target), **checks)
     file_source = next((u for u in sources if u.startswith("file://")), None)
     go_target = next((u for u in targets if u.startswith("go://")), None)
     if file_source and go_target and not any(u.startswith("go://") for u in sources):
-        return "upload", go_target, _local(file_source)
+        return Move("upload", go_target, _local(file_source), **checks)
+    if go_source and go_target and checks["verify_checksum_remote"]:
+        return Move("check", go_target, "", **checks)
     return None
 
 
@@ -77,16 +107,8 @@ def _local(url: str) -> str:
     return os.path.expandvars(path)
 
 
-def stock_pegasus_transfer() -> str | None:
-    """The stock pegasus-transfer: $PEGASUS_HOME/bin first, as Pegasus' own tools look."""
-    home = os.environ.get("PEGASUS_HOME")
-    if home and os.access(Path(home) / "bin" / "pegasus-transfer", os.X_OK):
-        return str(Path(home) / "bin" / "pegasus-transfer")
-    return shutil.which("pegasus-transfer")
-
-
 def run_stock(entries: list[dict[str, Any]], options: list[str]) -> int:
-    stock = stock_pegasus_transfer()
+    stock = pegasus_tool("pegasus-transfer")
     if stock is None:
         log.error("no stock pegasus-transfer for %d other transfer(s): set PEGASUS_HOME or put "
                   "Pegasus' bin on PATH", len(entries))
@@ -97,8 +119,9 @@ def run_stock(entries: list[dict[str, Any]], options: list[str]) -> int:
         return subprocess.run([stock, *options, "--file", spec.name]).returncode
 
 
-def run_bridge(pairs: list[tuple[str, str, str]], threads: int = 4) -> int:
-    """Each pair in turn; one line per failure; 0 when all succeeded."""
+def run_bridge(moves: list[Move], threads: int = 4) -> int:
+    """Each move in turn, then the integrity checks asked for; one line per failure; 0 when
+    all succeeded."""
     import globus_sdk  # only when there is go:// work
 
     from .scopes import TRANSFER_RS, init_command
@@ -108,13 +131,13 @@ def run_bridge(pairs: list[tuple[str, str, str]], threads: int = 4) -> int:
     from .transfer.urls import parse_go_url
 
     jobs, failed = [], 0
-    for direction, url, local in pairs:
+    for move in moves:
         try:
-            jobs.append((direction, parse_go_url(url), Path(local)))
+            jobs.append((move, parse_go_url(move.url)))
         except ValueError as error:
             failed += 1
             log.error("%s", error)
-    collections = sorted({location.collection for _, location, _ in jobs})
+    collections = sorted({location.collection for _, location in jobs})
     try:  # the store's authorizer: it refreshes and saves by the store's one rule
         store = TokenStore()
         client = globus_sdk.TransferClient(
@@ -124,13 +147,37 @@ def run_bridge(pairs: list[tuple[str, str, str]], threads: int = 4) -> int:
     except TokenStoreError as error:
         log.error("%s", error)
         return 1
-    for (direction, location, local), outcome in bridge.run(jobs, threads):
+    checks = IntegrityChecks()
+
+    def one(move: Move, location: Any) -> str | None:
+        """The move and its checks; an error line or None."""
+        local = Path(move.local)
+        if move.direction == "download":
+            size = bridge.download(location, local)
+            log.info("download %s -> %s: %d bytes", location, local, size)
+        elif move.direction == "upload":
+            size = bridge.upload(local, location)
+            log.info("upload %s <- %s: %d bytes", location, local, size)
+        if move.generate_checksum and move.direction != "check":
+            error = checks.generate(move.lfn, local)
+            if error:
+                return f"{local}: cannot record its checksum: {error}"
+        if not move.verify_checksum_remote:
+            return None
+        if move.direction == "download":
+            return checks.verify(move.lfn, local, str(location))
+        with tempfile.TemporaryDirectory(prefix="pegasus-globus-check-") as scratch:
+            pulled_back = Path(scratch) / "data"
+            bridge.download(location, pulled_back)  # the file as it arrived
+            return checks.verify(move.lfn, pulled_back, str(location))
+
+    for _, outcome in bridge.run(jobs, threads, one):
         if isinstance(outcome, BaseException):
             failed += 1
             log.error("%s", getattr(outcome, "summary", None) or outcome)
-        else:
-            log.info("%s %s %s %s: %d bytes", direction, location,
-                     "->" if direction == "download" else "<-", local, outcome)
+        elif outcome:
+            failed += 1
+            log.error("%s", outcome)
     return 1 if failed else 0
 
 
@@ -147,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ours, theirs = split(entries)
     status = run_stock(theirs, ["--threads", str(args.threads), *options]) if theirs else 0
+    if status:  # the go->go moves whose arrival the bridge would check did not all happen
+        ours = [move for move in ours if move.direction != "check"]
     if ours:
         status = run_bridge(ours, args.threads) or status
     return 1 if status else 0

@@ -40,14 +40,26 @@ class Site:
         self.env = {**os.environ, **emulator.environment, "HOME": str(self.home)}
         self.env.pop("PEGASUS_GLOBUS_CONFIG", None)
 
-    def entry(self, source: str, target: str, lfn: str = "f") -> dict:
-        return {"type": "transfer", "linkage": "input", "lfn": lfn, "id": 1,
+    def entry(self, source: str, target: str, lfn: str = "f", **checks: bool) -> dict:
+        return {"type": "transfer", "linkage": "input", "lfn": lfn, "id": 1, **checks,
                 "src_urls": [{"site_label": "a", "url": source, "priority": 100}],
                 "dest_urls": [{"site_label": "b", "url": target}]}
 
-    def run(self, *entries: dict) -> subprocess.CompletedProcess:
+    def run(self, *entries: dict, cwd: Path | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(BRIDGE, input=json.dumps(list(entries)), capture_output=True,
-                              text=True, env=self.env, timeout=120)
+                              text=True, env=self.env, timeout=120, cwd=cwd)
+
+    def job_directory(self, pegasus, recorded: dict[str, bytes]) -> Path:
+        """A stage-out job's directory: the *.meta file PegasusLite wrote for its outputs
+        (``recorded``: LFN -> the bytes whose sha256 it recorded), Pegasus' tools found."""
+        self.env["PEGASUS_HOME"] = str(pegasus.home)
+        job = self.scratch / "job"
+        job.mkdir(exist_ok=True)
+        (job / "analyse.meta").write_text(json.dumps([
+            {"_id": lfn, "_type": "file", "_attributes": {
+                "checksum.type": "sha256", "checksum.value": hashlib.sha256(data).hexdigest()}}
+            for lfn, data in recorded.items()]))
+        return job
 
 
 @pytest.fixture
@@ -70,6 +82,55 @@ def test_go_to_file_and_file_to_go(site):
     os.umask(umask)
     assert (site.scratch / "in" / "raw.csv").stat().st_mode & 0o777 == 0o666 & ~umask
     assert "download" in result.stderr and "upload" in result.stderr
+
+
+@pytest.mark.parametrize("recorded, exit_code", [(b"result\n" * 500, 0), (b"other\n", 1)],
+                         ids=["matching", "corrupted"])
+def test_an_upload_is_pulled_back_and_checked_against_pegasuslites_checksum(
+        site, pegasus, recorded, exit_code):
+    """verify_checksum_remote, which the planner sets on outputs: the file as it arrived in
+    the collection against the sha256 PegasusLite recorded (pegasus-integrity --verify)."""
+    job = site.job_directory(pegasus, {"out.dat": recorded})
+    (site.scratch / "out.dat").write_bytes(b"result\n" * 500)
+    target = f"go://{site.collection}/results/out.dat"
+    result = site.run(site.entry(f"file://{site.scratch}/out.dat", target, lfn="out.dat",
+                                 verify_checksum_remote=True), cwd=job)
+    assert result.returncode == exit_code, result.stderr
+    if exit_code:
+        assert f"{target}: the integrity check of out.dat failed" in result.stderr
+        assert "does not match the calculated checksum" in result.stderr
+    else:
+        assert f"{target}: sha256 matches the one recorded for out.dat" in result.stderr
+
+
+def test_a_go_to_go_output_is_checked_after_the_stock_transfer_moved_it(site, pegasus):
+    """Stock pegasus-transfer skips verify_checksum_remote for go:// destinations ("Unable to
+    pull file from go to local file"); the bridge checks the go->go output it moved."""
+    raw = (site.emulator.collection_path(site.collection) / "data" / "raw.csv").read_bytes()
+    job = site.job_directory(pegasus, {"raw.csv": raw, "bad.csv": b"not what arrived"})
+    go = f"go://{site.collection}"
+    result = site.run(
+        site.entry(f"{go}/data/raw.csv", f"{go}/results/raw.csv", lfn="raw.csv",
+                   verify_checksum_remote=True),
+        {**site.entry(f"{go}/data/raw.csv", f"{go}/results/bad.csv", lfn="bad.csv",
+                      verify_checksum_remote=True), "id": 2}, cwd=job)
+    assert result.returncode == 1
+    assert f"{go}/results/raw.csv: sha256 matches the one recorded for raw.csv" in result.stderr
+    assert f"{go}/results/bad.csv: the integrity check of bad.csv failed" in result.stderr
+    assert "Skipping integrity check" not in result.stderr + result.stdout
+
+
+def test_a_download_asked_to_generate_a_checksum_records_it_for_kickstart(site, pegasus):
+    """generate_checksum: the sha256 goes to $KICKSTART_INTEGRITY_DATA, for the record."""
+    job = site.job_directory(pegasus, {})
+    site.env["KICKSTART_INTEGRITY_DATA"] = str(job / "integrity.yml")
+    result = site.run(site.entry(f"go://{site.collection}/data/raw.csv",
+                                 f"file://{site.scratch}/raw.csv", lfn="raw.csv",
+                                 generate_checksum=True), cwd=job)
+    assert result.returncode == 0, result.stderr
+    recorded = yaml.safe_load((job / "integrity.yml").read_text())
+    raw = (site.scratch / "raw.csv").read_bytes()
+    assert recorded["raw.csv"]["sha256"] == hashlib.sha256(raw).hexdigest()
 
 
 def test_pegasus_lites_pwd_urls_are_the_jobs_directory(site):
@@ -258,6 +319,9 @@ def test_a_nonsharedfs_pegasuslite_workflow_with_go_data(go_data, staging_site):
     job = go_data.records(submit_dir, "analyse_analyse.err*")  # PegasusLite's own log
     assert "download go://" in job  # go→file on the worker
     assert ("upload go://" in job) == (staging_site == "staging")
+    stage_out = go_data.records(submit_dir, "stage_out_*.out*")
     if staging_site is None:
-        assert "upload go://" in go_data.records(submit_dir, "stage_out_*.out*")
+        assert "upload go://" in stage_out
+    for output in ("report.html", "summary.txt"):  # checked against PegasusLite's sha256
+        assert f"/nightly/{output}: sha256 matches the one recorded for {output}" in stage_out
     go_data.assert_results_arrived()

@@ -7,8 +7,9 @@ whose scratch is a plain directory, and how a job's output goes back.
 
 Guarantees, as for the go->go path: a download lands under its final name only when complete
 (a temporary file beside it, then a rename), sizes are checked against the collection's own
-listing (GCS HTTPS gives no checksum to compare), retries repeat the same idempotent GET or
-PUT, and every failure is one line naming the URL and what to run.
+listing, retries repeat the same idempotent GET or PUT, and every failure is one line naming
+the URL and what to run. GCS HTTPS serves no checksum: checksums are Pegasus' integrity checks
+(:mod:`.integrity`), on the file as it landed or as it was pulled back.
 """
 
 from __future__ import annotations
@@ -59,21 +60,25 @@ class HttpsBridge:
         self._made: set[tuple[str, str]] = set()
         self._mkdir_lock = threading.Lock()
 
-    def run(self, jobs: list[tuple[str, GoUrl, Path]], threads: int = 4
-            ) -> list[tuple[tuple[str, GoUrl, Path], BaseException | int]]:
-        """``("download"|"upload", go URL, local path)`` jobs, ``threads`` at a time (as
-        pegasus-transfer's --threads); returns each job with its byte count or its error."""
+    def run(self, jobs: list[tuple[Any, ...]], threads: int = 4,
+            work: Callable[..., Any] | None = None) -> list[tuple[tuple[Any, ...], Any]]:
+        """``work(*job)`` for each job, ``threads`` at a time (as pegasus-transfer's
+        --threads); returns each job with its result or its error. ``work`` defaults to
+        :meth:`move`, for ``("download"|"upload", go URL, local path)`` jobs."""
         from concurrent.futures import ThreadPoolExecutor
 
-        def one(job: tuple[str, GoUrl, Path]) -> BaseException | int:
-            direction, location, local = job
+        def one(job: tuple[Any, ...]) -> Any:
             try:
-                return (self.download(location, local) if direction == "download"
-                        else self.upload(local, location))
+                return (work or self.move)(*job)
             except Exception as error:  # one job's failure is reported, never the batch's end
                 return error
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             return list(zip(jobs, pool.map(one, jobs)))
+
+    def move(self, direction: str, location: GoUrl, local: Path) -> int:
+        """A download or an upload; returns bytes."""
+        return (self.download(location, local) if direction == "download"
+                else self.upload(local, location))
 
     def https_server(self, collection: str) -> str:
         """The collection's HTTPS base URL; a TransferFailed naming the alternative if none."""
