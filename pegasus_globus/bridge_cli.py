@@ -15,12 +15,14 @@ own pegasus-integrity, go:// destinations pulled back over HTTPS to be checked, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,8 @@ class Move:
     lfn: str = ""
     generate_checksum: bool = False
     verify_checksum_remote: bool = False
+    source: tuple[str, str] = ("", "")  # (site label, URL) as the entry gave them
+    target: tuple[str, str] = ("", "")
 
 
 def split(entries: list[dict[str, Any]]) -> tuple[list[Move], list[dict[str, Any]]]:
@@ -80,17 +84,22 @@ def split(entries: list[dict[str, Any]]) -> tuple[list[Move], list[dict[str, Any
 def _bridge_move(entry: dict[str, Any]) -> Move | None:
     sources = [u["url"] for u in entry.get("src_urls") or []]
     targets = [u["url"] for u in entry.get("dest_urls") or []]
-    checks = {"lfn": str(entry.get("lfn") or ""),
-              "generate_checksum": wants(entry, "generate_checksum"),
-              "verify_checksum_remote": wants(entry, "verify_checksum_remote")}
+    checks: dict[str, Any] = {"lfn": str(entry.get("lfn") or ""),
+                              "generate_checksum": wants(entry, "generate_checksum"),
+                              "verify_checksum_remote": wants(entry, "verify_checksum_remote")}
     go_source = next((u for u in sources if u.startswith("go://")), None)
     file_target = next((u for u in targets if u.startswith("file://")), None)
-    if go_source and file_target and not any(u.startswith("go://") for u in targets):
-        return Move("download", go_source, _local(file_target), **checks)
     file_source = next((u for u in sources if u.startswith("file://")), None)
     go_target = next((u for u in targets if u.startswith("go://")), None)
+    labels = {u["url"]: u.get("site_label", "") for u in
+              [*(entry.get("src_urls") or []), *(entry.get("dest_urls") or [])]}
+
+    def ends(source: str, target: str) -> dict[str, Any]:
+        return {**checks, "source": (labels[source], source), "target": (labels[target], target)}
+    if go_source and file_target and not any(u.startswith("go://") for u in targets):
+        return Move("download", go_source, _local(file_target), **ends(go_source, file_target))
     if file_source and go_target and not any(u.startswith("go://") for u in sources):
-        return Move("upload", go_target, _local(file_source), **checks)
+        return Move("upload", go_target, _local(file_source), **ends(file_source, go_target))
     if go_source and go_target and checks["verify_checksum_remote"]:
         return Move("check", go_target, "", **checks)
     return None
@@ -148,9 +157,20 @@ def run_bridge(moves: list[Move], threads: int = 4) -> int:
         log.error("%s", error)
         return 1
     checks = IntegrityChecks()
+    attempts: list[str] = []
 
     def one(move: Move, location: Any) -> str | None:
-        """The move and its checks; an error line or None."""
+        """The move and its checks, recorded as an attempt; an error line or None."""
+        started = time.time()
+        try:
+            error = move_and_check(move, location)
+        except Exception as failure:
+            error = getattr(failure, "summary", None) or str(failure)
+        if move.direction != "check":
+            attempts.append(transfer_attempt(move, started, error is None))
+        return error
+
+    def move_and_check(move: Move, location: Any) -> str | None:
         local = Path(move.local)
         if move.direction == "download":
             size = bridge.download(location, local)
@@ -171,14 +191,45 @@ def run_bridge(moves: list[Move], threads: int = 4) -> int:
             bridge.download(location, pulled_back)  # the file as it arrived
             return checks.verify(move.lfn, pulled_back, str(location))
 
-    for _, outcome in bridge.run(jobs, threads, one):
-        if isinstance(outcome, BaseException):
+    for _, error in bridge.run(jobs, threads, one):
+        if error:
             failed += 1
-            log.error("%s", getattr(outcome, "summary", None) or outcome)
-        elif outcome:
-            failed += 1
-            log.error("%s", outcome)
+            log.error("%s", error)
+    write_multipart(attempts)
     return 1 if failed else 0
+
+
+def transfer_attempt(move: Move, started: float, success: bool) -> str:
+    """One entry of pegasus-transfer's ``transfer_attempts``, as the stock tool writes it."""
+    ended = time.time()
+    (src_label, src_url), (dst_label, dst_url) = (
+        (label, f"file://{move.local}" if url.startswith("file://") else url)  # $PWD expanded
+        for label, url in (move.source, move.target))
+    fields = [("src_url", json.dumps(src_url)), ("src_label", json.dumps(src_label)),
+              ("dst_url", json.dumps(dst_url)), ("dst_label", json.dumps(dst_label)),
+              ("success", str(success)), ("start", f"{started:.0f}"),
+              ("duration", f"{ended - started:.1f}")]
+    if move.lfn:
+        fields.append(("lfn", json.dumps(move.lfn)))
+    with contextlib.suppress(OSError):
+        if success:
+            fields.append(("bytes", str(Path(move.local).stat().st_size)))
+    return "".join(f"{'  - ' if i == 0 else '    '}{key}: {value}\n"
+                   for i, (key, value) in enumerate(fields))
+
+
+def write_multipart(attempts: list[str]) -> None:
+    """The bridge's attempts into ``$PEGASUS_MULTIPART_DIR`` (PegasusLite puts that directory's
+    files in the job's record; monitord merges them with the stock tool's ``transfer_attempts``,
+    which it writes as ``<time>-transfer``)."""
+    directory = os.environ.get("PEGASUS_MULTIPART_DIR")
+    if not directory or not attempts:
+        return
+    path = Path(directory) / f"{int(time.time())}-transfer-globus-https"
+    try:
+        path.write_text("- transfer_attempts:\n" + "".join(attempts))
+    except OSError as error:
+        log.error("cannot write the transfer statistics to $PEGASUS_MULTIPART_DIR: %s", error)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -133,6 +133,36 @@ def test_a_download_asked_to_generate_a_checksum_records_it_for_kickstart(site, 
     assert recorded["raw.csv"]["sha256"] == hashlib.sha256(raw).hexdigest()
 
 
+def test_the_bridges_transfers_are_in_the_record_as_pegasus_transfers_are(site, tmp_path):
+    """transfer_attempts in $PEGASUS_MULTIPART_DIR, in the stock tool's form: Pegasus' own
+    parser reads them from a record, beside kickstart's invocation."""
+    from Pegasus.tools.kickstart_parser import YAMLParser
+
+    multipart = tmp_path / "multipart"
+    multipart.mkdir()
+    site.env["PEGASUS_MULTIPART_DIR"] = str(multipart)
+    (site.scratch / "out.dat").write_bytes(b"x" * 10)
+    go = f"go://{site.collection}"
+    result = site.run(site.entry(f"{go}/data/raw.csv", "file://$PWD/raw.csv", lfn="raw.csv"),
+                      site.entry(f"file://{site.scratch}/out.dat", f"{go}/out/o.dat", lfn="o"),
+                      site.entry(f"{go}/data/missing.csv", f"file://{site.scratch}/m", lfn="m"),
+                      cwd=site.scratch)
+    assert result.returncode == 1  # the missing one
+    (block,) = multipart.iterdir()
+    record = tmp_path / "job.out"
+    stage_in = Path(__file__).parent / "fixtures" / "kickstart" / "success_stage_in.out"
+    record.write_text(stage_in.read_text() + "\n---------------pegasus-multipart\n"
+                      + block.read_text())  # as PegasusLite appends it
+    entries = YAMLParser(str(record)).parse_stampede()
+    attempts = {a["lfn"]: a for e in entries for a in e.get("transfer_attempts", [])}
+    assert attempts["raw.csv"]["src_url"] == f"{go}/data/raw.csv"
+    assert attempts["raw.csv"]["dst_url"] == f"file://{site.scratch}/raw.csv"
+    assert attempts["raw.csv"]["success"] is True and attempts["raw.csv"]["bytes"] == 8000
+    assert attempts["o"]["dst_url"] == f"{go}/out/o.dat" and attempts["o"]["bytes"] == 10
+    assert attempts["m"]["success"] is False and "bytes" not in attempts["m"]
+    assert {a["src_label"] for a in attempts.values()} == {"a"}
+
+
 def test_pegasus_lites_pwd_urls_are_the_jobs_directory(site):
     """PegasusLite writes the job's directory as file://$PWD/... (seen in its scripts)."""
     result = subprocess.run(BRIDGE, input=json.dumps([site.entry(
@@ -310,6 +340,8 @@ def test_a_nonsharedfs_pegasuslite_workflow_with_go_data(go_data, staging_site):
     site's own file:// scratch as staging site, the job's outputs go there and the stage-out job
     uploads them file→go; with a go:// collection as staging site, the job itself uploads them
     (file→go inside PegasusLite) and stage-out is go→go."""
+    from Pegasus.tools.kickstart_parser import YAMLParser
+
     submit_dir = go_data.plan(staging_site, **{
         "pegasus.code.generator": "condor", "pegasus.data.configuration": "nonsharedfs",
         "pegasus.transfer.bypass.input.staging": "true"})
@@ -319,6 +351,11 @@ def test_a_nonsharedfs_pegasuslite_workflow_with_go_data(go_data, staging_site):
     job = go_data.records(submit_dir, "analyse_analyse.err*")  # PegasusLite's own log
     assert "download go://" in job  # go→file on the worker
     assert ("upload go://" in job) == (staging_site == "staging")
+    record = next(submit_dir.rglob("analyse_analyse.out.000"))
+    attempts = [a for e in YAMLParser(str(record)).parse_stampede()
+                for a in e.get("transfer_attempts", [])]  # as monitord reads the record
+    assert {(a["lfn"], a["src_url"].split(":")[0], a["success"]) for a in attempts} >= {
+        ("raw.csv", "go", True)}
     stage_out = go_data.records(submit_dir, "stage_out_*.out*")
     if staging_site is None:
         assert "upload go://" in stage_out
