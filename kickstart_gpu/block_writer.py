@@ -30,13 +30,20 @@ if TYPE_CHECKING:
     from typing import Any, Mapping
 
 MARKER = "---------------pegasus-multipart"
-# about the most the block adds to a record per GPU, whatever the duration and interval.
-# Pegasus' exitcode (DAGMan's POST script, run for every job) and monitord parse the whole
-# .out with PyYAML's pure-Python loader, which pays per token: 32 KB per GPU made both 3 to 55
-# times slower on an 8-GPU record (bench/record_size.py). So the record keeps the inventory,
-# the maxima and the samples that fit (on an A100, the first and the last); the full time
-# series goes to --events-file or --mon-url.
+# about the most the block adds to a record per GPU, and in all, whatever the duration and
+# interval. Pegasus' exitcode (DAGMan's POST script, run for every job) and monitord parse the
+# whole .out with PyYAML's pure-Python loader: 32 KB per GPU made both 3 to 55 times slower on
+# an 8-GPU record (bench/record_size.py). So the record keeps the inventory, the maxima and
+# the samples that fit, the last always (a 1-GPU job keeps about 2, an 8-GPU job 1); the full
+# time series goes to --events-file or --mon-url.
 BYTES_PER_GPU = 2_500
+BYTES_IN_ALL = 12_000
+# what the PyYAML loader pays for is scalars (~50 us each), not bytes: so the record's samples
+# and maxima leave out what the record says elsewhere, and what the --events-file and
+# --mon-url events keep: each GPU's uuid (in the inventory, joined by id), its energy counter
+# and clock-event reasons (counted over every sample in the maxima: energy_used,
+# throttled_samples)
+LEFT_TO_THE_EVENTS = frozenset({"uuid", "energy_consumption", "throttle_reasons"})
 # a character completing a marker Pegasus' tools look for anywhere in a .out file; outside
 # JSON strings none can match ("[" then a letter is only true/false/null, "-" only a number)
 _MARKERS = re.compile(r"(?<=raw):(?= )|(?<=integrity_error):(?= )|<|\[(?=cluster-|seqexec-)"
@@ -44,7 +51,8 @@ _MARKERS = re.compile(r"(?<=raw):(?= )|(?<=integrity_error):(?= )|<|\[(?=cluster
 
 
 def fit_samples(samples: list[list[dict[str, Any]]], budget: int) -> list[list[dict[str, Any]]]:
-    """Evenly spaced samples (first and last kept) whose compact JSON fits in ``budget`` bytes.
+    """Evenly spaced samples (the last always kept, the first while two fit) whose compact
+    JSON fits in ``budget`` bytes; at least the last.
 
     :param samples: one list of per-GPU stats events per sampling time, oldest first
     """
@@ -55,12 +63,18 @@ def fit_samples(samples: list[list[dict[str, Any]]], budget: int) -> list[list[d
     total = size(samples)
     keep = len(samples)
     kept = samples
-    while total > budget and keep > 2:
-        keep = max(2, min(keep - 1, int(keep * budget / total)))
-        picks = sorted({round(i * (len(samples) - 1) / (keep - 1)) for i in range(keep)})
+    while total > budget and keep > 1:
+        keep = max(1, min(keep - 1, int(keep * budget / total)))
+        last = len(samples) - 1
+        picks = sorted({last - round(i * last / max(1, keep - 1)) for i in range(keep)})
         kept = [samples[i] for i in picks]
         total = size(kept)
     return kept
+
+
+def for_the_record(event: dict[str, Any]) -> dict[str, Any]:
+    """A stats event, or a maxima device, without the fields the record leaves to the events."""
+    return {key: value for key, value in event.items() if key not in LEFT_TO_THE_EVENTS}
 
 
 def render_entries(events: Mapping[str, Any]) -> str:

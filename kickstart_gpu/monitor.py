@@ -355,12 +355,15 @@ class Monitor:
         environment = dict(self.environment)
         if self.problems:
             environment["problems"] = list(self.problems)
-        from .block_writer import BYTES_PER_GPU, fit_samples
+        from .block_writer import BYTES_IN_ALL, BYTES_PER_GPU, fit_samples, for_the_record
 
-        # the block stays within BYTES_PER_GPU per GPU: what the other two events leave
+        maxima = {**maxima, "devices": [for_the_record(d) for d in maxima["devices"]]}
+        # the samples get what the other two events leave of the block's budget
         gpus = max(1, len(environment.get("devices") or ()))
         rest = len(json.dumps([environment, maxima], separators=(",", ":"), default=str))
-        samples = fit_samples(list(self.samples), BYTES_PER_GPU * gpus - rest - 200)
+        budget = min(BYTES_PER_GPU * gpus, BYTES_IN_ALL) - rest - 200
+        samples = fit_samples([[for_the_record(e) for e in sample] for sample in self.samples],
+                              budget)
         return {"kickstart.inv.gpu.environment": environment,
                 "kickstart.inv.gpu.stats": [e for sample in samples for e in sample],
                 "kickstart.inv.gpu.stats.max": maxima}

@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
-from kickstart_gpu.block_writer import MARKER
+from kickstart_gpu.block_writer import MARKER, for_the_record
 from kickstart_gpu.monitor import Monitor, Options, SpreadSamples
 from kickstart_gpu.nvml import Nvml
 from kickstart_gpu.replay import TraceLibrary, load_trace
@@ -248,9 +248,11 @@ def test_replay_of_two_gpus_samples_at_start_interval_and_exit(tmp_path):
     stats = [e for e in lines if e["event"] == "kickstart.inv.gpu.stats"]  # the full series
     per_device = {i: [s for s in stats if s["id"] == i] for i in (0, 1)}
     assert all(len(samples) == 4 for samples in per_device.values())  # 0 s, 1 s, 2 s, exit
-    in_record = events["kickstart.inv.gpu.stats"]  # thinned: the first and the last sample
-    assert len(in_record) >= 4 and all(s in stats for s in in_record)
-    assert {s["timestamp"] for s in in_record} == {stats[0]["timestamp"], stats[-1]["timestamp"]}
+    in_record = events["kickstart.inv.gpu.stats"]  # thinned, the first and the last kept
+    assert 4 <= len(in_record) < len(stats)
+    assert all(s in list(map(for_the_record, stats)) for s in in_record)
+    assert {s["timestamp"] for s in in_record} >= {stats[0]["timestamp"], stats[-1]["timestamp"]}
+    assert all("uuid" in s for s in stats)  # left to the events, named by the inventory
     assert all(s["sampling_duration"] >= 0 for s in stats)
     assert per_device[1][0]["pcie_rx"] is None
     assert per_device[1][0]["errors"]["pcie_rx"] == "NOT_SUPPORTED"
@@ -402,14 +404,17 @@ def test_an_unreachable_monitoring_url_is_recorded_not_fatal():
 def test_a_long_eight_gpu_run_adds_a_small_block_whatever_its_length(tmp_path):
     """Pegasus parses every .out with a pure-Python YAML loader: the block must stay small."""
     from bench.record_size import gpu_block, widened_trace
-    from kickstart_gpu.block_writer import BYTES_PER_GPU
+    from kickstart_gpu.block_writer import BYTES_IN_ALL
 
     block = gpu_block(widened_trace(8, tmp_path), samples=600)
-    assert len(block.encode()) <= BYTES_PER_GPU * 8
+    assert len(block.encode()) <= BYTES_IN_ALL
     entries = dict(line[2:].split(": ", 1) for line in block.splitlines()[1:])
     stats = json.loads(entries["kickstart.inv.gpu.stats"])
-    times = sorted({s["timestamp"] for s in stats})
-    assert len(times) >= 2 and {s["id"] for s in stats} == set(range(8))
+    assert {s["id"] for s in stats} == set(range(8))  # the last sample of each GPU
+    assert {s["timestamp"] for s in stats} == {max(s["timestamp"] for s in stats)}
+    assert not any(key in s for s in stats for key in ("uuid", "energy_consumption"))
+    environment = json.loads(entries["kickstart.inv.gpu.environment"])
+    assert all(d["uuid"] for d in environment["devices"])  # the inventory names each GPU
     maxima = json.loads(entries["kickstart.inv.gpu.stats.max"])
     assert [d["samples"] for d in maxima["devices"]] == [600] * 8  # maxima cover every sample
 
