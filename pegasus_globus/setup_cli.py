@@ -284,7 +284,11 @@ sites:
 # Or keep the site's scratch a plain directory (any data configuration): the transformation
 # catalog's pegasus::transfer entry runs pegasus-globus-transfer for every data job (PegasusLite
 # jobs too), which moves go<->file through the collections' HTTPS servers and hands every other
-# transfer to the stock pegasus-transfer. Log in with the collections named:
+# transfer to the stock pegasus-transfer. Install it at the same path on the workers. With
+# nonsharedfs, pegasus.transfer.bypass.input.staging = true lets jobs pull go:// inputs
+# themselves; a Globus collection as staging site (--staging-site {site}=<site>) has its
+# create-dir, stage-out and cleanup jobs run on the submit host: hence the entry for local.
+# Log in with the collections named:
 #   pegasus-globus-online-init --permanent --collections <data uuid> <results uuid>
 transformations:
   - namespace: pegasus
@@ -293,8 +297,12 @@ transformations:
       - name: {site}
         pfn: {bridge}
         type: installed
+      - name: local
+        pfn: {bridge}
+        type: installed
 #   Pegasus.api: Transformation("transfer", namespace="pegasus", site="{site}",
 #                               pfn="{bridge}", is_stageable=False)
+#                  .add_sites(TransformationSite("local", "{bridge}", is_stageable=False))
 
 # Properties: transfer options for pegasus-globus-online, as environment on transfer jobs
 env.PEGASUS_GLOBUS_VERIFY_CHECKSUM = true

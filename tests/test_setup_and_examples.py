@@ -129,6 +129,21 @@ def test_the_go_scratch_recipe_is_a_site_catalog_pegasus_loads():
         f"go://{archive}/results"]
 
 
+def test_the_bridge_entry_is_a_transformation_catalog_pegasus_loads():
+    """pegasus::transfer for the compute site (its data jobs and PegasusLite's transfers) and
+    for local (the submit host's, e.g. a go:// staging site's stage-out)."""
+    from Pegasus import transformation_catalog
+
+    lines = setup("snippets", "--site", "cluster").stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line == "transformations:"
+                 and "name: transfer" in lines[i + 2])
+    catalog = transformation_catalog.loads("\n".join(lines[start:lines.index("", start)]))
+    (bridge,) = catalog.transformations.values()
+    assert (bridge.namespace, bridge.name) == ("pegasus", "transfer")
+    assert {site.name for site in bridge.sites.values()} == {"cluster", "local"}
+    assert all(site.pfn.endswith("/pegasus-globus-transfer") for site in bridge.sites.values())
+
+
 def test_snippets_refuse_a_collection_that_is_not_a_uuid():
     result = setup("snippets", "--scratch-collection", "my-scratch")
     assert result.returncode == 2 and "--scratch-collection 'my-scratch'" in result.stderr
