@@ -60,6 +60,25 @@ def _reason(error: BaseException) -> str:
     return " ".join(str(error).split()) or name
 
 
+def driver_library_loads() -> bool:
+    """Whether the NVIDIA driver's NVML library loads, as pynvml loads it on Linux."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
+
+
+class AbsentNvml:
+    """NVML on a host without the driver's library (a CPU node that a site-wide launcher
+    profile wraps too): fails to start as pynvml would, without importing pynvml."""
+
+    def nvmlInit(self) -> None:
+        raise OSError("LIBRARY_NOT_FOUND")
+
+
 class Nvml:
     """One NVML library (real ``pynvml`` or a replayed trace), used from one thread."""
 

@@ -70,7 +70,7 @@ def run(backend: str, trace: dict[str, Any], tmp_path: Path, driver: Path | None
     environ = {k: v for k, v in os.environ.items()
                if k not in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
                             "PEGASUS_MULTIPART_DIR", "KICKSTART_MON_URL")}
-    if backend == "nvml":
+    if backend in ("nvml", "auto"):
         environ["LD_LIBRARY_PATH"] = str(driver)
         environ["FAKE_NVML_TRACE"] = str(convert(trace, work / "trace.txt",
                                                  init_error=init_error, pcie_ms=pcie_ms))
@@ -201,6 +201,21 @@ def test_a_gpu_lost_mid_run(drivers, tmp_path):
     assert gpu0[0]["temp"] is not None and gpu0[-1]["temp"] is None
     assert set(gpu0[-1]["errors"].values()) == {"GPU_IS_LOST"}
     assert stats(events, 1)[-1]["temp"] is not None  # the other GPU is still sampled
+
+
+def test_auto_uses_nvml_where_the_driver_library_loads(drivers, tmp_path):
+    """--backend auto (the default) checks for libnvidia-ml.so.1 as pynvml loads it, and only
+    then imports pynvml; where it loads, the record is what --backend nvml gives."""
+    from kickstart_gpu.nvml import driver_library_loads
+
+    _, events, record = run("auto", busy_trace(), tmp_path, drivers["current"])
+    assert events[0]["device_count"] == 2 and "reason" not in record[
+        "kickstart.inv.gpu.environment"]
+    if driver_library_loads():
+        return  # a machine with a driver: nothing to show without one
+    result = subprocess.run([*SIDECAR, "--", "true"], capture_output=True, timeout=60)
+    environment = block(result.stdout.decode())["kickstart.inv.gpu.environment"]
+    assert environment["reason"] == "NVML did not start: LIBRARY_NOT_FOUND"  # as pynvml says
 
 
 @pytest.mark.parametrize("error", ["DRIVER_NOT_LOADED", "NO_PERMISSION"])
