@@ -316,6 +316,22 @@ def test_a_sharedfs_workflow_with_plain_file_scratch_and_go_data(go_data):
     go_data.assert_results_arrived()
 
 
+def test_a_condorio_pegasuslite_workflow_with_go_data(go_data):
+    """condorio: the submit host stages the go:// input in (go→file) and the outputs out
+    (file→go, checked against PegasusLite's sha256); HTCondor's file transfer between it and
+    the job is done by Pegasus' pegasus-lite-local.sh, as for site local on a real pool."""
+    submit_dir = go_data.plan(None, **{"pegasus.code.generator": "condor",
+                                       "pegasus.data.configuration": "condorio"})
+    run = go_data.pegasus.run_dag(submit_dir, go_data.env)
+    assert run.returncode == 0, run.output[-4000:]
+    assert "download go://" in go_data.records(submit_dir, "stage_in_*.out*")
+    stage_out = go_data.records(submit_dir, "stage_out_*.out*")
+    assert "upload go://" in stage_out
+    for output in ("report.html", "summary.txt"):
+        assert f"/nightly/{output}: sha256 matches the one recorded for {output}" in stage_out
+    go_data.assert_results_arrived()
+
+
 def test_pegasuslite_verifies_the_bridges_download_against_the_replica_checksum(go_data):
     """The bridge has no checksum from the collection's HTTPS server; the replica catalog's
     sha256 is checked by PegasusLite once the file is in the job's directory."""
