@@ -120,6 +120,20 @@ def test_a_go_to_go_output_is_checked_after_the_stock_transfer_moved_it(site, pe
     assert "Skipping integrity check" not in result.stderr + result.stdout
 
 
+def test_a_go_to_go_output_the_bridge_cannot_pull_back_is_moved_unchecked(site, pegasus):
+    """A destination without HTTPS (GCSv4, Globus Connect Personal): the stock tool moves the
+    file and skips the check; the bridge says why it cannot check and fails nothing."""
+    job = site.job_directory(pegasus, {"raw.csv": b"not what arrived"})
+    site.emulator.mark_collection(site.collection, no_https=True)
+    go = f"go://{site.collection}"
+    result = site.run(site.entry(f"{go}/data/raw.csv", f"{go}/results/raw.csv", lfn="raw.csv",
+                                 verify_checksum_remote=True), cwd=job)
+    assert result.returncode == 0, result.stderr
+    assert "serves no HTTPS" in result.stderr and "is not checked against its sha256" in (
+        result.stderr)
+    assert (site.emulator.collection_path(site.collection) / "results" / "raw.csv").exists()
+
+
 def test_a_download_asked_to_generate_a_checksum_records_it_for_kickstart(site, pegasus):
     """generate_checksum: the sha256 goes to $KICKSTART_INTEGRITY_DATA, for the record."""
     job = site.job_directory(pegasus, {})

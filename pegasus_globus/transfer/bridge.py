@@ -89,7 +89,7 @@ class HttpsBridge:
             server = document.get("https_server")
             if not server:
                 kind = document.get("entity_type") or "this collection"
-                raise TransferFailed(
+                raise NoHttpsAccess(
                     f"go://{collection}: {kind} serves no HTTPS (GCSv4 and Globus Connect "
                     f"Personal collections do not), so it cannot reach a file:// site: "
                     f"{STAGING_RECIPE}")
@@ -167,10 +167,15 @@ class HttpsBridge:
         return stat.get("size")
 
     def _authorizer(self, collection: str) -> Any:
+        from ..token_store import TokenStoreError
+
         with self._lock:
             if collection not in self._authorizers:
-                self._authorizers[collection] = self.store.authorizer(
-                    collection, fix=init_command([collection]))
+                try:
+                    self._authorizers[collection] = self.store.authorizer(
+                        collection, fix=init_command([collection]))
+                except TokenStoreError as error:
+                    raise NoHttpsAccess(f"go://{collection}: {error}") from None
             return self._authorizers[collection]
 
     @property
@@ -192,7 +197,7 @@ class HttpsBridge:
                 break
             authorizer.handle_missing_authorization()
         if answer.status_code in (401, 403):
-            raise TransferFailed(f"{location}: the collection refused HTTPS access "
+            raise NoHttpsAccess(f"{location}: the collection refused HTTPS access "
                                  f"({answer.status_code}): run "
                                  f"{init_command([location.collection])}")
         if answer.status_code == 404:
@@ -216,6 +221,11 @@ class HttpsBridge:
                                          f"{len(RETRY_DELAYS) + 1} times)") from None
             self._sleep(delay)
         raise AssertionError("unreachable")
+
+
+class NoHttpsAccess(TransferFailed):
+    """This process cannot reach the collection over HTTPS: it serves none, or the login lacks
+    (or was refused) its ``https`` scope."""
 
 
 class _Transient(Exception):
