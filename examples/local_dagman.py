@@ -129,6 +129,14 @@ def expand(value: str, macros: Mapping[str, str]) -> str:
     return re.sub(r"\$\((\w+)\)", lambda m: macros.get(m.group(1).lower(), m.group(0)), value)
 
 
+def unquoted(value: str) -> str:
+    """A new-syntax ``arguments``/``environment`` value without its double quotes (``""``
+    inside stands for one)."""
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1].replace('""', '"')
+    return value
+
+
 def run_job(node: Node, dag_dir: Path, cluster: int, retry: int,
             base_env: Mapping[str, str]) -> int:
     """Run one node's job as HTCondor's local universe would: its exit code, -N for signal N."""
@@ -136,9 +144,9 @@ def run_job(node: Node, dag_dir: Path, cluster: int, retry: int,
     if settings.get("universe", "vanilla") != "local":
         raise ValueError(f"{node.submit_file}: universe {settings.get('universe')} needs HTCondor")
     macros = {**settings, "cluster": str(cluster), "process": "0", "retry": str(retry)}
-    arguments = condor_words(expand(settings.get("arguments", "").strip('"'), macros))
+    arguments = condor_words(expand(unquoted(settings.get("arguments", "")), macros))
     environment = dict(base_env)
-    for word in condor_words(expand(settings.get("environment", "").strip('"'), macros)):
+    for word in condor_words(expand(unquoted(settings.get("environment", "")), macros)):
         key, _, value = word.partition("=")
         environment[key] = value
     initial_dir = dag_dir / settings.get("initialdir", ".")

@@ -252,7 +252,7 @@ def test_the_local_dagman_stand_in_reads_htcondor_syntax_and_refuses_what_it_doe
     log = tmp_path / "ran.log"
     for name, status in (("first", 0), ("second", 3)):
         (jobs / f"{name}.sub").write_text(
-            f"universe = local\nexecutable = /bin/sh\nenvironment = \"NAME='{name} job'\"\n"
+            f"universe = local\nexecutable = /bin/sh\nenvironment = \"NAME='{name} \"\"job\"\"'\"\n"
             f"arguments = \"-c 'echo $NAME >> {log}; cat; exit {status}'\"\n"
             f"input = 00/{name}.in\noutput = 00/{name}.out\nerror = 00/{name}.err\nqueue\n")
         (jobs / f"{name}.in").write_text(f"stdin of {name}\n")
@@ -262,7 +262,7 @@ def test_the_local_dagman_stand_in_reads_htcondor_syntax_and_refuses_what_it_doe
                    "SCRIPT POST second /bin/sh post.sh $RETURN\nPARENT first CHILD second\n")
     assert [node.name for node in read_dag(dag)] == ["first", "second"]
     assert run_dag(dag, os.environ, log=lambda line: None) == 1  # second fails both tries
-    assert log.read_text() == ("first job\nsecond job\npost 3\nsecond job\npost 3\n")
+    assert log.read_text() == ('first "job"\nsecond "job"\npost 3\nsecond "job"\npost 3\n')
     assert (jobs / "first.out").read_text() == "stdin of first\n"
     (jobs / "first.sub").write_text("universe = vanilla\nexecutable = /bin/true\nqueue\n")
     with pytest.raises(ValueError, match="universe vanilla needs HTCondor"):
