@@ -17,7 +17,7 @@ def draw(jobs: list[Any], summary: dict[str, Any], path: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     written = [_summary(plt, jobs, summary, path)]
-    # a record keeps only the first and last sample: time lines need an --events-file series
+    # a record keeps few samples (8 GPUs: only the last): time lines need --events-file series
     series = [j for j in jobs if any(len(s) >= 3 for s in j.timeline.values())]
     busiest = sorted(series, key=lambda j: -j.gpu_hours)[:TIMELINE_JOBS]
     if busiest:
