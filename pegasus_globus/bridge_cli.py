@@ -73,11 +73,12 @@ def split(entries: list[dict[str, Any]]) -> tuple[list[Move], list[dict[str, Any
     ours, theirs = [], []
     for entry in entries:
         move = _bridge_move(entry) if entry.get("type") == "transfer" else None
-        if move and move.direction == "check":
-            theirs.append({k: v for k, v in entry.items() if k != "verify_checksum_remote"})
-        elif move is None:
+        if move is None:
             theirs.append(entry)
-        ours.extend([move] if move else [])
+            continue
+        ours.append(move)
+        if move.direction == "check":
+            theirs.append({k: v for k, v in entry.items() if k != "verify_checksum_remote"})
     return ours, theirs
 
 
@@ -129,8 +130,8 @@ def run_stock(entries: list[dict[str, Any]], options: list[str]) -> int:
 
 
 def run_bridge(moves: list[Move], threads: int = 4) -> int:
-    """Each move in turn, then the integrity checks asked for; one line per failure; 0 when
-    all succeeded."""
+    """The moves, ``threads`` at a time, each followed by the integrity checks it asks for;
+    one line per failure; 0 when all succeeded."""
     import globus_sdk  # only when there is go:// work
 
     from .scopes import TRANSFER_RS, init_command
