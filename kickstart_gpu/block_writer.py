@@ -23,7 +23,6 @@ import json
 import os
 import re
 import sys
-import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,6 +98,8 @@ def write_record(events: Mapping[str, Any], output: str | None,
     block then goes to ``pegasus-kickstart-gpu-<pid>.yml`` in the working directory instead,
     and a line on standard error says so.
     """
+    from pegasus_globus import multipart  # only when the block is written
+
     entries = render_entries(events)
     if output:
         with open(output, "a") as handle:
@@ -107,10 +108,10 @@ def write_record(events: Mapping[str, Any], output: str | None,
     directory = environ.get("PEGASUS_MULTIPART_DIR")
     if directory:
         os.makedirs(directory, exist_ok=True)
-        return _publish(directory, f"{int(time.time())}-{os.getpid()}-gpu", entries)
+        return multipart.publish(directory, "gpu", entries)
     if inside_kickstart():
-        path = _publish(os.getcwd(), f"pegasus-kickstart-gpu-{os.getpid()}.yml",
-                        f"{MARKER}\n{entries}")
+        path = multipart.publish_as(os.getcwd(), f"pegasus-kickstart-gpu-{os.getpid()}.yml",
+                                    f"{MARKER}\n{entries}")
         print(f"pegasus-kickstart-gpu: running inside pegasus-kickstart, whose standard output "
               f"is the job's: the GPU block is in {path} (put the sidecar in front of kickstart "
               f"with the gridstart.launcher profile, or give --output)", file=sys.stderr)
@@ -128,15 +129,3 @@ def inside_kickstart() -> bool:
             return comm.read().strip() == "pegasus-kicksta"
     except OSError:
         return False
-
-
-def _publish(directory: str, name: str, text: str) -> str:
-    """Write ``text`` to ``directory/name`` completely or not at all (aside, then renamed)."""
-    import tempfile
-
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".gpu-", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    final = os.path.join(directory, name)
-    os.replace(temporary, final)
-    return final

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from . import multipart
 from .transfer.integrity import IntegrityChecks, pegasus_tool, wants
 
 PROG = "pegasus-globus-transfer"
@@ -123,10 +124,18 @@ def run_stock(entries: list[dict[str, Any]], options: list[str]) -> int:
         log.error("no stock pegasus-transfer for %d other transfer(s): set PEGASUS_HOME or put "
                   "Pegasus' bin on PATH", len(entries))
         return 1
-    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="pegasus-transfer-") as spec:
-        json.dump(entries, spec)
-        spec.flush()
-        return subprocess.run([stock, *options, "--file", spec.name]).returncode
+    env, private = dict(os.environ), None
+    directory = env.get("PEGASUS_MULTIPART_DIR")
+    if directory and os.path.isdir(directory):  # its <seconds>-transfer must not replace ours
+        private = env["PEGASUS_MULTIPART_DIR"] = tempfile.mkdtemp(dir=directory, prefix=".stock-")
+    try:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="pegasus-transfer-") as spec:
+            json.dump(entries, spec)
+            spec.flush()
+            return subprocess.run([stock, *options, "--file", spec.name], env=env).returncode
+    finally:
+        if private:
+            multipart.adopt(private, directory)
 
 
 def run_bridge(moves: list[Move], threads: int = 4) -> int:
@@ -234,9 +243,9 @@ def write_multipart(attempts: list[str]) -> None:
     directory = os.environ.get("PEGASUS_MULTIPART_DIR")
     if not directory or not attempts:
         return
-    path = Path(directory) / f"{int(time.time())}-transfer-globus-https"
     try:
-        path.write_text("- transfer_attempts:\n" + "".join(attempts))
+        multipart.publish(directory, "transfer-globus-https",
+                          "- transfer_attempts:\n" + "".join(attempts))
     except OSError as error:
         log.error("cannot write the transfer statistics to $PEGASUS_MULTIPART_DIR: %s", error)
 

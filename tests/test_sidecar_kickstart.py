@@ -157,13 +157,19 @@ def test_inside_kickstart_the_block_stays_out_of_the_jobs_stdout(pegasus, tmp_pa
 
 
 @pytest.mark.parametrize("mode", ["top process", "process group"])
-def test_sigterm_reaches_the_job_once_and_the_record_survives(pegasus, tmp_path, mode):
+def test_sigterm_reaches_the_job_and_the_record_survives(pegasus, tmp_path, mode):
     """HTCondor's soft kill signals the top process; `timeout` and `kill -- -PGID` its group.
-    kickstart dies if a second SIGTERM lands while it writes its record. (bench.sidecar_signals
-    runs 200 trials of each mode, and a kill of every process.)"""
+    kickstart dies if a second SIGTERM lands while it writes its record. What must hold in
+    every trial, with and without the sidecar: the record is whole, the job saw the signal,
+    and the parent sees 143. A signal to the top process alone reaches the job exactly once;
+    to the group, kickstart alone delivers it once or twice (its own forward races the
+    group's), so how often is a rate for bench.sidecar_signals (200 trials of each mode and a
+    kill of every process), not a test."""
     from bench.sidecar_signals import trial
 
     kickstart = str(pegasus.home / "bin" / "pegasus-kickstart")
-    alone = trial(kickstart, mode, sidecar=False, directory=tmp_path)
-    for _ in range(5):
-        assert trial(kickstart, mode, sidecar=True, directory=tmp_path) == alone == (True, 1, 143)
+    allowed = {1} if mode == "top process" else {1, 2}
+    for sidecar in (False, True, True, True):
+        complete, times, status = trial(kickstart, mode, sidecar=sidecar, directory=tmp_path)
+        assert (complete, status) == (True, 143), (sidecar, complete, times, status)
+        assert times in allowed, (sidecar, times)
