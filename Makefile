@@ -1,5 +1,7 @@
 # `make demo` and `make test` work on a fresh machine: each builds .venv on first use.
-PYTHON ?= python3
+# As root, the personal HTCondor pool's jobs run as an ordinary user, who cannot reach a Python
+# in root's home (pyenv's, say): the environment is then built on the system's Python.
+PYTHON ?= $(if $(and $(filter 0,$(shell id -u)),$(wildcard /usr/bin/python3)),/usr/bin/python3,python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -12,7 +14,7 @@ GLOBUS_CLI_VERSION := 3.43.0
 
 $(STAMP): setup.cfg pyproject.toml Makefile
 	@echo "First run: building $(VENV) from PyPI (about 20 s)"
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -e '.[test]'
 	# stock Pegasus, for the interoperability tests: --no-deps keeps its globus-sdk<4 pin out
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(PEGASUS_WHEELS)

@@ -1,12 +1,15 @@
-"""Plan and run workflows with a real Pegasus installation and no HTCondor, against the local
-Globus emulator: what `make demo` and the real-Pegasus tests do.
+"""Plan and run workflows with a real Pegasus installation against the local Globus emulator:
+what `make demo` and the real-Pegasus tests do.
 
 Pegasus is found as a user's machine has it: ``$PEGASUS_HOME``, else ``pegasus-plan`` on PATH.
 The installation is copied once and ``pegasus-globus-setup install`` puts this project's
-Globus handler into the copy, so the user's installation is never changed. Workflows are
-planned with the Shell code generator (``pegasus.code.generator = Shell``), which writes a
-script that runs every job through ``pegasus-kickstart`` and every record through
-``pegasus-exitcode``, on site ``local`` only, one job at a time; ``pegasus-run`` runs it.
+Globus handler into the copy, so the user's installation is never changed. On a personal
+HTCondor pool (:mod:`personal_pool`) workflows are planned with the condor code generator and
+``pegasus-plan --submit`` hands them to DAGMan, every command run as the pool's account.
+Without HTCondor they are planned with the Shell code generator (``pegasus.code.generator =
+Shell``), which writes a script that runs every job through ``pegasus-kickstart`` and every
+record through ``pegasus-exitcode``, on site ``local`` only, one job at a time; ``pegasus-run``
+runs it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 BIN = Path(sys.executable).parent  # this environment's commands (pegasus-kickstart-gpu, ...)
 
@@ -52,10 +55,12 @@ class RealPegasus:
 
     :param installation: the user's Pegasus (see :func:`find_pegasus`)
     :param directory: where the copy goes (``directory/pegasus``)
+    :param pool: a running :class:`personal_pool.PersonalPool` to submit to (None: the Shell
+        code generator, no HTCondor)
     """
 
-    def __init__(self, installation: Path, directory: Path) -> None:
-        self.home = directory / "pegasus"
+    def __init__(self, installation: Path, directory: Path, pool: Any = None) -> None:
+        self.home, self.pool = directory / "pegasus", pool
         if not (self.home / "bin" / "pegasus-plan").exists():
             shutil.rmtree(self.home, ignore_errors=True)
             shutil.copytree(installation, self.home, symlinks=True)
@@ -67,13 +72,15 @@ class RealPegasus:
                               text=True).stdout.strip()
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
-        """``base`` with this copy first on PATH, then this project's commands."""
-        return {**base, "PEGASUS_HOME": str(self.home), "PEGASUS_METRICS": "false",
-                "PATH": f"{self.home / 'bin'}{os.pathsep}{BIN}{os.pathsep}{base.get('PATH', '')}"}
+        """``base`` with this copy first on PATH, then this project's commands (and the pool's
+        tools and configuration, on a pool)."""
+        env = {**base, "PEGASUS_HOME": str(self.home), "PEGASUS_METRICS": "false",
+               "PATH": f"{self.home / 'bin'}{os.pathsep}{BIN}{os.pathsep}{base.get('PATH', '')}"}
+        return self.pool.environment(env) if self.pool else env
 
-    @staticmethod
-    def write_properties(path: Path, sites: Path, **extra: str) -> Path:
-        properties = {"pegasus.code.generator": "Shell", "pegasus.data.configuration": "sharedfs",
+    def write_properties(self, path: Path, sites: Path, **extra: str) -> Path:
+        generator = "condor" if self.pool else "Shell"
+        properties = {"pegasus.code.generator": generator, "pegasus.data.configuration": "sharedfs",
                       "pegasus.catalog.site.file": str(sites), "pegasus.transfer.links": "false",
                       **extra}
         path.write_text("".join(f"{key} = {value}\n" for key, value in properties.items()))
@@ -81,18 +88,22 @@ class RealPegasus:
 
     def plan(self, workflow: Path, properties: Path, submit: Path, env: Mapping[str, str],
              output_site: str | None = None, cleanup: str = "leaf",
-             site: str = "local", staging_site: str | None = None) -> Outcome:
-        """``pegasus-plan``; the outcome's submit_dir is the run directory. The Shell code
-        generator plans for site ``local`` only; a condor plan needs ``condor_submit_dag`` on
-        PATH (:func:`local_dagman.condor_submit_dag_stand_in`)."""
+             site: str = "local", staging_site: str | None = None,
+             cluster: str | None = None) -> Outcome:
+        """``pegasus-plan``, with ``--submit`` on a pool; the outcome's submit_dir is the run
+        directory. The Shell code generator plans for site ``local`` only."""
         command = [str(self.home / "bin" / "pegasus-plan"), "--conf", str(properties), "--sites",
                    site, "--dir", str(submit), "--cleanup", cleanup]
+        if self.pool:
+            command.append("--submit")
+        if cluster:
+            command += ["--cluster", cluster]
         if output_site:
             command += ["--output-sites", output_site]
         if staging_site:
             command += ["--staging-site", f"{site}={staging_site}"]
         outcome = self._run([*command, str(workflow)], env, cwd=workflow.parent)
-        match = re.search(r"pegasus-run\s+(\S+)", outcome.output)
+        match = re.search(r"pegasus-(?:run|remove)\s+(\S+)", outcome.output)
         outcome.submit_dir = Path(match.group(1)) if match else None
         return outcome
 
@@ -110,21 +121,27 @@ class RealPegasus:
         return self._run([str(self.home / "bin" / "pegasus-run"), str(submit_dir)], env,
                          cwd=submit_dir)
 
-    def run_dag(self, submit_dir: Path, env: Mapping[str, str]) -> Outcome:
-        """Run a condor plan (``pegasus.code.generator = condor``, site ``local``) without
-        HTCondor: :mod:`local_dagman` does DAGMan's part. Nonsharedfs (PegasusLite) plans
-        need it; the Shell generator cannot run them."""
-        from local_dagman import run_dag
-
-        started, lines = time.monotonic(), []
-        returncode = run_dag(next(submit_dir.glob("*.dag")), env, log=lines.append)
-        return Outcome(returncode, "\n".join(lines), time.monotonic() - started, submit_dir)
-
-    @staticmethod
-    def _run(command: list[str], env: Mapping[str, str], cwd: Path) -> Outcome:
+    def wait(self, submit_dir: Path, timeout: float = 600) -> Outcome:
+        """On a pool: wait for a submitted workflow (DAGMan done, monitord done)."""
         started = time.monotonic()
-        result = subprocess.run(command, env=dict(env), cwd=cwd, capture_output=True, text=True,
-                                timeout=900)
+        status = self.pool.wait_for_workflow(submit_dir, timeout)
+        out = next(submit_dir.glob("*.dag.dagman.out")).read_text()
+        return Outcome(status, out, time.monotonic() - started, submit_dir)
+
+    def tool(self, name: str, *arguments: str, env: Mapping[str, str] = os.environ,
+             cwd: Path | None = None) -> Outcome:
+        """One of Pegasus' own tools (``pegasus-status``, ``pegasus-statistics``, ...), as the
+        pool's account where there is a pool."""
+        return self._run([str(self.home / "bin" / name), *arguments], env, cwd=cwd or Path("/"))
+
+    def _run(self, command: list[str], env: Mapping[str, str], cwd: Path) -> Outcome:
+        started = time.monotonic()
+        if self.pool:
+            result = self.pool.run(command, env=self.environment(env), cwd=cwd, check=False,
+                                   timeout=900)
+        else:
+            result = subprocess.run(command, env=dict(env), cwd=cwd, capture_output=True,
+                                    text=True, timeout=900)
         return Outcome(result.returncode, result.stdout + result.stderr,
                        time.monotonic() - started)
 

@@ -95,3 +95,36 @@ def pegasus(tmp_path_factory) -> RealPegasus:
             pytest.fail(f"CI needs the real Pegasus: {reason}")
         pytest.skip(reason)
     return RealPegasus(installation, tmp_path_factory.mktemp("real-pegasus"))
+
+
+def _absent(reason: str) -> None:
+    """Skip without a real component, except under CI (CI=true), where it is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI needs it: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def condor_pool() -> Iterator[Any]:
+    """One personal HTCondor pool for the whole session (found as a user's machine has
+    HTCondor: $CONDOR_CONFIG, else condor_submit_dag on PATH), run by an unprivileged account,
+    stopped by its PID at the end; skipped without HTCondor, except under CI."""
+    from personal_pool import PoolUnavailable, start_pool
+
+    try:
+        pool = start_pool()
+    except PoolUnavailable as error:
+        _absent(str(error))
+    try:
+        yield pool
+    finally:
+        pool.stop()
+
+
+@pytest.fixture(scope="session")
+def pool_pegasus(condor_pool) -> RealPegasus:
+    """The real Pegasus, copied where the pool's account can read it, submitting to the pool."""
+    installation = find_pegasus()
+    if installation is None:
+        _absent("no Pegasus installation: set PEGASUS_HOME or put pegasus-plan on PATH")
+    return RealPegasus(installation, condor_pool.root, pool=condor_pool)

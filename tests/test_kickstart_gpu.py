@@ -304,6 +304,13 @@ def test_only_the_jobs_gpus_are_selected(environ, expected):
     assert select(library(), environ).indices == expected
 
 
+@pytest.mark.parametrize("hidden", ["10000", "-1"])
+def test_gpus_hidden_on_purpose_are_no_gpu_and_no_problem(hidden):
+    """HTCondor gives a job that asked for no GPU CUDA_VISIBLE_DEVICES=10000."""
+    selection = select(library(), {"CUDA_VISIBLE_DEVICES": hidden})
+    assert (selection.indices, selection.problems) == ([], [])
+
+
 def test_a_mig_instance_is_monitored_through_its_parent():
     trace = copy.deepcopy(load_trace(TRACE))
     trace["devices"][1]["mig_uuids"] = ["MIG-11112222-3333-4444-5555-666677778888"]

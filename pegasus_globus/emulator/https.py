@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ApiError
@@ -72,6 +73,7 @@ class HttpsService:
                 handle.write(request.body)
             os.chmod(temporary, 0o644)
             os.replace(temporary, target)
+            self.emulator.hand_over(Path(target))
         except BaseException:
             if os.path.exists(temporary):
                 os.unlink(temporary)

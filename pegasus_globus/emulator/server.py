@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import threading
@@ -180,6 +181,22 @@ class Emulator:
         path = self.root / "collections" / collection_id(collection)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def hand_over(self, path: Path) -> None:
+        """Give what the service just made at ``path`` (and the directories it made above it)
+        to the owner of the collection's mapped directory: a real collection writes as the
+        local account its identity maps to, so a job of that account can write where the
+        service made a directory (a site's scratch). Only a root service can, and needs to."""
+        if os.geteuid() != 0:
+            return
+        for mapped in (Path(flags["root"]) for flags in self.state["collections"].values()
+                       if flags.get("root")):
+            if mapped in path.parents:
+                owner = mapped.stat()
+                for made in (path, *path.parents):
+                    if made == mapped or made.stat().st_uid == owner.st_uid:
+                        return
+                    os.lchown(made, owner.st_uid, owner.st_gid)
 
     def resolve(self, collection: str, path: str) -> Path:
         """The local file behind a Globus ``path`` on ``collection``, never outside it."""

@@ -566,6 +566,7 @@ class TransferService:
             os.chmod(tmp, NEW_FILE_MODE)  # as a new file gets, not mkstemp's 0600
             self._check_live(task_id, doc)  # cancelled while copying: nothing lands
             os.replace(tmp, dst)
+            self.emulator.hand_over(dst)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -810,6 +811,7 @@ class TransferService:
         except FileExistsError:  # made meanwhile by a concurrent request
             raise ApiError(502, "ExternalError.MkdirFailed.Exists",
                            f"Path already exists: '{path}'") from None
+        self.emulator.hand_over(target)
         return Response(202, {"DATA_TYPE": "mkdir_result", "code": "DirectoryCreated",
                               "message": "The directory was created successfully",
                               "request_id": uuid.uuid4().hex[:9], "resource": request.path})

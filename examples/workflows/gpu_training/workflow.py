@@ -6,11 +6,18 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
 from pathlib import Path
 
 from Pegasus.api import File, Job, Transformation, TransformationCatalog, Workflow
 
 HERE = Path(__file__).resolve().parent
+# HTCondor runs a job's executable by its path (a vanilla job has no PATH to search), so the
+# launcher is named by where it is installed: here, beside this Python, else on PATH.
+_BESIDE = Path(sys.executable).parent / "pegasus-kickstart-gpu"
+LAUNCHER = str(_BESIDE) if _BESIDE.is_file() else (shutil.which("pegasus-kickstart-gpu")
+                                                  or "pegasus-kickstart-gpu")
 
 
 def build(directory: Path, interval: int = 10, epochs: int = 3, site: str = "condorpool",
@@ -25,7 +32,7 @@ def build(directory: Path, interval: int = 10, epochs: int = 3, site: str = "con
     train = Transformation("train", site=site, pfn=str(HERE / "train.py"), is_stageable=False)
     train.add_pegasus_profile(gpus=1)  # HTCondor request_gpus = 1
     # pegasus-kickstart runs inside the launcher: pegasus-kickstart-gpu [args] pegasus-kickstart ...
-    train.add_pegasus_profile(grid_start_launcher="pegasus-kickstart-gpu",
+    train.add_pegasus_profile(grid_start_launcher=LAUNCHER,
                               grid_start_launcher_arguments=f"--interval {interval} "
                               f"{launcher_arguments}".strip())
     job = Job(train, _id="train").add_args("--epochs", str(epochs))

@@ -1,0 +1,182 @@
+"""GPU job shapes on a real personal HTCondor pool: ``pegasus-plan --submit``, DAGMan, the
+schedd and startd, ``condor_starter`` in the vanilla universe with HTCondor's simulated GPUs,
+monitord, and Pegasus' own ``pegasus-status``, ``pegasus-statistics`` and ``pegasus-analyzer``.
+
+One workflow holds every shape (a planning and a DAG for all): a GPU job, a job that asked
+for no GPU, a job that fails once and succeeds on DAGMan's retry, and four GPU tasks clustered
+horizontally into one ``pegasus-cluster`` job, all under the sidecar as Pegasus' launcher.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TRACE = ROOT / "share" / "kickstart-gpu" / "traces" / "a2x-a100-training.json"
+MARKER = "---------------pegasus-multipart"
+
+
+def pool_trace(directory: Path) -> Path:
+    """The replay trace with the GPUs HTCondor simulates (their names and UUIDs), so the
+    sidecar on a slot sees the GPU HTCondor assigned, as on a GPU node."""
+    from personal_pool import GPU_UUIDS
+
+    trace = json.loads(TRACE.read_text())
+    for device, uuid in zip(trace["devices"], GPU_UUIDS):
+        device.update(uuid=uuid, name="Tesla V100-PCIE-16GB")
+    path = directory / "trace.json"
+    path.write_text(json.dumps(trace))
+    return path
+
+
+def condor_site(name: str, scratch: Path, storage: Path, pegasus_home: Path) -> object:
+    from rehearsal import local_site
+
+    site = local_site(scratch, storage, name=name)
+    site.add_pegasus_profile(style="condor").add_condor_profile(universe="vanilla")
+    site.add_env(PEGASUS_HOME=str(pegasus_home))
+    return site
+
+
+def gpu_shapes(work: Path, pegasus_home: Path) -> Path:
+    """The workflow with every GPU shape, for site condorpool; returns workflow.yml."""
+    from Pegasus.api import Job, SiteCatalog, Transformation, TransformationCatalog, Workflow
+    from rehearsal import example, local_site
+
+    trace = pool_trace(work)
+    flaky = work / "flaky.sh"  # fails its first try, succeeds on the next
+    flaky.write_text('#!/bin/sh\n[ -e "$1" ] && exit 0\n: > "$1"\nexit 3\n')
+    flaky.chmod(0o755)
+    launcher = {"grid_start_launcher": example("gpu_training").LAUNCHER,
+                "grid_start_launcher_arguments": f"--interval 1 --backend replay:{trace}"}
+
+    def transformation(name: str, pfn: str, gpus: int) -> Transformation:
+        made = Transformation(name, site="condorpool", pfn=pfn, is_stageable=False)
+        made.add_pegasus_profile(**launcher)
+        if gpus:
+            made.add_pegasus_profile(gpus=gpus)
+        return made
+
+    train = transformation("train", "/bin/sleep", 1)
+    cpu = transformation("cpu", "/bin/sleep", 0)
+    retried = transformation("flaky", str(flaky), 1).add_dagman_profile(retry=2)
+    task = transformation("task", "/bin/sleep", 1).add_pegasus_profile(clusters_size=4)
+    workflow = Workflow("gpu-shapes").add_jobs(
+        Job(train, _id="train").add_args("2"), Job(cpu, _id="cpu").add_args("1"),
+        Job(retried, _id="flaky").add_args(str(work / "tried")),
+        *(Job(task, _id=f"task{i}").add_args("1") for i in range(4)))
+    workflow.add_transformation_catalog(TransformationCatalog().add_transformations(
+        train, cpu, retried, task))
+    SiteCatalog().add_sites(local_site(work / "local-scratch", work / "outputs"),
+                            condor_site("condorpool", work / "scratch", work / "outputs",
+                                        pegasus_home)).write(str(work / "sites.yml"))
+    path = work / "workflow.yml"
+    workflow.write(str(path))
+    return path
+
+
+class Run:
+    """A submitted workflow and what Pegasus, HTCondor and the records say about it."""
+
+    def __init__(self, pegasus, submit_dir: Path, outcome, env: dict[str, str]) -> None:
+        self.pegasus, self.submit_dir, self.outcome, self.env = pegasus, submit_dir, outcome, env
+
+    def records(self, job: str) -> list[Path]:
+        return sorted(self.submit_dir.rglob(f"{job}.out.[0-9][0-9][0-9]"))
+
+    def condor_id(self, job: str) -> str:
+        """The HTCondor cluster of the job's last try, as jobstate.log has it."""
+        lines = [line.split() for line in (self.submit_dir / "jobstate.log").read_text()
+                 .splitlines()]
+        return [fields[3] for fields in lines if fields[1] == job
+                and fields[2] == "SUBMIT"][-1].split(".")[0]
+
+    def tool(self, name: str, *arguments: str) -> str:
+        outcome = self.pegasus.tool(name, *arguments, str(self.submit_dir), env=self.env)
+        assert outcome.returncode == 0, outcome.output[-3000:]
+        return outcome.output
+
+
+@pytest.fixture(scope="module")
+def shapes(pool_pegasus, condor_pool) -> Run:
+    work = condor_pool.directory("gpu-shapes")
+    workflow = gpu_shapes(work, pool_pegasus.home)
+    properties = pool_pegasus.write_properties(work / "pegasus.properties", work / "sites.yml")
+    condor_pool.give(work)
+    env = pool_pegasus.environment({"HOME": str(work), "PATH": "/usr/bin:/bin"})
+    plan = pool_pegasus.plan(workflow, properties, work / "submit", env, site="condorpool",
+                             output_site="local", cleanup="none", cluster="horizontal")
+    assert plan.returncode == 0 and plan.submit_dir, plan.output[-3000:]
+    return Run(pool_pegasus, plan.submit_dir, pool_pegasus.wait(plan.submit_dir), env)
+
+
+def entries(record: Path) -> list[dict]:
+    from Pegasus.tools.kickstart_parser import YAMLParser
+
+    return YAMLParser(str(record)).parse_stampede()
+
+
+def gpu_blocks(record: Path) -> list[dict]:
+    return [e["kickstart.inv.gpu.environment"] for e in entries(record)
+            if "kickstart.inv.gpu.environment" in e]
+
+
+def test_the_workflow_succeeds_and_pegasus_tools_agree(shapes):
+    assert shapes.outcome.returncode == 0, shapes.outcome.output[-3000:]
+    status = shapes.tool("pegasus-status", "--long")
+    assert "Success" in status
+    statistics = shapes.tool("pegasus-statistics", "-s", "all")
+    assert "Workflow wall time" in statistics
+    analyzer = shapes.tool("pegasus-analyzer")
+    assert "# jobs failed      :      0" in analyzer and "Workflow Status    : success" in analyzer
+
+
+def test_the_gpu_job_records_exactly_the_gpu_htcondor_assigned(shapes, condor_pool):
+    (record,) = shapes.records("train_train")
+    (environment,) = gpu_blocks(record)
+    assigned = condor_pool.run(["condor_history", shapes.condor_id("train_train"), "-af",
+                                "AssignedGPUs"]).stdout.split()
+    assert len(assigned) == 1 and assigned[0].startswith("GPU-")
+    assert [device["uuid"][:len(assigned[0])] for device in environment["devices"]] == assigned
+    assert environment["device_count"] == 1 and not environment.get("problems")
+
+
+def test_a_job_that_asked_for_no_gpu_records_none_without_a_problem(shapes):
+    (record,) = shapes.records("cpu_cpu")
+    (environment,) = gpu_blocks(record)
+    assert environment["device_count"] == 0 and environment["devices"] == []
+    assert not environment.get("problems"), environment.get("problems")
+
+
+def test_a_job_that_fails_once_succeeds_on_dagmans_retry_with_a_record_per_try(shapes):
+    first, second = shapes.records("flaky_flaky")
+    assert [gpu_blocks(r) != [] for r in (first, second)] == [True, True]
+    exits = [next(e for e in entries(r) if e.get("invocation"))["exitcode"]
+             for r in (first, second)]
+    assert exits == [3, 0]
+    assert shapes.pegasus.exitcode(first.read_text()).returncode == 1
+    assert shapes.pegasus.exitcode(second.read_text()).returncode == 0
+
+
+def test_monitord_loaded_every_job_try_and_invocation(shapes):
+    database = next(shapes.submit_dir.glob("*.stampede.db"))
+    with sqlite3.connect(database) as db:
+        tries = dict(db.execute("SELECT j.exec_job_id, COUNT(*) FROM job j JOIN job_instance i "
+                                "ON i.job_id = j.job_id GROUP BY j.exec_job_id"))
+        invocations = db.execute("SELECT COUNT(*) FROM invocation WHERE task_submit_seq >= 0"
+                                 ).fetchone()[0]
+    assert tries["flaky_flaky"] == 2 and tries["train_train"] == 1, tries
+    assert invocations >= 2 + 2 + 4  # train, cpu, two tries of flaky, four clustered tasks
+
+
+def test_clustered_gpu_tasks_each_run_under_the_sidecar(shapes):
+    (record,) = [r for r in shapes.submit_dir.rglob("merge_*.out.000")]
+    parsed = entries(record)
+    tasks = [e for e in parsed if e.get("invocation")]
+    assert len(tasks) >= 4, [e.get("transformation") for e in tasks]
+    assert len(gpu_blocks(record)) >= 4
+    assert record.read_text().count(MARKER) >= 4  # every task's block is in the record
