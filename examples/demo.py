@@ -2,8 +2,11 @@
 
 Starts the Globus emulator on a sped-up clock and logs in with pegasus-globus-online-init (the
 code piped in automatically). With a real Pegasus installation ($PEGASUS_HOME, or pegasus-plan
-on PATH), it then plans and runs both example workflows with pegasus-plan and pegasus-run: the
-nightly backup stages its go:// input, runs, stages out and registers its Globus timer, which
+on PATH) and HTCondor ($CONDOR_CONFIG, or condor_submit_dag on PATH), it starts a personal pool
+of its own, submits both example workflows with pegasus-plan --submit, shows pegasus-status
+and pegasus-statistics for each, and stops the pool; with Pegasus alone, it plans and runs them
+with the Shell code generator and pegasus-run. The nightly backup stages its go:// input, runs,
+stages out and registers its Globus timer, which
 runs three emulated nights; the GPU job runs under pegasus-kickstart-gpu in front of the real
 pegasus-kickstart. Without Pegasus it drives the same pieces by hand: the timer registered from
 the workflow's metadata, a go:// input staged by stock pegasus-transfer (the pip-installed one)
@@ -26,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
+from personal_pool import GPU_UUIDS, PoolUnavailable, start_pool  # noqa: E402
 from rehearsal import RealPegasus, find_pegasus, gpu_training, nightly_backup  # noqa: E402
 from rehearsal import example as rehearsal_example  # noqa: E402
 
@@ -124,7 +128,8 @@ def real_pegasus_steps(pegasus: RealPegasus, emulator: object, env: dict[str, st
     env = pegasus.environment(env)
     data, results, archive = collections(emulator)
     workflow, properties = nightly_backup(pegasus, emulator, output / "nightly_backup", data,
-                                          results, archive)
+                                          results, archive, job_env={
+                                              "HOME": env["HOME"], **emulator.environment})
     plan_and_run(pegasus, "nightly_backup", workflow, properties, env,
                  output / "nightly_backup" / "submit", output_site="results")
     kept = sorted(p.name for p in (emulator.collection_path(results) / "nightly").iterdir())
@@ -143,11 +148,16 @@ def real_pegasus_steps(pegasus: RealPegasus, emulator: object, env: dict[str, st
 
 def plan_and_run(pegasus: RealPegasus, name: str, workflow: Path, properties: Path,
                  env: dict[str, str], submit: Path, **options: str) -> Path:
+    if pegasus.pool:
+        pegasus.pool.give(workflow.parent)
+        options["site"] = "condorpool" if name == "gpu_training" else "local"
     plan = pegasus.plan(workflow, properties, submit, env, **options)
     if plan.returncode or plan.submit_dir is None:
         raise SystemExit(f"demo step failed: pegasus-plan {name}\n{plan.output[-3000:]}")
     step(f"pegasus-plan {name} ({plan.seconds:.1f} s): "
-         + plan.lines(r"pegasus-run\s")[0].replace(str(Path.cwd()) + "/", ""))
+         + plan.lines(r"pegasus-(run|status -l)\s")[0].replace(str(Path.cwd()) + "/", ""))
+    if pegasus.pool:
+        return on_the_pool(pegasus, name, plan.submit_dir, env)
     result = pegasus.run(plan.submit_dir, env)
     for line in result.lines(r"^(JOB|POSTSCRIPT FOR JOB) .* Returned with"):
         print(f"    {line}")
@@ -156,6 +166,20 @@ def plan_and_run(pegasus: RealPegasus, name: str, workflow: Path, properties: Pa
     step(f"pegasus-run {name}: {len(result.lines(r'^JOB '))} jobs succeeded in "
          f"{result.seconds:.1f} s")
     return plan.submit_dir
+
+
+def on_the_pool(pegasus: RealPegasus, name: str, submit_dir: Path, env: dict[str, str]) -> Path:
+    """Wait for DAGMan, then show what pegasus-status and pegasus-statistics say."""
+    result = pegasus.wait(submit_dir)
+    status = pegasus.tool("pegasus-status", "--long", str(submit_dir), env=env).output
+    print("\n".join(f"    {line}" for line in status.splitlines() if line.strip()))
+    if result.returncode:
+        raise SystemExit(f"demo step failed: DAGMan ran {name}: {result.output[-3000:]}")
+    statistics = pegasus.tool("pegasus-statistics", str(submit_dir), env=env).output
+    print("\n".join(f"    {line}" for line in statistics.splitlines()
+                    if line.strip() and not line.startswith("#")))
+    step(f"DAGMan ran {name} on the pool in {result.seconds:.1f} s")
+    return submit_dir
 
 
 def stand_in_steps(emulator: object, env: dict[str, str], output: Path) -> Path:
@@ -217,6 +241,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def personal_pool(output: Path) -> object | None:
+    """A personal HTCondor pool of the demo's own, or None (saying why) without HTCondor."""
+    try:
+        pool = start_pool(parent=str(output))
+    except PoolUnavailable as error:
+        step(f"{error}: running the workflows without HTCondor (the Shell code generator)")
+        return None
+    pool.give(output)
+    step(f"personal HTCondor pool started in {shown(pool.root)} (run by "
+         f"{pool.account.pw_name if pool.account else 'you'}, {len(GPU_UUIDS)} simulated GPUs)")
+    return pool
+
+
 def demo(output: Path) -> int:
     started = time.monotonic()
     shutil.rmtree(output, ignore_errors=True)
@@ -230,10 +267,16 @@ def demo(output: Path) -> int:
         step(f"Globus emulator at {emulator.url}, its clock running a day a second")
         step(f"pegasus-globus-online-init: {login(env)}")
         if installation:
-            pegasus = RealPegasus(installation, output)
-            step(f"real Pegasus {pegasus.version()} from {installation}, copied to "
-                 f"{shown(pegasus.home)} with this project's Globus handler installed")
-            submit = real_pegasus_steps(pegasus, emulator, env, output)
+            pool = personal_pool(output)
+            try:
+                pegasus = RealPegasus(installation, output, pool=pool)
+                step(f"real Pegasus {pegasus.version()} from {installation}, copied to "
+                     f"{shown(pegasus.home)} with this project's Globus handler installed")
+                submit = real_pegasus_steps(pegasus, emulator, env, output)
+            finally:
+                if pool:
+                    pool.stop()
+                    step("personal pool stopped")
         else:
             step("no Pegasus installation found (set PEGASUS_HOME to run the workflows with "
                  "pegasus-plan and pegasus-run): driving the pieces by hand")

@@ -215,6 +215,20 @@ class PersonalPool:
             os.lchown(item, self.account.pw_uid, self.account.pw_gid)
 
 
+def simulated_gpu_trace(trace: Path, directory: Path) -> Path:
+    """A copy of replay ``trace`` in ``directory`` whose GPUs are the ones this pool simulates
+    (their names and UUIDs), so a sidecar on a slot sees the GPU HTCondor assigned, as on a
+    GPU node."""
+    import json
+
+    document = json.loads(trace.read_text())
+    for device, uuid in zip(document["devices"], GPU_UUIDS):
+        device.update(uuid=uuid, name="Tesla V100-PCIE-16GB")
+    path = directory / f"simulated-{trace.name}"
+    path.write_text(json.dumps(document))
+    return path
+
+
 def _pool_account() -> pwd.struct_passwd | None:
     """The unprivileged account the pool runs as when we are root (None: the caller)."""
     if os.geteuid() != 0:

@@ -157,6 +157,15 @@ def local_site(scratch: Path, storage: Path, name: str = "local") -> object:
             FileServer(f"file://{storage}", Operation.ALL)))
 
 
+def condor_site(name: str, scratch: Path, storage: Path, pegasus_home: Path) -> object:
+    """A pool's worker site: file:// scratch and storage, jobs in the vanilla universe (a job
+    there gets none of the submitter's environment: what it needs goes in ``env`` profiles)."""
+    site = local_site(scratch, storage, name=name)
+    site.add_pegasus_profile(style="condor").add_condor_profile(universe="vanilla")
+    site.add_env(PEGASUS_HOME=str(pegasus_home))
+    return site
+
+
 def example(name: str) -> object:
     """The example workflow module examples/workflows/<name>/workflow.py."""
     import importlib.util
@@ -169,9 +178,11 @@ def example(name: str) -> object:
 
 
 def nightly_backup(pegasus: RealPegasus, emulator: object, directory: Path, data: str,
-                   results: str, archive: str, nights: int = 3) -> tuple[Path, Path]:
+                   results: str, archive: str, nights: int = 3,
+                   job_env: Mapping[str, str] | None = None) -> tuple[Path, Path]:
     """The nightly_backup workflow for site ``local`` whose shared scratch (``directory/scratch``)
     is a Globus collection of ``emulator``, outputs to the results collection under /nightly.
+    ``job_env``: what its jobs need in their environment (on a pool, they get none of ours).
 
     :returns: the workflow file and the properties file to plan them with
     """
@@ -186,8 +197,9 @@ def nightly_backup(pegasus: RealPegasus, emulator: object, directory: Path, data
     emulator.map_collection(scratch_collection, scratch)  # type: ignore[attr-defined]
     workflow = example("nightly_backup").build(  # type: ignore[attr-defined]
         data, results, archive, directory, nights=nights, site="local")
-    SiteCatalog().add_sites(globus_scratch_site("local", scratch_collection, str(scratch)),
-                            globus_storage_site("results", results, "/nightly")).write(
+    site = globus_scratch_site("local", scratch_collection, str(scratch))
+    site.add_env(**(job_env or {}))
+    SiteCatalog().add_sites(site, globus_storage_site("results", results, "/nightly")).write(
         str(directory / "sites.yml"))
     properties = pegasus.write_properties(directory / "pegasus.properties",
                                           directory / "sites.yml",
@@ -197,18 +209,26 @@ def nightly_backup(pegasus: RealPegasus, emulator: object, directory: Path, data
 
 def gpu_training(pegasus: RealPegasus, directory: Path, trace: Path | None,
                  exit_code: int = 0, epochs: int = 2) -> tuple[Path, Path]:
-    """The gpu_training workflow for site ``local`` with plain file:// scratch; the sidecar
+    """The gpu_training workflow with plain file:// scratch, for site ``local`` (on a pool:
+    ``condorpool``, where HTCondor assigns the job one of its simulated GPUs); the sidecar
     replays ``trace`` (None: the real GPUs through NVML).
 
     :returns: the workflow file and the properties file to plan them with
     """
     from Pegasus.api import SiteCatalog
 
+    sites = [local_site(directory / "scratch", directory / "outputs")]
+    if pegasus.pool:
+        from personal_pool import simulated_gpu_trace
+
+        directory.mkdir(parents=True, exist_ok=True)
+        trace = simulated_gpu_trace(trace, directory) if trace else None
+        sites.append(condor_site("condorpool", directory / "pool-scratch",
+                                 directory / "outputs", pegasus.home))
     workflow = example("gpu_training").build(  # type: ignore[attr-defined]
-        directory, interval=1, epochs=epochs, site="local", exit_code=exit_code,
+        directory, interval=1, epochs=epochs, site=sites[-1].name, exit_code=exit_code,
         launcher_arguments=f"--backend replay:{trace}" if trace else "")
-    SiteCatalog().add_sites(local_site(directory / "scratch", directory / "outputs")).write(
-        str(directory / "sites.yml"))
+    SiteCatalog().add_sites(*sites).write(str(directory / "sites.yml"))
     properties = pegasus.write_properties(directory / "pegasus.properties",
                                           directory / "sites.yml")
     return workflow, properties

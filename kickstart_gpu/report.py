@@ -20,6 +20,8 @@ from .nvml import THROTTLE_MASK
 from .record_reader import GPU_KEYS, Record, read_record
 
 _ATTEMPT = re.compile(r"\.out(\.\d+)?$")
+# in a submit directory, what else ends in .out: DAGMan's logs and POST scripts' output
+_NOT_A_RECORD = re.compile(r"\.(dagman|lib|post)\.out(\.\d+)?$")
 TOP = 5
 
 
@@ -65,7 +67,7 @@ def find_records(paths: Iterable[str]) -> Iterator[str]:
         if os.path.isdir(path):
             for directory, _, files in os.walk(path):
                 for name in sorted(files):
-                    if _ATTEMPT.search(name):
+                    if _ATTEMPT.search(name) and not _NOT_A_RECORD.search(name):
                         yield os.path.join(directory, name)
         else:
             yield path

@@ -3,11 +3,12 @@
 Entries may be integers, ``GPU-<uuid>`` (or a unique prefix of one) or ``MIG-<uuid>``;
 empty, ``none``, ``void`` or ``NoDevFiles`` mean no GPU, and so do ``10000`` (what HTCondor
 sets for a job that asked for no GPU, ``ENVIRONMENT_VALUE_FOR_UnAssignedGPUs``) and ``-1``
-(the usual way to hide every GPU from CUDA): hidden on purpose, not a problem. As CUDA does, an invalid entry ends the
-list. Integer CUDA ordinals are mapped to NVML indices, which follow PCI bus order: exact when
-``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (as HTCondor and Slurm arrange), and otherwise exact only when
-the host's GPUs are all alike, because CUDA's default order puts the fastest GPU first. A MIG
-instance is monitored through its parent GPU, whose event names the instance.
+(the usual way to hide every GPU from CUDA): hidden on purpose, not a problem. As CUDA does,
+an invalid entry ends the list. Integer CUDA ordinals are mapped to NVML indices, which follow
+PCI bus order: exact when ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (as HTCondor and Slurm arrange), and
+otherwise exact only when the host's GPUs are all alike, because CUDA's default order puts the
+fastest GPU first. A MIG instance is monitored through its parent GPU, whose event names the
+instance.
 """
 
 from __future__ import annotations

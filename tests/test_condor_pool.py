@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,34 +22,13 @@ TRACE = ROOT / "share" / "kickstart-gpu" / "traces" / "a2x-a100-training.json"
 MARKER = "---------------pegasus-multipart"
 
 
-def pool_trace(directory: Path) -> Path:
-    """The replay trace with the GPUs HTCondor simulates (their names and UUIDs), so the
-    sidecar on a slot sees the GPU HTCondor assigned, as on a GPU node."""
-    from personal_pool import GPU_UUIDS
-
-    trace = json.loads(TRACE.read_text())
-    for device, uuid in zip(trace["devices"], GPU_UUIDS):
-        device.update(uuid=uuid, name="Tesla V100-PCIE-16GB")
-    path = directory / "trace.json"
-    path.write_text(json.dumps(trace))
-    return path
-
-
-def condor_site(name: str, scratch: Path, storage: Path, pegasus_home: Path) -> object:
-    from rehearsal import local_site
-
-    site = local_site(scratch, storage, name=name)
-    site.add_pegasus_profile(style="condor").add_condor_profile(universe="vanilla")
-    site.add_env(PEGASUS_HOME=str(pegasus_home))
-    return site
-
-
 def gpu_shapes(work: Path, pegasus_home: Path) -> Path:
     """The workflow with every GPU shape, for site condorpool; returns workflow.yml."""
     from Pegasus.api import Job, SiteCatalog, Transformation, TransformationCatalog, Workflow
-    from rehearsal import example, local_site
+    from personal_pool import simulated_gpu_trace
+    from rehearsal import condor_site, example, local_site
 
-    trace = pool_trace(work)
+    trace = simulated_gpu_trace(TRACE, work)
     flaky = work / "flaky.sh"  # fails its first try, succeeds on the next
     flaky.write_text('#!/bin/sh\n[ -e "$1" ] && exit 0\n: > "$1"\nexit 3\n')
     flaky.chmod(0o755)
@@ -133,6 +114,23 @@ def test_the_workflow_succeeds_and_pegasus_tools_agree(shapes):
     assert "Workflow wall time" in statistics
     analyzer = shapes.tool("pegasus-analyzer")
     assert "# jobs failed      :      0" in analyzer and "Workflow Status    : success" in analyzer
+
+
+def test_the_plan_puts_the_launcher_in_front_of_kickstart_and_asks_for_the_gpu(shapes):
+    submit = next(shapes.submit_dir.rglob("train_train.sub")).read_text()
+    settings = dict(line.split(" = ", 1) for line in submit.splitlines() if " = " in line)
+    assert settings["executable"].endswith("/pegasus-kickstart-gpu")
+    arguments = settings["arguments"].strip('"').split()
+    assert arguments[:2] == ["--interval", "1"] and arguments[4].endswith("/pegasus-kickstart")
+    assert settings["request_gpus"] == "1" and settings["universe"] == "vanilla"
+
+
+def test_the_report_lists_the_runs_gpu_jobs(shapes):
+    report = subprocess.run([sys.executable, "-m", "kickstart_gpu.cli", "report",
+                             str(shapes.submit_dir), "--format", "json"],
+                            capture_output=True, text=True, check=True)
+    jobs = {job["job"] for job in json.loads(report.stdout)["jobs"]}
+    assert {"train_train", "flaky_flaky"} <= jobs
 
 
 def test_the_gpu_job_records_exactly_the_gpu_htcondor_assigned(shapes, condor_pool):

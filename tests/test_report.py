@@ -74,6 +74,9 @@ def submit_dir(tmp_path) -> Path:
     (jobs / "ls_ID03.out.000").write_text((FIXTURES / "success_ls.out").read_text())
     broken = (FIXTURES / "success_ls.out").read_text() + gpu_block("0")
     (jobs / "broken_ID04.out.000").write_text(broken[: len(broken) - 200])  # cut mid-JSON
+    (jobs / "train_ID01.post.out").write_text("post script output\n")  # none of these is a record
+    (tmp_path / "submit" / "w-0.dag.dagman.out").write_text("DAGMan's log\n")
+    (tmp_path / "submit" / "w-0.dag.lib.out").write_text("")
     return tmp_path / "submit"
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import sys
+from pathlib import Path
 from typing import Any, Iterable
 
 from ..transfer.urls import parse_go_url
@@ -72,11 +74,15 @@ def add_timer_registration(workflow: Any, workflow_file: str, after: Iterable[An
     """Add a job that registers the workflow's timers, after the jobs producing the data.
 
     The job runs ``pegasus-globus-timer register <workflow_file>`` on ``site``, which is
-    idempotent: a retried or re-planned run creates no second set of timers.
+    idempotent: a retried or re-planned run creates no second set of timers. ``executable``
+    defaults to the command installed beside this Python, else the one on PATH: HTCondor
+    runs a job's executable by its path, without a PATH to search.
     """
     from Pegasus.api import Job, Transformation, TransformationCatalog
 
-    path = executable or shutil.which("pegasus-globus-timer") or "pegasus-globus-timer"
+    beside = Path(sys.executable).parent / "pegasus-globus-timer"
+    path = executable or (str(beside) if beside.is_file() else None) or shutil.which(
+        "pegasus-globus-timer") or "pegasus-globus-timer"
     transformation = Transformation("pegasus-globus-timer", site=site, pfn=path,
                                     is_stageable=False)
     if transformation_catalog is None:

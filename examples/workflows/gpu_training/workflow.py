@@ -38,7 +38,7 @@ def build(directory: Path, interval: int = 10, epochs: int = 3, site: str = "con
     job = Job(train, _id="train").add_args("--epochs", str(epochs))
     if exit_code:
         job.add_args("--exit-code", str(exit_code))
-    job.add_outputs(File("model.txt"), register_replica=False)
+    job.add_outputs(File("model.txt"))
     workflow = Workflow("gpu-training").add_jobs(job)
     workflow.add_transformation_catalog(TransformationCatalog().add_transformations(train))
     path = directory / "workflow.yml"

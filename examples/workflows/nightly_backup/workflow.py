@@ -37,8 +37,7 @@ def build(data: str, results: str, archive: str, directory: Path, nights: int = 
                              is_stageable=False)
     transformations = TransformationCatalog().add_transformations(analyse)
     job = Job(analyse, _id="analyse").add_args(raw).add_inputs(raw)
-    # outputs go to the results collection; Globus keeps them, not Pegasus' replica database
-    job.add_outputs(File("summary.txt"), File("report.html"), register_replica=False)
+    job.add_outputs(File("summary.txt"), File("report.html"))
     globus_timer(job, interval="1d", source=f"go://{results}/nightly/",
                  destination=f"go://{archive}/backups/nightly/", stop_after_runs=nights,
                  sync_level="checksum")
