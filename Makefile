@@ -22,7 +22,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 
 $(GLOBUS_CLI): Makefile
 	@echo "Installing globus-cli $(GLOBUS_CLI_VERSION) into .venv-globus-cli (the emulator's conformance tests)"
-	$(PYTHON) -m venv .venv-globus-cli
+	$(PYTHON) -m venv --clear .venv-globus-cli
 	.venv-globus-cli/bin/python -m pip install --quiet --disable-pip-version-check globus-cli==$(GLOBUS_CLI_VERSION)
 	touch $@
 

@@ -249,6 +249,11 @@ def personal_pool(output: Path) -> object | None:
         step(f"{error}: running the workflows without HTCondor (the Shell code generator)")
         return None
     pool.give(output)
+    if not pool.can_run(["test", "-w", str(output)]):
+        pool.stop()
+        step(f"the pool's account cannot reach {output} (a directory in root's home?): give "
+             "--output a directory it can reach; running the workflows without HTCondor")
+        return None
     step(f"personal HTCondor pool started in {shown(pool.root)} (run by "
          f"{pool.account.pw_name if pool.account else 'you'}, {len(GPU_UUIDS)} simulated GPUs)")
     return pool

@@ -122,11 +122,13 @@ class RealPegasus:
                          cwd=submit_dir)
 
     def wait(self, submit_dir: Path, timeout: float = 600) -> Outcome:
-        """On a pool: wait for a submitted workflow (DAGMan done, monitord done)."""
-        started = time.monotonic()
+        """On a pool: wait for a submitted workflow (DAGMan done, monitord done); the
+        outcome's seconds are the workflow's wall time as DAGMan's jobstate.log has it."""
         status = self.pool.wait_for_workflow(submit_dir, timeout)
         out = next(submit_dir.glob("*.dag.dagman.out")).read_text()
-        return Outcome(status, out, time.monotonic() - started, submit_dir)
+        stamps = [int(line.split()[0]) for line in
+                  (submit_dir / "jobstate.log").read_text().splitlines() if line[:1].isdigit()]
+        return Outcome(status, out, float(stamps[-1] - stamps[0]) if stamps else 0.0, submit_dir)
 
     def tool(self, name: str, *arguments: str, env: Mapping[str, str] = os.environ,
              cwd: Path | None = None) -> Outcome:

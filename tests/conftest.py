@@ -97,6 +97,17 @@ def pegasus(tmp_path_factory) -> RealPegasus:
     return RealPegasus(installation, tmp_path_factory.mktemp("real-pegasus"))
 
 
+POOL_WALL_TIMES: dict[str, float] = {}  # workflow shape -> its wall time on the pool (s)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Each pool workflow's wall time (DAGMan's jobstate.log), for the record; never asserted."""
+    if POOL_WALL_TIMES:
+        terminalreporter.section("wall time on the personal HTCondor pool")
+        for shape, seconds in POOL_WALL_TIMES.items():
+            terminalreporter.line(f"{shape:<28} {seconds:5.0f} s")
+
+
 def _absent(reason: str) -> None:
     """Skip without a real component, except under CI (CI=true), where it is a failure."""
     if os.environ.get("CI") == "true":
