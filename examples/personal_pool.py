@@ -32,7 +32,7 @@ from typing import Mapping, Sequence
 POOL_ACCOUNT = "pegasus-pool"
 SIMULATED_GPUS = 2
 # the UUIDs condor_gpu_discovery -simulate:2,N reports (HTCondor's own test hook)
-GPU_UUIDS = ("GPU-a0223334-4445-5667-899a-abbccddeeff0", "GPU-b1223334-4445-5667-899a-abbccddeeff1")
+GPU_UUIDS = ("GPU-a0223334-4445-5667-899a-abbccddeeff0", "GPU-b1223334-4445-5667-899a-abbccddeeff0")
 SETTINGS = {
     "NEGOTIATOR_INTERVAL": "1", "NEGOTIATOR_CYCLE_DELAY": "1", "NEGOTIATOR_MIN_INTERVAL": "1",
     "SCHEDD_INTERVAL": "1", "SCHEDD_MIN_INTERVAL": "0", "UPDATE_INTERVAL": "2",

@@ -98,14 +98,20 @@ def pegasus(tmp_path_factory) -> RealPegasus:
 
 
 POOL_WALL_TIMES: dict[str, float] = {}  # workflow shape -> its wall time on the pool (s)
+POOL_KILLS: dict[str, str] = {}  # "action, wrapped or not" -> what HTCondor and the job saw
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    """Each pool workflow's wall time (DAGMan's jobstate.log), for the record; never asserted."""
+    """What the pool runs showed, for the record (never asserted on times): each workflow's
+    wall time (DAGMan's jobstate.log), and each kill, hold or vacate beside kickstart alone."""
     if POOL_WALL_TIMES:
         terminalreporter.section("wall time on the personal HTCondor pool")
         for shape, seconds in POOL_WALL_TIMES.items():
             terminalreporter.line(f"{shape:<28} {seconds:5.0f} s")
+    if POOL_KILLS:
+        terminalreporter.section("condor_rm, hold/release, vacate on the personal pool")
+        for trial, outcome in POOL_KILLS.items():
+            terminalreporter.line(f"{trial:<34} {outcome}")
 
 
 def _absent(reason: str) -> None:

@@ -55,7 +55,7 @@ def gpu_shapes(work: Path, pegasus_home: Path) -> Path:
             made.add_pegasus_profile(gpus=gpus)
         return made
 
-    train = transformation("train", "/bin/sleep", 1)
+    train = transformation("train", "/bin/sleep", 2)  # both of the pool's GPUs
     cpu = transformation("cpu", "/bin/sleep", 0)
     retried = transformation("flaky", str(flaky), 1).add_dagman_profile(retry=2)
     plain = Transformation("plain", site="condorpool", pfn=str(flaky), is_stageable=False)
@@ -89,12 +89,18 @@ class Run:
     def records(self, job: str) -> list[Path]:
         return sorted(self.submit_dir.rglob(f"{job}.out.[0-9][0-9][0-9]"))
 
-    def condor_id(self, job: str) -> str:
-        """The HTCondor cluster of the job's last try, as jobstate.log has it."""
+    def condor_ids(self, job: str) -> list[str]:
+        """The HTCondor cluster of each try of the job, as jobstate.log has them."""
         lines = [line.split() for line in (self.submit_dir / "jobstate.log").read_text()
                  .splitlines()]
-        return [fields[3] for fields in lines if fields[1] == job
-                and fields[2] == "SUBMIT"][-1].split(".")[0]
+        return [fields[3].split(".")[0] for fields in lines if fields[1] == job
+                and fields[2] == "SUBMIT"]
+
+    def assigned_gpus(self, cluster: str, pool) -> list[str]:
+        """The GPUs HTCondor assigned that try (its slot's, which a reused claim may make more
+        than the job asked for)."""
+        return pool.run(["condor_history", cluster, "-af", "AssignedGPUs"]).stdout.strip(
+            ).split(",")
 
     def tool(self, name: str, *arguments: str) -> str:
         outcome = self.pegasus.tool(name, *arguments, str(self.submit_dir), env=self.env)
@@ -142,7 +148,7 @@ def test_the_plan_puts_the_launcher_in_front_of_kickstart_and_asks_for_the_gpu(s
     assert settings["executable"].endswith("/pegasus-kickstart-gpu")
     arguments = settings["arguments"].strip('"').split()
     assert arguments[:2] == ["--interval", "1"] and arguments[4].endswith("/pegasus-kickstart")
-    assert settings["request_gpus"] == "1" and settings["universe"] == "vanilla"
+    assert settings["request_gpus"] == "2" and settings["universe"] == "vanilla"
 
 
 def test_the_report_lists_the_runs_gpu_jobs(shapes):
@@ -150,17 +156,33 @@ def test_the_report_lists_the_runs_gpu_jobs(shapes):
                              str(shapes.submit_dir), "--format", "json"],
                             capture_output=True, text=True, check=True)
     jobs = {job["job"] for job in json.loads(report.stdout)["jobs"]}
-    assert {"train_train", "flaky_flaky"} <= jobs
+    assert {"train_train", "flaky_flaky"} <= jobs, report.stdout
+
+
+def uuids(environment: dict, assigned: list[str]) -> list[str]:
+    """The record's GPUs, cut to the length of HTCondor's short names (GPU-a0223334)."""
+    return [device["uuid"][:len(gpu)] for device, gpu in zip(environment["devices"], assigned)]
+
+
+def test_every_try_records_the_gpus_htcondor_assigned_it(shapes, condor_pool):
+    """Each try may get other GPUs of the pool: whichever they were, the record has them."""
+    records, clusters = shapes.records("flaky_flaky"), shapes.condor_ids("flaky_flaky")
+    assert len(records) == len(clusters) == 2
+    for record, cluster in zip(records, clusters):
+        (environment,) = gpu_blocks(record)
+        assigned = shapes.assigned_gpus(cluster, condor_pool)
+        assert uuids(environment, assigned) == assigned
+        assert environment["device_count"] == len(assigned), environment.get("problems")
 
 
 def test_the_gpu_job_records_exactly_the_gpu_htcondor_assigned(shapes, condor_pool):
     (record,) = shapes.records("train_train")
     (environment,) = gpu_blocks(record)
-    assigned = condor_pool.run(["condor_history", shapes.condor_id("train_train"), "-af",
-                                "AssignedGPUs"]).stdout.split()
-    assert len(assigned) == 1 and assigned[0].startswith("GPU-")
-    assert [device["uuid"][:len(assigned[0])] for device in environment["devices"]] == assigned
-    assert environment["device_count"] == 1 and not environment.get("problems")
+    (cluster,) = shapes.condor_ids("train_train")
+    assigned = shapes.assigned_gpus(cluster, condor_pool)
+    assert len(assigned) == 2 and all(gpu.startswith("GPU-") for gpu in assigned)
+    assert uuids(environment, assigned) == assigned
+    assert environment["device_count"] == 2 and not environment.get("problems")
 
 
 def test_a_job_that_asked_for_no_gpu_records_none_without_a_problem(shapes):
@@ -180,16 +202,17 @@ def test_a_job_that_fails_once_succeeds_on_dagmans_retry_with_a_record_per_try(s
     assert shapes.pegasus.exitcode(second.read_text()).returncode == 0
 
 
-def test_job_notifications_say_what_they_say_without_the_sidecar(shapes):
+def test_job_notifications_keep_success_and_failure_but_not_the_exit_code(shapes):
     """monitord takes the application's exit code for a job notification only from a record
-    of exactly one entry (num_records == 1, Pegasus 5.1); the GPU block makes more, so the
-    notification carries DAGMan's status for the job. Under kickstart both are the job's."""
-    lines = shapes.work / "notifications"
+    of exactly one entry (num_records == 1, Pegasus 5.1); the GPU block adds three, so a failed
+    try's notification carries the job's status after pegasus-exitcode (1) instead of the
+    application's exit code (3). Success and failure are told the same way."""
     seen: dict[str, list[str]] = {}
-    for line in lines.read_text().splitlines():
+    for line in (shapes.work / "notifications").read_text().splitlines():
         job, status = line.split()
         seen.setdefault(job, []).append(status)
-    assert seen["flaky_flaky"] == seen["plain_plain"], seen
+    assert seen["plain_plain"] == ["3", "0"]  # kickstart alone: the application's exit code
+    assert seen["flaky_flaky"] == ["1", "0"]  # with the block: the job's status
 
 
 def test_monitord_loaded_every_job_try_and_invocation(shapes):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import POOL_KILLS
+
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = ROOT / "share" / "kickstart-gpu" / "traces" / "a2x-a100-training.json"
 SIDECAR = str(Path(sys.executable).parent / "pegasus-kickstart-gpu")
@@ -95,6 +97,12 @@ def trials(condor_pool, pool_pegasus):
         trial.act_when_running()
     for trial in made.values():
         trial.wait()
+        POOL_KILLS[f"{trial.action}, {'sidecar+kickstart' if trial.sidecar else 'kickstart'}"] = (
+            f"JobStatus/ExitCode/NumJobStarts {' '.join(trial.outcome)}; events "
+            f"{' '.join(trial.events)}; job saw {trial.seen or 'nothing'}; records "
+            f"{trial.output.count('- invocation:')}, GPU blocks "
+            f"{trial.output.count('---------------pegasus-multipart')}; "
+            f"left behind {len(trial.leftovers())}")
     return made
 
 
