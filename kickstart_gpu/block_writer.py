@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import sys
 
 TYPE_CHECKING = False
@@ -102,8 +103,7 @@ def write_record(events: Mapping[str, Any], output: str | None,
 
     entries = render_entries(events)
     if output:
-        with open(output, "a") as handle:
-            handle.write(f"{MARKER}\n{entries}")
+        _append_whole(output, f"{MARKER}\n{entries}")
         return output
     directory = environ.get("PEGASUS_MULTIPART_DIR")
     if directory:
@@ -116,10 +116,32 @@ def write_record(events: Mapping[str, Any], output: str | None,
               f"is the job's: the GPU block is in {path} (put the sidecar in front of kickstart "
               f"with the gridstart.launcher profile, or give --output)", file=sys.stderr)
         return path
+    if sys.stdout is None:
+        raise OSError("standard output is closed: give --output PATH for the block")
     sys.stdout.flush()
     sys.stdout.write(f"\n{MARKER}\n{entries}")
     sys.stdout.flush()
     return "standard output"
+
+
+def _append_whole(path: str, text: str) -> None:
+    """Append ``text`` to ``path`` completely or not at all: a write that fails (a full disk)
+    leaves the file as it was, and no file where there was none."""
+    existed = os.path.exists(path)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    before = os.fstat(fd)
+    try:
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:
+        if stat.S_ISREG(before.st_mode):  # not a pipe or a device
+            os.ftruncate(fd, before.st_size)
+            if not existed:
+                os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
 
 
 def inside_kickstart() -> bool:

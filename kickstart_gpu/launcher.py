@@ -1,8 +1,10 @@
 """Run the job exactly as it would run alone, and learn how it ended.
 
 The job is started before anything else happens, with the signal mask and dispositions it
-would have had, and standard input, output and error untouched. SIGTERM, SIGINT, SIGHUP,
-SIGQUIT, SIGUSR1 and SIGUSR2 sent to the launcher are forwarded to the job once:
+would have had, and standard input, output and error untouched. Every signal that would end
+the launcher by default (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU,
+the real-time signals, ...; not SIGKILL, nor SIGPIPE and SIGXFSZ, which Python ignores) is
+forwarded to the job once instead, so the job never outlives the launcher because of one:
 
 - Outside a terminal's foreground (batch systems, DAGMan) the job gets a process group of its
   own, so a signal to the launcher's group (``kill -TERM -- -PGID``, ``timeout``) reaches the
@@ -27,8 +29,12 @@ TYPE_CHECKING = False  # typing costs milliseconds on the job's start path
 if TYPE_CHECKING:
     from typing import NoReturn
 
-FORWARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2}
+# what ends a process by default, that kill(2) can send and a thread can wait for
+FORWARDED = {getattr(signal, name) for name in (
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
+    "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGXCPU", "SIGVTALRM",
+    "SIGPROF", "SIGIO", "SIGPWR", "SIGSYS") if hasattr(signal, name)} | (
+    set(range(signal.SIGRTMIN, signal.SIGRTMAX + 1)) if hasattr(signal, "SIGRTMIN") else set())
 # Python ignores these at start-up, and ignored dispositions survive exec: without a reset a
 # job's `yes | head` would spin on EPIPE and a job over `ulimit -f` would not die of SIGXFSZ.
 PYTHON_IGNORED = {signal.SIGPIPE, signal.SIGXFSZ}
@@ -137,8 +143,9 @@ def spawn_failure(argv: list[str], error: OSError) -> NoReturn:
 def end_like(status: int) -> NoReturn:
     """Exit with the job's status; for a job killed by a signal, die of the same signal."""
     for stream in (sys.stdout, sys.stderr):
-        # a reader gone (the job died of SIGPIPE too) must not change the status
-        with contextlib.suppress(OSError):
+        # a reader gone (the job died of SIGPIPE too) must not change the status; a stream
+        # the caller closed (`>&-`) is None
+        with contextlib.suppress(OSError, AttributeError):
             stream.flush()
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)

@@ -226,10 +226,10 @@ def totals(jobs: list[JobUsage], counts: Counts) -> dict[str, Any]:
         "failed_attempts": counts.failed_attempts,
         "records_without_gpu_events": counts.without_gpu_events,
         "damaged_records": len(counts.damaged), "damaged": counts.damaged[:20],
-        "gpu_hours": round(sum(j.gpu_hours for j in jobs), 4),
-        "idle_gpu_hours": round(sum(j.idle_gpu_hours for j in jobs), 4),
-        "energy_j": round(sum(energy), 1) if energy else None,
-        "energy_kwh": round(sum(energy) / 3.6e6, 6) if energy else None,
+        "gpu_hours": sum(j.gpu_hours for j in jobs),
+        "idle_gpu_hours": sum(j.idle_gpu_hours for j in jobs),
+        "energy_j": sum(energy) if energy else None,
+        "energy_kwh": sum(energy) / 3.6e6 if energy else None,
         "top_by_gpu_hours": [j.job for j in sorted(jobs, key=lambda j: -j.gpu_hours)[:TOP]],
         "top_by_idle_gpu_hours": [j.job for j in sorted(jobs, key=lambda j: -j.idle_gpu_hours)
                                   [:TOP] if j.idle_gpu_hours > 0],
@@ -237,12 +237,10 @@ def totals(jobs: list[JobUsage], counts: Counts) -> dict[str, Any]:
 
 
 def _row(job: JobUsage) -> dict[str, Any]:
+    """A job's figures at full precision (json and csv; the table rounds for reading)."""
     row = {k: v for k, v in asdict(job).items() if k != "timeline"}
     row.update(gpus="; ".join(job.gpus), errors="; ".join(job.errors),
-               energy_kwh=None if job.energy_kwh is None else round(job.energy_kwh, 6),
-               gpu_hours=round(job.gpu_hours, 4), idle_gpu_hours=round(job.idle_gpu_hours, 4),
-               wall_s=round(job.wall_s, 1),
-               energy_j=None if job.energy_j is None else round(job.energy_j, 1))
+               energy_kwh=job.energy_kwh)
     return row
 
 

@@ -92,7 +92,7 @@ def test_report_per_job_and_totals(capsys, submit_dir):
     train, evaluation = jobs["train_ID01"], jobs["eval_ID02"]
     assert (train["attempts"], train["failed_attempts"], train["gpu_count"]) == (2, 1, 2)
     assert train["wall_s"] == 58.0
-    assert train["gpu_hours"] == round(58 * 2 / 3600, 4)
+    assert train["gpu_hours"] == pytest.approx(58 * 2 / 3600)  # full precision, not rounded
     assert train["energy_j"] > 0 and train["peak_gpu_util"] > 50
     assert train["peak_mem_bytes"] > 30 * 2 ** 30
     assert train["throttled_samples"] == 0  # the trace caps power from t=60 s on

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,77 @@ def test_sigterm_reaches_the_job_and_the_record_survives(pegasus, tmp_path, mode
         complete, times, status = trial(kickstart, mode, sidecar=sidecar, directory=tmp_path)
         assert (complete, status) == (True, 143), (sidecar, complete, times, status)
         assert times in allowed, (sidecar, times)
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-", ">&- 2>&-"])
+def test_closed_standard_streams_change_nothing(closed):
+    """`job >&-`: the job's exit status, and no traceback, whatever the sidecar cannot write."""
+    for job, status in (("true", 0), ("sh -c 'exit 3'", 3)):
+        script = (f'exec 3>&1; {job} {closed}; echo "alone=$?" >&3; '
+                  f'"{SIDECAR}" --backend replay:{TRACE} -- {job} {closed}; echo "rc=$?" >&3')
+        result = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                                timeout=60)
+        assert re.findall(r"(?:alone|rc)=\d+", result.stdout) == [f"alone={status}",
+                                                                    f"rc={status}"]
+        assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_record_that_cannot_be_written_whole_leaves_no_file(tmp_path):
+    """--output on a full disk (here a file size limit): no partial or empty record file."""
+    import resource
+
+    output = tmp_path / "record.yml"
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))
+
+    result = subprocess.run([SIDECAR, "--backend", f"replay:{TRACE}", "--output", str(output),
+                             "--", "true"], capture_output=True, text=True, timeout=60,
+                            preexec_fn=small_files)
+    assert result.returncode == 0, result.stderr
+    assert "could not write the GPU record" in result.stderr
+    assert not output.exists()
+    output.write_text("kept\n")  # an existing file keeps what it had
+    subprocess.run([SIDECAR, "--backend", f"replay:{TRACE}", "--output", str(output), "--",
+                    "true"], capture_output=True, timeout=60, preexec_fn=small_files)
+    assert output.read_text() == "kept\n"
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGALRM, signal.SIGXCPU, signal.SIGRTMIN + 2],
+                         ids=["SIGALRM", "SIGXCPU", "SIGRTMIN+2"])
+def test_any_ending_signal_ends_it_as_it_ends_kickstart_alone(pegasus, tmp_path, signum):
+    """A signal that would end the sidecar by default goes to kickstart: the parent sees the
+    same status as with kickstart alone, and kickstart never outlives the sidecar."""
+    from bench.sidecar_signals import descendants
+
+    outcomes = []
+    for sidecar in (False, True):
+        ready = tmp_path / f"ready-{sidecar}"
+        command = [str(pegasus.home / "bin" / "pegasus-kickstart"), "-n", "job", "-N", "ID1",
+                   "-R", "local", "/bin/sh", "-c", f"echo > {ready}; exec sleep 30"]
+        if sidecar:
+            command = [SIDECAR, "--interval", "1", "--backend", f"replay:{TRACE}", *command]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=tmp_path,
+                                   start_new_session=True)
+        deadline = time.monotonic() + 20
+        while not ready.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        tree = descendants(process.pid)
+        os.kill(process.pid, signum)
+        process.wait(timeout=30)
+        kickstart = tree[1] if sidecar else tree[0]
+        outcomes.append((process.returncode, sidecar and running(kickstart)))
+        for pid in tree:  # the job, left running by kickstart as it would be alone
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert outcomes[0][0] == outcomes[1][0] == -signum
+    assert outcomes[1][1] is False  # kickstart did not outlive the sidecar
