@@ -225,19 +225,11 @@ def snippets(args: argparse.Namespace) -> int:
                 raise SetupError(f"{option} {value!r} is not a collection UUID (find it with "
                                  "globus endpoint search, or on app.globus.org)") from None
     bridge = shutil.which("pegasus-globus-transfer") or "/path/to/bin/pegasus-globus-transfer"
-    print(f"""# Site catalog (YAML): wrap every job on '{site}' with the GPU sidecar
-- name: {site}
-  profiles:
-    pegasus:
-      gridstart.launcher: pegasus-kickstart-gpu
-      gridstart.launcher.arguments: "--interval 10"
-
-# Or per transformation or job, with Pegasus.api
-#   job.add_pegasus_profile(grid_start_launcher="pegasus-kickstart-gpu",
-#                           grid_start_launcher_arguments="--interval 10")
-#   job.add_pegasus_profile(gpus=1)             # HTCondor request_gpus
-
-# Transformation catalog (YAML): request a GPU and wrap the job
+    launcher = shutil.which("pegasus-kickstart-gpu") or "/path/to/bin/pegasus-kickstart-gpu"
+    print(f"""# Transformation catalog (YAML): request a GPU and wrap the GPU job with the sidecar.
+# Per transformation, not per site: a site-wide launcher would wrap the data jobs too
+# (create-dir, stage-in/out, cleanup), which hold no GPU. The launcher by its path: HTCondor
+# searches no PATH for a job's executable.
 transformations:
   - name: train
     sites:
@@ -247,7 +239,13 @@ transformations:
     profiles:
       pegasus:
         gpus: 1
-        gridstart.launcher: pegasus-kickstart-gpu
+        gridstart.launcher: {launcher}
+        gridstart.launcher.arguments: "--interval 10"
+
+# The same with Pegasus.api, on a transformation or a job
+#   train.add_pegasus_profile(gpus=1,           # HTCondor request_gpus
+#                             grid_start_launcher="{launcher}",
+#                             grid_start_launcher_arguments="--interval 10")
 
 # Replica catalog: Globus-staged files are go://<collection uuid>/<absolute path>
 #   rc.add_replica("globus", "input.dat", "go://<collection uuid>/data/input.dat")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.concurrent_refresh import logged_in_store
 
@@ -108,8 +110,13 @@ def test_check_reports_each_problem_with_its_fix(pegasus_home, emulator, tmp_pat
 def test_snippets_enable_the_launcher_and_globus_staging():
     result = setup("snippets", "--site", "gpusite")
     assert result.returncode == 0
-    assert "gridstart.launcher: pegasus-kickstart-gpu" in result.stdout
+    launcher = re.search(r"gridstart.launcher: (\S+)", result.stdout).group(1)
+    assert launcher.endswith("/pegasus-kickstart-gpu")  # by its path: HTCondor has no PATH
     assert "- name: gpusite" in result.stdout and "go://" in result.stdout
+    document = yaml.safe_load(result.stdout.split("# The same with Pegasus.api")[0])
+    assert "profiles" not in document  # not site-wide: the data jobs hold no GPU
+    (transformation,) = document["transformations"]
+    assert transformation["profiles"]["pegasus"]["gridstart.launcher"] == launcher
 
 
 def test_the_go_scratch_recipe_is_a_site_catalog_pegasus_loads():
