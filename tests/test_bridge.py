@@ -242,3 +242,44 @@ def test_other_entries_go_to_the_stock_pegasus_transfer(site, pegasus):
     assert result.returncode == 0, result.stderr
     assert (site.scratch / "b.txt").read_text() == "a"  # by the stock pegasus-transfer
     assert (site.scratch / "raw.csv").exists()  # by the bridge
+
+
+def https_token(collection: str) -> str:
+    _, tokens = login(f"https://auth.globus.org/scopes/{collection}/https")
+    return tokens.by_resource_server[collection]["access_token"]
+
+
+def raw_put(url: str, token: str, head: str, body: bytes) -> bytes:
+    """A PUT as a killed or chunking client sends it: headers as given, then ``body``, then
+    the connection closed for writing; returns what the server answered (b"" if nothing)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as connection:
+        connection.sendall(f"PUT {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                           f"Authorization: Bearer {token}\r\n{head}\r\n".encode() + body)
+        connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_a_cut_off_upload_leaves_the_file_as_it_was(site, transfer_client):
+    """Content-Length 1000, 7 bytes sent, then the client is gone: whole or nothing."""
+    server = transfer_client.get_endpoint(site.collection)["https_server"]
+    before = (site.emulator.collection_path(site.collection) / "data" / "raw.csv").read_bytes()
+    raw_put(f"{server}/data/raw.csv", https_token(site.collection), "Content-Length: 1000\r\n",
+            b"partial")
+    after = site.emulator.collection_path(site.collection) / "data" / "raw.csv"
+    assert after.read_bytes() == before
+    assert not [p for p in after.parent.iterdir() if p.name != "raw.csv"]  # no leftover part
+
+
+def test_a_chunked_upload_is_refused_not_stored_empty(site, transfer_client):
+    server = transfer_client.get_endpoint(site.collection)["https_server"]
+    answer = raw_put(f"{server}/data/new.csv", https_token(site.collection),
+                     "Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 411")
+    assert not (site.emulator.collection_path(site.collection) / "data" / "new.csv").exists()

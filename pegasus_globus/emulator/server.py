@@ -345,6 +345,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         parts = urlsplit(self.path)
+        if self.headers.get("Transfer-Encoding") and not self.headers.get("Content-Length"):
+            self.close_connection = True  # a chunked body is not read: never take it as empty
+            self._send(Response(411, {"code": "LengthRequired",
+                                      "message": "send the body with a Content-Length"}))
+            return
         declared = (self.headers.get("Content-Length") or "0").strip()
         if not declared.isdigit() or int(declared) > MAX_BODY:
             self.close_connection = True  # the body cannot be skipped reliably: hang up after
@@ -353,11 +358,14 @@ class _Handler(BaseHTTPRequestHandler):
                 "message": f"Content-Length {declared[:20]!r}: a number up to {MAX_BODY}"}))
             return
         length = int(declared)
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:  # the client stopped sending (killed mid-upload): nothing done
+            self.close_connection = True
+            return
         request = Request(
             method=self.command, path=parts.path,
             query=parse_qs(parts.query, keep_blank_values=True),
-            headers={k.lower(): v for k, v in self.headers.items()},
-            body=self.rfile.read(length) if length else b"",
+            headers={k.lower(): v for k, v in self.headers.items()}, body=body,
         )
         try:
             response, fault = self.server.emulator.dispatch(request)
