@@ -15,10 +15,12 @@ own pegasus-integrity, go:// destinations pulled back over HTTPS to be checked, 
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -65,6 +67,23 @@ class Move:
     verify_checksum_remote: bool = False
     source: tuple[str, str] = ("", "")  # (site label, URL) as the entry gave them
     target: tuple[str, str] = ("", "")
+
+
+def check_shape(entries: list[Any]) -> None:
+    """Raise ValueError naming the first entry that is not what pegasus-transfer writes: an
+    object, and for a transfer, ``src_urls`` and ``dest_urls`` lists of objects with a
+    string ``url``."""
+    for number, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict):
+            raise ValueError(f"entry {number} is not an object: {json.dumps(entry)[:80]}")
+        if entry.get("type") != "transfer":
+            continue
+        for key in ("src_urls", "dest_urls"):
+            urls = entry.get(key)
+            if not isinstance(urls, list) or not all(
+                    isinstance(u, dict) and isinstance(u.get("url"), str) for u in urls):
+                raise ValueError(f"entry {number} ({entry.get('lfn', 'no lfn')}): {key} must "
+                                 "be a list of objects with a string url")
 
 
 def split(entries: list[dict[str, Any]]) -> tuple[list[Move], list[dict[str, Any]]]:
@@ -132,10 +151,44 @@ def run_stock(entries: list[dict[str, Any]], options: list[str]) -> int:
         with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="pegasus-transfer-") as spec:
             json.dump(entries, spec)
             spec.flush()
-            return subprocess.run([stock, *options, "--file", spec.name], env=env).returncode
+            return _run_forwarding([stock, *options, "--file", spec.name], env)
     finally:
         if private:
             multipart.adopt(private, directory)
+
+
+def _run_forwarding(command: list[str], env: dict[str, str]) -> int:
+    """Run ``command``; SIGTERM, SIGINT and SIGHUP sent to us go to it, and once it has ended
+    (and the caller cleaned up) we end by the same signal, so neither the child nor its spec
+    file outlives a kill."""
+    received: list[int] = []
+    children: list[subprocess.Popen] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signum)
+
+    kills = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, forward) for signum in kills}
+    try:
+        children.append(subprocess.Popen(command, env=env))
+        for signum in received:  # came while it was starting
+            children[0].send_signal(signum)
+        status = children[0].wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        atexit.register(_die_of, received[0])  # after the callers' clean-up has run
+        raise SystemExit(128 + received[0])
+    return status
+
+
+def _die_of(signum: int) -> None:
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def run_bridge(moves: list[Move], threads: int = 4) -> int:
@@ -258,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         entries = json.loads(text)
         if not isinstance(entries, list):
             raise ValueError("the input must be a JSON list of transfers")
+        check_shape(entries)
     except (OSError, ValueError) as error:
         log.error("cannot read the transfer list %s: %s", args.file or "(stdin)", error)
         return 2

@@ -3,6 +3,7 @@ pegasus-transfer's place, against the emulator's HTTPS access."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -283,3 +284,52 @@ def test_a_chunked_upload_is_refused_not_stored_empty(site, transfer_client):
                      "Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 411")
     assert not (site.emulator.collection_path(site.collection) / "data" / "new.csv").exists()
+
+
+@pytest.mark.parametrize("entries, named", [
+    ([1], "entry 1 is not an object"),
+    ([{"type": "transfer", "src_urls": "go://x/a", "dest_urls": []}], "src_urls must be"),
+    ([{"type": "transfer", "lfn": "a", "src_urls": [{"site_label": "a"}], "dest_urls": []}],
+     "entry 1 (a): src_urls must be"),
+    ([{"type": "transfer", "src_urls": [{"url": "file:///tmp/a"}], "dest_urls": [{"url": 5}]}],
+     "dest_urls must be"),
+], ids=["not an object", "urls a string", "no url", "url a number"])
+def test_input_of_the_wrong_shape_is_one_line_and_exit_2(site, entries, named):
+    result = site.run(*entries)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert named in line
+
+
+def test_sigterm_reaches_the_stock_tool_and_leaves_no_spec_file(site, pegasus, tmp_path):
+    """The stock pegasus-transfer, blocked reading a FIFO nobody writes, gets the SIGTERM sent
+    to the bridge; its temporary spec file (which holds nothing secret, but is ours) goes."""
+    import signal
+    import time
+
+    fifo = tmp_path / "never-written"
+    os.mkfifo(fifo)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    env = {**site.env, "PEGASUS_HOME": str(pegasus.home), "TMPDIR": str(spool)}
+    bridge = subprocess.Popen(BRIDGE, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=env, text=True,
+                              start_new_session=True)
+    bridge.stdin.write(json.dumps([site.entry(f"file://{fifo}", f"file://{tmp_path}/copy")]))
+    bridge.stdin.close()
+    from bench.sidecar_signals import descendants
+
+    deadline = time.monotonic() + 30
+    while not [p for p in descendants(bridge.pid) if p != bridge.pid
+               and b"pegasus-transfer" in Path(f"/proc/{p}/cmdline").read_bytes()]:
+        assert time.monotonic() < deadline, "the stock pegasus-transfer never started"
+        time.sleep(0.05)
+    stock = [p for p in descendants(bridge.pid) if p != bridge.pid]
+    bridge.send_signal(signal.SIGTERM)
+    assert bridge.wait(timeout=30) == -signal.SIGTERM
+    python_children = [p for p in stock if os.path.exists(f"/proc/{p}")
+                       and b"pegasus-transfer" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert python_children == []
+    assert list(spool.glob("pegasus-transfer-*.json")) == []
+    with contextlib.suppress(OSError):  # unblock whatever the stock tool left reading it
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
