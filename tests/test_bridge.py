@@ -333,3 +333,29 @@ def test_sigterm_reaches_the_stock_tool_and_leaves_no_spec_file(site, pegasus, t
     assert list(spool.glob("pegasus-transfer-*.json")) == []
     with contextlib.suppress(OSError):  # unblock whatever the stock tool left reading it
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+@pytest.mark.parametrize("name", ["a b.txt", "100%.txt", "caf\u00e9.txt", "x#y?z.txt"])
+def test_names_needing_percent_encoding_arrive_as_named(site, name):
+    """The bridge encodes what it sends; the collection's HTTPS server decodes, as GCS does."""
+    local = site.scratch / name
+    local.write_bytes(b"named\n")
+    up = site.run(site.entry(f"file://{local}", f"go://{site.collection}/data/{name}"))
+    assert up.returncode == 0, up.stderr
+    stored = site.emulator.collection_path(site.collection) / "data" / name
+    assert stored.read_bytes() == b"named\n"
+    back = site.scratch / f"back-{name}"
+    down = site.run(site.entry(f"go://{site.collection}/data/{name}", f"file://{back}"))
+    assert down.returncode == 0, down.stderr
+    assert back.read_bytes() == b"named\n"
+
+
+def test_the_https_scope_is_matched_whole(site, transfer_client):
+    import requests
+
+    server = transfer_client.get_endpoint(site.collection)["https_server"]
+    _, tokens = login(f"https://auth.globus.org/scopes/{site.collection}/httpsXYZ")
+    token = next(iter(tokens.by_resource_server.values()))["access_token"]
+    answer = requests.get(f"{server}/data/raw.csv", headers={"Authorization": f"Bearer {token}"},
+                          timeout=10)
+    assert answer.status_code in (401, 403)

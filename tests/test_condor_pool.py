@@ -223,7 +223,15 @@ def test_monitord_loaded_every_job_try_and_invocation(shapes):
         invocations = db.execute("SELECT COUNT(*) FROM invocation WHERE task_submit_seq >= 0"
                                  ).fetchone()[0]
     assert tries["flaky_flaky"] == 2 and tries["train_train"] == 1, tries
-    assert invocations >= 2 + 2 + 4  # train, cpu, two tries of flaky, four clustered tasks
+    assert invocations >= 2 + 2 + 2 + 4  # train, cpu, two tries of flaky and of plain, 4 tasks
+    exits: dict[str, list[int]] = {}  # the record with the block loads as the one without
+    with sqlite3.connect(database) as db:
+        for job, code in db.execute(
+                "SELECT j.exec_job_id, v.exitcode FROM invocation v JOIN job_instance i "
+                "ON v.job_instance_id = i.job_instance_id JOIN job j ON i.job_id = j.job_id "
+                "WHERE v.task_submit_seq >= 0 ORDER BY i.job_submit_seq"):
+            exits.setdefault(job, []).append(code)
+    assert exits["flaky_flaky"] == exits["plain_plain"] == [3, 0]
 
 
 def test_clustered_gpu_tasks_each_run_under_the_sidecar(shapes):

@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from .errors import ApiError
 from .paths import collection_id
@@ -47,11 +48,11 @@ class HttpsService:
         if flags.get("no_https"):
             raise ApiError(404, "NotFound", f"Collection {collection} has no HTTPS server")
         token = self.emulator.auth.check(request, collection)
-        if not any(scope.startswith(https_scope(collection)) for scope in token["scopes"]):
+        if https_scope(collection) not in (scope.split("[")[0] for scope in token["scopes"]):
             raise ApiError(403, "Forbidden", f"The token lacks {https_scope(collection)}")
         if flags.get("permission_denied"):
             raise ApiError(403, "Forbidden", f"Permission denied on collection {collection}")
-        return self.emulator.resolve(collection, "/" + path)
+        return self.emulator.resolve(collection, "/" + unquote(path))  # as GCS decodes them
 
     def get(self, request: Request, collection: str, path: str) -> Response:
         target = self._target(request, collection, path)
