@@ -359,3 +359,28 @@ def test_the_https_scope_is_matched_whole(site, transfer_client):
     answer = requests.get(f"{server}/data/raw.csv", headers={"Authorization": f"Bearer {token}"},
                           timeout=10)
     assert answer.status_code in (401, 403)
+
+
+def test_a_rerun_leaves_no_partial_file_of_a_killed_download(site):
+    (site.scratch / ".raw.csv.part").write_bytes(b"what a SIGKILLed run left")
+    result = site.run(site.entry(f"go://{site.collection}/data/raw.csv",
+                                 f"file://{site.scratch}/raw.csv"))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in site.scratch.iterdir()) == ["raw.csv"]
+
+
+def test_a_full_disk_names_the_file_and_keeps_nothing(site):
+    import resource
+
+    def small_files() -> None:  # writes past 1000 bytes fail, as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+
+    source = f"go://{site.collection}/data/raw.csv"
+    result = subprocess.run(BRIDGE, input=json.dumps([site.entry(
+        source, f"file://{site.scratch}/raw.csv")]), capture_output=True, text=True,
+        env=site.env, timeout=120, preexec_fn=small_files)
+    assert result.returncode == 1
+    (line,) = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert f"{source} -> {site.scratch}/raw.csv: File too large" in line
+    assert line.count(source) == 1
+    assert list(site.scratch.iterdir()) == []

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -103,8 +102,10 @@ class HttpsBridge:
         url = self._url(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         expected = self._size(source)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                         suffix=".part")
+        # one fixed name beside the target: a rerun after a killed download reuses it, so
+        # no partial file is left behind for good
+        temporary = str(target.parent / f".{target.name}.part")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(fd, "wb") as handle:
                 def fetch() -> Any:
@@ -123,6 +124,8 @@ class HttpsBridge:
                 raise TransferFailed(f"{source}: got {size} bytes, the collection lists "
                                      f"{expected}; not kept")
             os.replace(temporary, target)
+        except OSError as error:  # a full disk, say: name the file, not only the errno
+            raise TransferFailed(f"{source} -> {target}: {error.strerror}") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
