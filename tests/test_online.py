@@ -306,6 +306,17 @@ def test_an_expired_unrefreshable_token_names_the_fix(world):
     assert "cannot be refreshed: run pegasus-globus-online-init --permanent" in result.stderr
 
 
+@pytest.mark.parametrize("expiry", ["Infinity", "NaN", "1e999"])
+def test_an_expiry_that_is_no_number_of_seconds_is_named(world, expiry):
+    spec = world.transfer_spec(("/f", "/~/f"))
+    text = json.dumps({**json.loads(spec.read_text()), "transfer_at_exp": 0})
+    spec.write_text(text.replace('"transfer_at_exp": 0', f'"transfer_at_exp": {expiry}'))
+    result = world.run("transfer", spec)
+    assert result.returncode == 2, result.stderr
+    assert "'transfer_at_exp' is not a number" in result.stderr
+    assert "Traceback" not in result.stderr and "unexpected" not in result.stderr
+
+
 # -- stock pegasus-transfer (pegasus-wms.worker 5.1.3) driving our handler -----------------
 
 def pegasus_transfer(world: World, entries: list[dict[str, Any]],

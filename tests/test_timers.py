@@ -113,6 +113,15 @@ def test_an_items_file_that_is_not_text_is_named(tmp_path):
 
 # -- the job commands ----------------------------------------------------------------------------
 
+def test_a_stop_date_before_the_first_run_is_refused(capsys, home, emulator, collections):
+    source, destination = collections
+    status, _, err = run(capsys, "job", "transfer", "--name", "old", "--interval", "1d",
+                         "--source-endpoint", source, "--dest-endpoint", destination,
+                         "--item", "/a", "/b", "false", "--stop-after-date", "1990-01-01")
+    assert status == 2 and "--stop-after-date 1990-01-01 is before the first run" in err
+    assert emulator.state["timers"] == {}
+
+
 def test_job_transfer_runs_on_schedule_and_stops_after_its_runs(capsys, home, emulator,
                                                                collections):
     source, destination = collections

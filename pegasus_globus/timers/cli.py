@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from typing import Any, Callable
 
@@ -46,8 +47,13 @@ def job_transfer(ctx: Context, args: argparse.Namespace) -> None:
             if warning:
                 print(f"{PROG}: {warning}", file=sys.stderr)
     start = parse_datetime(args.start) if args.start else None
-    end = end_condition(args.interval, start, args.stop_after_runs, parse_datetime(
-        args.stop_after_date) if args.stop_after_date else None)
+    stop = parse_datetime(args.stop_after_date) if args.stop_after_date else None
+    first = start or dt.datetime.now(dt.timezone.utc)
+    if stop is not None and stop < first:
+        raise CommandError(f"--stop-after-date {args.stop_after_date} is before the first run "
+                           f"({first.isoformat(timespec='seconds')}): the timer would never "
+                           "run; give a later date", 2)
+    end = end_condition(args.interval, start, args.stop_after_runs, stop)
     data = globus_sdk.TransferData(
         args.source_endpoint, args.dest_endpoint,
         label=args.label or f"Job from Timer service named {args.name}",

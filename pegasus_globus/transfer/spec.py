@@ -72,7 +72,7 @@ def load_spec(path: str | Path, mode: str) -> Spec:
         raise SpecError(f"spec file {path}: 'transfer_rt' must be a token string or null")
     try:
         expires_at = int(document.get("transfer_at_exp") or 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # Infinity, NaN
         raise SpecError(f"spec file {path}: 'transfer_at_exp' is not a number") from None
     credentials = Credentials(need("client_id"), need("transfer_at"),
                               refresh if refresh not in (None, "", "None") else None, expires_at)
