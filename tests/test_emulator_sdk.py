@@ -500,7 +500,11 @@ def test_a_timer_made_with_the_bare_timer_scope_runs(emulator, collections):
     assert job["status"] == "loaded"
 
 
-def test_a_legacy_job_created_with_post_jobs_runs(emulator, collections):
+@pytest.mark.parametrize("callback", [
+    "https://actions.automate.globus.org/transfer/transfer/run",
+    "https://default.actions.automate.globus.org/transfer/transfer/run",  # what 0.2.9 sends
+], ids=["production form", "legacy CLI's default environment"])
+def test_a_legacy_job_created_with_post_jobs_runs(emulator, collections, callback):
     """The Globus Timer CLI's ``job transfer``: ``POST /jobs/`` with a Transfer action
     provider body, under ``timer[<transfer action provider scope>]``."""
     action_scope = "https://auth.globus.org/scopes/actions.globus.org/transfer/transfer"
@@ -510,7 +514,7 @@ def test_a_legacy_job_created_with_post_jobs_runs(emulator, collections):
     source, destination = collections
     job = client.create_job({
         "name": "legacy", "start": datetime.now(dt.timezone.utc).isoformat(), "interval": 3600,
-        "callback_url": "https://actions.automate.globus.org/transfer/transfer/run",
+        "callback_url": callback,
         "callback_body": {"body": {"source_endpoint_id": source,
                                    "destination_endpoint_id": destination, "transfer_items": [
                                        {"source_path": "/inputs/a.txt",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,10 @@ MAX_INTERVAL_SECONDS = 3650 * 86400  # beyond, the next run's date overflows
 ACTIVE_STATUSES = ("new", "loaded", "updated")
 TICK_SECONDS = 0.02
 LEGACY_CALLBACK = "https://actions.automate.globus.org/transfer/transfer/run"
+# what the legacy globus-timer-cli 0.2.9 really sends: its environment first ("default." unless
+# GLOBUS_SDK_ENVIRONMENT names another), which the service accepts as the production form
+LEGACY_CALLBACKS = re.compile(r"https://([a-z]+\.)?actions\.automate\.globus\.org"
+                              r"/transfer/transfer/run/?")
 # what the service fills in when a timer's transfer body leaves an option out
 BODY_DEFAULTS = {
     "delete_destination_extra": False, "encrypt_data": False, "fail_on_quota_errors": False,
@@ -189,7 +194,7 @@ class TimersService:
             return Response(422, {"detail": [{"loc": ["body", key], "msg": "field required",
                                               "type": "value_error.missing"}
                                              for key in missing]})
-        if job["callback_url"] != LEGACY_CALLBACK:
+        if not LEGACY_CALLBACKS.fullmatch(str(job["callback_url"])):
             raise _invalid("Only Transfer timers (the Transfer action provider's callback_url) "
                            "are supported by the emulator")
         action = (job.get("callback_body") or {}).get("body")
