@@ -176,3 +176,17 @@ def test_globus_sdk_user_app_logs_in_and_lists(emulator, collections, tmp_path):
                      "d7382f5a-4ea3-4b69-b094-99c392fc820d"], env)
     assert result.returncode == 0, result.stdout
     assert "listed /data/" in result.stdout
+
+
+def test_a_once_timer_without_a_start_runs_now(cli, emulator, collections):
+    """`--stop-after-runs 1` without --interval and --start: a 'once' schedule without a
+    datetime, which the SDK documents as "now"."""
+    source, destination = collections
+    consent = _login([str(cli.executable), "session", "consent", "--no-local-server",
+                      "--timer-data-access", source, "--timer-data-access", destination],
+                     cli.env)
+    assert consent.returncode == 0, consent.stdout
+    created = cli.run("timer", "create", "transfer", f"{source}:/data/a.txt",
+                      f"{destination}:/~/once.txt", "--stop-after-runs", "1")
+    assert created.returncode == 0, created.stdout + created.stderr
+    wait_for(lambda: emulator.resolve(destination, "/~/once.txt").exists(), timeout=30)

@@ -222,8 +222,7 @@ class TimersService:
         body = {**BODY_DEFAULTS, **{k: v for k, v in body.items() if v is not None}}
         now = self.emulator.clock.now()
         start = parse_iso(schedule.get("start") or schedule.get("datetime") or iso(now))
-        if schedule["type"] == "recurring":
-            schedule["start"] = iso(start)
+        schedule["start" if schedule["type"] == "recurring" else "datetime"] = iso(start)
         job_id = str(uuid.uuid4())
         job = {
             "job_id": job_id, "name": name, "status": "new", "inactive_reason": None,
@@ -263,9 +262,7 @@ class TimersService:
             if end:
                 end.pop("condition", None)
                 schedule["end"] = end
-        elif not schedule.get("datetime"):
-            raise _invalid("a 'once' schedule needs a 'datetime'")
-        return schedule
+        return schedule  # a 'once' schedule without a datetime runs now, as the SDK documents
 
     def list_jobs(self, request: Request) -> Response:
         token = self.emulator.auth.check(request, TIMERS_RS)
