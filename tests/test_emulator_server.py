@@ -376,3 +376,23 @@ def test_the_readmes_emulator_recipe_works_as_written(tmp_path):
     assert "answered at http://127.0.0.1:" in result.stdout
     assert not os.path.exists(os.path.join(root, "env"))  # removed when it stopped
     assert os.path.exists(os.path.join(root, "state.json"))
+
+
+def test_a_path_too_long_is_a_400_that_names_no_local_path(emulator, transfer_client):
+    collection = str(uuid.uuid4())
+    emulator.collection_path(collection)
+    with pytest.raises(globus_sdk.TransferAPIError) as caught:
+        transfer_client.operation_ls(collection, path="/" + "x" * 5000)
+    assert caught.value.http_status == 400
+    assert str(emulator.root) not in caught.value.text
+
+
+def test_deeply_nested_json_is_a_400(emulator, transfer_client):
+    header = transfer_client.authorizer.get_authorization_header()
+    request = urllib.request.Request(emulator.url + "v0.10/transfer", method="POST",
+                                     data=b"[" * 100000 + b"]" * 100000,
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": header})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code == 400  # not a 500 RecursionError

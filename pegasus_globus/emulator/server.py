@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import socket
@@ -369,6 +370,12 @@ class _Handler(BaseHTTPRequestHandler):
         )
         try:
             response, fault = self.server.emulator.dispatch(request)
+        except OSError as error:  # a name too long, say: never the service's local paths
+            code = errno.errorcode.get(error.errno or 0, "EIO")
+            status = 400 if error.errno == errno.ENAMETOOLONG else 500
+            body = {"code": "ClientError.BadRequest" if status == 400 else "InternalError",
+                    "message": f"{type(error).__name__} ({code}): {error.strerror}"}
+            response, fault = Response(status, body), None
         except Exception as error:  # a bug must answer 500, never kill the connection thread
             body = {"code": "InternalError", "message": f"{type(error).__name__}: {error}"}
             response, fault = Response(500, body), None

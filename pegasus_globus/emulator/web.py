@@ -30,6 +30,9 @@ class Request:
         except ValueError:
             raise ApiError(400, "ClientError.BadRequest",
                            "Request body is not valid JSON") from None
+        except RecursionError:  # nested deeper than the parser goes
+            raise ApiError(400, "ClientError.BadRequest",
+                           "Request body is nested too deeply") from None
         if not isinstance(document, dict):
             raise ApiError(400, "ClientError.BadRequest", "Request body must be a JSON object")
         return document
