@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -154,8 +156,10 @@ def plan_and_run(pegasus: RealPegasus, name: str, workflow: Path, properties: Pa
     plan = pegasus.plan(workflow, properties, submit, env, **options)
     if plan.returncode or plan.submit_dir is None:
         raise SystemExit(f"demo step failed: pegasus-plan {name}\n{plan.output[-3000:]}")
+    command = re.sub(r"^.*?(?=pegasus-(run|status -l)\s)", "",  # not Pegasus' timestamp
+                     plan.lines(r"pegasus-(run|status -l)\s")[0])
     step(f"pegasus-plan {name} ({plan.seconds:.1f} s): "
-         + plan.lines(r"pegasus-(run|status -l)\s")[0].replace(str(Path.cwd()) + "/", ""))
+         + command.replace(str(Path.cwd()) + "/", ""))
     if pegasus.pool:
         return on_the_pool(pegasus, name, plan.submit_dir, env)
     result = pegasus.run(plan.submit_dir, env)
@@ -233,12 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "demo-output",
                         help="where everything is written (default: %(default)s)")
     output = parser.parse_args(argv).output.resolve()
+    signal.signal(signal.SIGTERM, _interrupted)  # `timeout`, a batch system: as Ctrl-C
     try:
         return demo(output)
     except KeyboardInterrupt:
         shutil.rmtree(output, ignore_errors=True)
         print(f"\ninterrupted: removed the partial {shown(output)}/", file=sys.stderr)
         return 130
+
+
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def personal_pool(output: Path) -> object | None:
@@ -249,11 +258,6 @@ def personal_pool(output: Path) -> object | None:
         step(f"{error}: running the workflows without HTCondor (the Shell code generator)")
         return None
     pool.give(output)
-    if not pool.can_run(["test", "-w", str(output)]):
-        pool.stop()
-        step(f"the pool's account cannot reach {output} (a directory in root's home?): give "
-             "--output a directory it can reach; running the workflows without HTCondor")
-        return None
     step(f"personal HTCondor pool started in {shown(pool.root)} (run by "
          f"{pool.account.pw_name if pool.account else 'you'}, {len(GPU_UUIDS)} simulated GPUs)")
     return pool

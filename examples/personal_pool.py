@@ -105,21 +105,31 @@ class PersonalPool:
                 "PATH": f"{tools}{os.pathsep}{base.get('PATH', '')}"}
 
     def start(self, timeout: float = 60) -> PersonalPool:
+        """Start the master and wait for the GPU slots; on any failure or interruption
+        (Ctrl-C) the pool is stopped and its directory removed before the error goes on.
+        Start it from the main thread (or one that outlives the pool): the master is told to
+        quit when the thread that started it ends."""
         master = self.tools.parent / "sbin" / "condor_master"
-        self.master = self.popen([str(master), "-f"], env=self.environment(),
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 preexec_fn=_quit_with_parent)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.master.poll() is not None:
-                raise PoolUnavailable(f"condor_master exited {self.master.returncode}: see "
-                                      f"{self.local / 'log' / 'MasterLog'}")
-            if self.gpu_slots_ready():
-                return self
-            time.sleep(0.3)
-        self.stop()
-        raise PoolUnavailable(f"the pool was not ready in {timeout:.0f} s: see "
-                              f"{self.local / 'log'}")
+        errors = self.root / "condor_master.err"
+        try:
+            with open(errors, "wb") as stderr:
+                self.master = self.popen([str(master), "-f"], env=self.environment(),
+                                         stdout=subprocess.DEVNULL, stderr=stderr,
+                                         preexec_fn=_quit_with_parent)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.master.poll() is not None:
+                    said = errors.read_text(errors="replace").strip().splitlines()
+                    raise PoolUnavailable(f"condor_master exited {self.master.returncode}: "
+                                          f"{said[0] if said else 'it said nothing'}")
+                if self.gpu_slots_ready():
+                    return self
+                time.sleep(0.3)
+            raise PoolUnavailable(f"the pool was not ready in {timeout:.0f} s "
+                                  f"(its logs: {self.local / 'log'}, removed)")
+        except BaseException:
+            self.stop()
+            raise
 
     def gpu_slots_ready(self) -> bool:
         answer = self.run(["condor_status", "-startd", "-af", "TotalGPUs"], check=False)
@@ -174,9 +184,15 @@ class PersonalPool:
 
     def wait_for_workflow(self, submit_dir: Path, timeout: float = 600) -> int:
         """Wait until DAGMan has left the queue and monitord has loaded the run (what
-        ``pegasus-statistics`` and ``pegasus-analyzer`` need); returns DAGMan's exit status."""
+        ``pegasus-statistics`` and ``pegasus-analyzer`` need); returns DAGMan's exit status.
+        The DAGMan job's own event log is read here, not by a condor_wait that would outlive
+        a killed caller."""
         dagman_log = next(submit_dir.glob("*.dag.dagman.log"))
-        self.run(["condor_wait", "-wait", str(int(timeout)), str(dagman_log)], timeout=timeout + 30)
+        deadline = time.monotonic() + timeout
+        while not re.search(r"^0(05|09) \(", dagman_log.read_text(errors="replace"), re.M):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"DAGMan did not finish {submit_dir} in {timeout:.0f} s")
+            time.sleep(0.5)
         deadline = time.monotonic() + 120
         while not (submit_dir / "monitord.done").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -260,15 +276,26 @@ def start_pool(environ: Mapping[str, str] = os.environ,
     """Find HTCondor and start a pool in a new directory (under ``parent``, default the
     system's temporary directory); raises :class:`PoolUnavailable` saying what is missing."""
     found = find_condor(environ)
+    config = environ.get("CONDOR_CONFIG")
+    if found is None and config:
+        raise PoolUnavailable(f"CONDOR_CONFIG={config} is not an HTCondor installation's "
+                              "condor_config with its tools: fix it, or unset it and put "
+                              "condor_submit_dag on PATH")
     if found is None:
-        raise PoolUnavailable("no HTCondor: set CONDOR_CONFIG or put condor_submit_dag on PATH "
-                              "(.ci/run unpacks ../shared/htcondor/*.tar.xz)")
+        raise PoolUnavailable("no HTCondor: set CONDOR_CONFIG to its condor_config, or put "
+                              "condor_submit_dag on PATH")
     root = Path(tempfile.mkdtemp(prefix="pegasus-globus-pool-", dir=parent))
     pool = PersonalPool(*found, root)
-    if not pool.can_run([sys.executable, "-c", "pass"]):
+    problem = None
+    if not pool.can_run(["test", "-w", str(root)]):
+        problem = (f"the pool's account ({POOL_ACCOUNT}) cannot reach {root} (a directory "
+                   "private to root?): use a directory it can reach")
+    elif not pool.can_run([sys.executable, "-c", "pass"]):
+        problem = (f"the pool's account ({POOL_ACCOUNT}) cannot run this environment's Python "
+                   f"({sys.executable}, {os.path.realpath(sys.executable)}): build the "
+                   "environment on a Python outside root's home (make clean && make test "
+                   "PYTHON=/usr/bin/python3)")
+    if problem:
         shutil.rmtree(root, ignore_errors=True)
-        raise PoolUnavailable(
-            f"the pool's account ({POOL_ACCOUNT}) cannot run this environment's Python "
-            f"({sys.executable}, {os.path.realpath(sys.executable)}): build the environment on "
-            f"a Python outside root's home (make clean && make test PYTHON=/usr/bin/python3)")
+        raise PoolUnavailable(problem)
     return pool.start()

@@ -142,8 +142,11 @@ def test_a_code_that_is_not_text_is_refused_plainly(env, home):
 def test_ctrl_c_at_the_code_prompt_saves_nothing(env, home):
     import signal
 
+    # as at a terminal, where Ctrl-C is not ignored: a run started in the background by a
+    # non-interactive shell (CI may be one) inherits SIGINT ignored, and so would the command
     process = subprocess.Popen([*INIT, "--no-browser"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     prompt = b""
     while not prompt.endswith(b"here: "):  # at the code prompt
         prompt += process.stderr.read(1)
