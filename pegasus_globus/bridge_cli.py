@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,7 +29,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from . import multipart
 from .transfer.integrity import IntegrityChecks, pegasus_tool, wants
@@ -109,8 +109,8 @@ def _bridge_move(entry: dict[str, Any]) -> Move | None:
                               "generate_checksum": wants(entry, "generate_checksum"),
                               "verify_checksum_remote": wants(entry, "verify_checksum_remote")}
     go_source = next((u for u in sources if u.startswith("go://")), None)
-    file_target = next((u for u in targets if u.startswith("file://")), None)
-    file_source = next((u for u in sources if u.startswith("file://")), None)
+    file_target = next((u for u in targets if u.startswith("file:")), None)
+    file_source = next((u for u in sources if u.startswith("file:")), None)
     go_target = next((u for u in targets if u.startswith("go://")), None)
     labels = {u["url"]: u.get("site_label", "") for u in
               [*(entry.get("src_urls") or []), *(entry.get("dest_urls") or [])]}
@@ -127,14 +127,16 @@ def _bridge_move(entry: dict[str, Any]) -> Move | None:
 
 
 def _local(url: str) -> str:
-    """The path of a file:// URL; ``$PWD`` and other variables expanded, as PegasusLite
-    writes ``file://$PWD/...`` for the job's own directory."""
-    path = unquote(url[len("file://"):])  # not urlsplit: it would take $PWD for a host
-    if not path.startswith(("/", "$")):  # file://host/path
-        path = path[path.find("/"):] if "/" in path else "/"
-    for form in ("${PWD}", "$PWD"):  # the working directory itself, not an inherited $PWD
+    """The path of a file:// URL read as the stock pegasus-transfer reads it (``PegasusURL``):
+    ``file:``, ``file://`` or ``file://localhost`` taken off, no percent-decoding (so
+    ``file://relative/a`` is relative to the working directory), ``$VAR`` and ``${VAR}``
+    expanded, unknown ones to nothing. ``$PWD`` is the working directory itself, as
+    PegasusLite means it in ``file://$PWD/...``, whatever ``$PWD`` was inherited."""
+    path = re.sub(r"^file:(//(localhost)?)?", "", url)
+    for form in ("${PWD}", "$PWD"):
         path = path.replace(form, os.getcwd())
-    return os.path.expandvars(path)
+    return re.sub(r"\${?([a-zA-Z][a-zA-Z0-9_]+)}?",
+                  lambda match: os.environ.get(match.group(1), ""), path)
 
 
 def run_stock(entries: list[dict[str, Any]], options: list[str]) -> int:
@@ -274,7 +276,7 @@ def transfer_attempt(move: Move, started: float, success: bool) -> str:
     """One entry of pegasus-transfer's ``transfer_attempts``, as the stock tool writes it."""
     ended = time.time()
     (src_label, src_url), (dst_label, dst_url) = (
-        (label, f"file://{move.local}" if url.startswith("file://") else url)  # $PWD expanded
+        (label, f"file://{move.local}" if url.startswith("file:") else url)  # $PWD expanded
         for label, url in (move.source, move.target))
     fields = [("src_url", json.dumps(src_url)), ("src_label", json.dumps(src_label)),
               ("dst_url", json.dumps(dst_url)), ("dst_label", json.dumps(dst_label)),

@@ -384,3 +384,29 @@ def test_a_full_disk_names_the_file_and_keeps_nothing(site):
     assert f"{source} -> {site.scratch}/raw.csv: File too large" in line
     assert line.count(source) == 1
     assert list(site.scratch.iterdir()) == []
+
+
+FILE_URLS = ["file://rel/a%20b.bin", "file:rel2/c.bin", "file://rel3/${NO_SUCH_VARIABLE}d.bin"]
+
+
+def test_file_urls_are_read_as_the_stock_pegasus_transfer_reads_them(site, pegasus, tmp_path):
+    """Relative after file://, no percent-decoding, unknown variables to nothing: where the
+    stock tool writes a file:// destination, the bridge writes it too."""
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"x")
+    landed = {}
+    for tool in ("stock", "bridge"):
+        cwd = tmp_path / tool
+        cwd.mkdir()
+        if tool == "stock":
+            entries = [site.entry(f"file://{source}", url) for url in FILE_URLS]
+            result = subprocess.run([str(pegasus.home / "bin" / "pegasus-transfer")],
+                                    input=json.dumps(entries), capture_output=True, text=True,
+                                    env={**site.env, "PEGASUS_HOME": str(pegasus.home)},
+                                    cwd=cwd, timeout=120)
+        else:
+            result = site.run(*[site.entry(f"go://{site.collection}/data/raw.csv", url)
+                                for url in FILE_URLS], cwd=cwd)
+        assert result.returncode == 0, result.stdout + result.stderr
+        landed[tool] = sorted(str(p.relative_to(cwd)) for p in cwd.rglob("*") if p.is_file())
+    assert landed["bridge"] == landed["stock"] == ["rel/a%20b.bin", "rel2/c.bin", "rel3/d.bin"]
