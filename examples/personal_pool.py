@@ -1,8 +1,8 @@
 """A personal HTCondor pool for the real-engine tests and ``make demo``: every daemon, DAGMan
 and every job on this host, run by an ordinary user, started and stopped by the caller.
 
-HTCondor is found as a user's machine has it: ``$CONDOR_CONFIG`` (its installation's tools
-beside ``condor_config_val``, else on PATH), else ``condor_submit_dag`` on PATH. The pool gets a
+HTCondor is found as a user's machine has it: ``$CONDOR_CONFIG`` (its installation's tools in
+the ``bin`` beside its ``etc``, else on PATH), else ``condor_submit_dag`` on PATH. The pool gets a
 configuration of its own that includes the installation's and then makes it a loopback-only
 personal pool in a fresh directory, with short negotiation intervals, simulated GPUs
 (HTCondor's ``condor_gpu_discovery -simulate``: fixed UUIDs, assigned per job through
@@ -71,8 +71,8 @@ def _on_path(command: str, environ: Mapping[str, str]) -> list[Path]:
 
 
 class PersonalPool:
-    """A running personal pool; a context manager that stops it (its master and every daemon,
-    by PID) on exit.
+    """A personal pool: :meth:`start` it, :meth:`stop` it (its master and every daemon, by
+    PID).
 
     :param tools: HTCondor's ``bin`` (``sbin`` beside it holds the daemons)
     :param installation_config: the installation's condor_config, included first (None: none)
@@ -164,12 +164,6 @@ class PersonalPool:
                     continue
         return found
 
-    def __enter__(self) -> PersonalPool:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- running things as the pool's account --------------------------------------------
 
     def popen(self, command: Sequence[str], **kwargs) -> subprocess.Popen:
@@ -182,17 +176,20 @@ class PersonalPool:
                               capture_output=True, text=True, check=check, timeout=timeout,
                               **self._as_account(kwargs))
 
+    @staticmethod
+    def wait_for_job(log: Path, timeout: float = 600) -> None:
+        """Wait until a job's event log says it left the queue (terminated or aborted). The
+        log is read here, not by a ``condor_wait`` that would outlive a killed caller."""
+        deadline = time.monotonic() + timeout
+        while not re.search(r"^0(05|09) \(", log.read_text(errors="replace"), re.M):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{log}: the job did not leave the queue in {timeout:.0f} s")
+            time.sleep(0.5)
+
     def wait_for_workflow(self, submit_dir: Path, timeout: float = 600) -> int:
         """Wait until DAGMan has left the queue and monitord has loaded the run (what
-        ``pegasus-statistics`` and ``pegasus-analyzer`` need); returns DAGMan's exit status.
-        The DAGMan job's own event log is read here, not by a condor_wait that would outlive
-        a killed caller."""
-        dagman_log = next(submit_dir.glob("*.dag.dagman.log"))
-        deadline = time.monotonic() + timeout
-        while not re.search(r"^0(05|09) \(", dagman_log.read_text(errors="replace"), re.M):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"DAGMan did not finish {submit_dir} in {timeout:.0f} s")
-            time.sleep(0.5)
+        ``pegasus-statistics`` and ``pegasus-analyzer`` need); returns DAGMan's exit status."""
+        self.wait_for_job(next(submit_dir.glob("*.dag.dagman.log")), timeout)
         deadline = time.monotonic() + 120
         while not (submit_dir / "monitord.done").exists() and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -82,6 +82,13 @@ def wait_task(client: globus_sdk.TransferClient, task_id: str) -> dict[str, Any]
                     in ("SUCCEEDED", "FAILED") and doc)
 
 
+def _absent(reason: str) -> None:
+    """Skip without a real component, except under CI (CI=true), where it is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI needs it: {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def pegasus(tmp_path_factory) -> RealPegasus:
     """The real Pegasus, found as a user's machine has it ($PEGASUS_HOME, else pegasus-plan on
@@ -89,11 +96,8 @@ def pegasus(tmp_path_factory) -> RealPegasus:
     (CI=true), where .ci/run unpacks ../shared/pegasus/ and a missing Pegasus is a failure."""
     installation = find_pegasus()
     if installation is None:
-        reason = ("no Pegasus installation: set PEGASUS_HOME or put pegasus-plan on PATH "
-                  "(.ci/run unpacks ../shared/pegasus/*.tar.xz)")
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs the real Pegasus: {reason}")
-        pytest.skip(reason)
+        _absent("no Pegasus installation: set PEGASUS_HOME or put pegasus-plan on PATH "
+                "(.ci/run unpacks ../shared/pegasus/*.tar.xz)")
     return RealPegasus(installation, tmp_path_factory.mktemp("real-pegasus"))
 
 
@@ -112,13 +116,6 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("condor_rm, hold/release, vacate on the personal pool")
         for trial, outcome in POOL_KILLS.items():
             terminalreporter.line(f"{trial:<34} {outcome}")
-
-
-def _absent(reason: str) -> None:
-    """Skip without a real component, except under CI (CI=true), where it is a failure."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI needs it: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -143,5 +140,6 @@ def pool_pegasus(condor_pool) -> RealPegasus:
     """The real Pegasus, copied where the pool's account can read it, submitting to the pool."""
     installation = find_pegasus()
     if installation is None:
-        _absent("no Pegasus installation: set PEGASUS_HOME or put pegasus-plan on PATH")
+        _absent("no Pegasus installation: set PEGASUS_HOME or put pegasus-plan on PATH "
+                "(.ci/run unpacks ../shared/pegasus/*.tar.xz)")
     return RealPegasus(installation, condor_pool.root, pool=condor_pool)

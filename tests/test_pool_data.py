@@ -11,7 +11,6 @@ which PegasusLite checks), outputs to the go:// output site ``results``.
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 import sys
 import uuid
@@ -136,21 +135,15 @@ class GoDataRun:
 
 @pytest.fixture(scope="module")
 def runs(pool_pegasus, condor_pool, tmp_path_factory):
-    with Emulator(tmp_path_factory.mktemp("globus"), time_scale=86400) as emulator:
-        previous = {name: os.environ.get(name) for name in emulator.environment}
-        os.environ.update(emulator.environment)  # for the logins above
-        try:
-            runs = {name: GoDataRun(name, pool_pegasus, condor_pool, emulator)
-                    for name in CONFIGURATIONS}
-            yield runs
-            for run in runs.values():  # none outlives the emulator it talks to
-                run.outcome()
-        finally:
-            for name, value in previous.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+    with Emulator(tmp_path_factory.mktemp("globus"), time_scale=86400) as emulator, \
+            pytest.MonkeyPatch.context() as patch:
+        for name, value in emulator.environment.items():  # for the logins
+            patch.setenv(name, value)
+        runs = {name: GoDataRun(name, pool_pegasus, condor_pool, emulator)
+                for name in CONFIGURATIONS}
+        yield runs
+        for run in runs.values():  # none outlives the emulator it talks to
+            run.outcome()
 
 
 @pytest.mark.parametrize("name", SUCCEEDING)

@@ -72,8 +72,7 @@ class Trial:
             time.sleep(0.5)
 
     def wait(self) -> None:
-        self.pool.run(["condor_wait", "-wait", "120", str(self.directory / "job.log")],
-                      check=False)
+        self.pool.wait_for_job(self.directory / "job.log", timeout=120)
         history = self.pool.run(["condor_history", self.cluster, "-af", "JobStatus", "ExitCode",
                                  "NumJobStarts"]).stdout.split()
         self.outcome = history
