@@ -1,8 +1,11 @@
 """``pegasus-kickstart-gpu report PATH...``: GPU usage of a workflow run, per job and in total.
 
 PATH is a Pegasus submit directory (its jobs' ``.out`` files and retries ``.out.NNN`` are
-found), single ``.out`` files, or ``--events-file`` outputs (JSON lines). Each job's attempts
-are added up; failed attempts, records without GPU events and damaged records are counted.
+found), single ``.out`` files, or ``--events-file`` outputs (JSON lines). Each job's tries are
+added up, each task of a clustered job on a row of its own (see :mod:`.usage`); rows are rolled
+up per transformation and per site. Jobs, tries and tasks are counted as
+``pegasus-statistics`` counts them; failed tries, records without GPU events and damaged
+records are counted too.
 """
 
 from __future__ import annotations
@@ -13,53 +16,30 @@ import json
 import os
 import re
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-from .nvml import THROTTLE_MASK
-from .record_reader import GPU_KEYS, Record, read_record
+from .record_reader import GPU_KEYS, GpuBlock, Record, parse_record
+from .usage import OUTSIDE_TASKS, Figures, Usage, block_figures
 
 _ATTEMPT = re.compile(r"\.out(\.\d+)?$")
 # in a submit directory, what else ends in .out: DAGMan's logs and POST scripts' output
 _NOT_A_RECORD = re.compile(r"\.(dagman|lib|post)\.out(\.\d+)?$")
+DATA_TRANSFORMATIONS = "pegasus::"  # create-dir, transfer, cleanup, rc-client: Pegasus' own
 TOP = 5
 
 
 @dataclass
-class JobUsage:
-    """One job's GPU use over all its attempts. Times in seconds, energy in joules."""
-
-    job: str
-    attempts: int = 0
-    failed_attempts: int = 0
-    gpus: list[str] = field(default_factory=list)
-    gpu_count: int = 0
-    wall_s: float = 0.0
-    gpu_hours: float = 0.0
-    energy_j: float | None = None
-    avg_gpu_util: float | None = None
-    peak_gpu_util: float | None = None
-    avg_mem_util: float | None = None
-    peak_mem_util: float | None = None
-    peak_mem_bytes: int | None = None
-    idle_gpu_hours: float = 0.0
-    throttled_samples: int = 0
-    errors: list[str] = field(default_factory=list)
-    timeline: dict[str, list[tuple[float, Any, Any, Any]]] = field(default_factory=dict,
-                                                                    repr=False)
-
-    @property
-    def energy_kwh(self) -> float | None:
-        return None if self.energy_j is None else self.energy_j / 3.6e6
-
-
-@dataclass
 class Counts:
+    """What the records say about the run as a whole, GPU or not."""
+
     files: int = 0
-    attempts: int = 0
     failed_attempts: int = 0
     without_gpu_events: int = 0
     damaged: list[str] = field(default_factory=list)
+    jobs: set[str] = field(default_factory=set)
+    tasks: set[tuple[str, Any]] = field(default_factory=set)  # (job, Pegasus' task id)
+    task_tries: int = 0
 
 
 def find_records(paths: Iterable[str]) -> Iterator[str]:
@@ -77,201 +57,258 @@ def job_name(path: str) -> str:
     return _ATTEMPT.sub("", os.path.basename(path)) or os.path.basename(path)
 
 
-def _events_file(path: str) -> Record:
-    """An --events-file output, read as one attempt."""
+def _events_file(text: str, path: str) -> Record:
+    """An --events-file output, read as one try."""
     record = Record(path)
     found: dict[str, Any] = {"kickstart.inv.gpu.stats": []}
-    try:
-        with open(path) as handle:
-            for number, line in enumerate(handle, start=1):
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    record.damaged.append(f"{path}, line {number}: not JSON")
-                    continue
-                name = event.get("event")
-                if name == "kickstart.inv.gpu.stats":
-                    found[name].append(event)
-                elif name in GPU_KEYS:
-                    found[name] = event
-    except OSError as error:
-        record.damaged.append(f"{path}: {error.strerror}")
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            record.damaged.append(f"{path}, line {number}: not JSON")
+            continue
+        name = event.get("event")
+        if name == "kickstart.inv.gpu.stats":
+            found[name].append(event)
+        elif name in GPU_KEYS:
+            found[name] = event
     if set(found) == set(GPU_KEYS):
-        record.multipart.extend({k: v} for k, v in found.items())
+        record.gpu_blocks.append(GpuBlock(found, None))
     return record
 
 
-def _is_events_file(path: str) -> bool:
+def load(path: str) -> Record:
+    """A record or an --events-file output, read once."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read(9) == b'{"event":'
-    except OSError:
-        return False
-
-
-def _attempt(usage: JobUsage, record: Record, keep_timeline: bool) -> None:
-    gpu = record.gpu or {}
-    environment = gpu["kickstart.inv.gpu.environment"]
-    stats = gpu["kickstart.inv.gpu.stats"]
-    maxima = gpu["kickstart.inv.gpu.stats.max"].get("devices", [])
-    devices = environment.get("devices", [])
-    usage.gpus = sorted(set(usage.gpus) | {f"{d.get('name')} {d.get('uuid') or d.get('id')}"
-                                           for d in devices})
-    usage.gpu_count = max(usage.gpu_count, len(devices))
-    # GPUs are held for the whole wrapped run: the sidecar's span, else the job's duration
-    span = gpu["kickstart.inv.gpu.stats.max"].get("duration")
-    durations = [i.get("duration") for i in record.invocations
-                 if isinstance(i.get("duration"), (int, float))]
-    times = [s["timestamp"] for s in stats] or [environment.get("timestamp", 0)]
-    wall = float(span if span is not None else sum(durations) if durations
-                 else max(times) - min(times))
-    usage.wall_s += wall
-    usage.gpu_hours += wall * len(devices) / 3600
-    energy = [d.get("energy_used") for d in maxima if d.get("energy_used") is not None]
-    if energy:
-        usage.energy_j = (usage.energy_j or 0.0) + sum(energy) / 1000
-    for key, peak_key, device_key, peak_device_key in (
-            ("avg_gpu_util", "peak_gpu_util", "avg_gpu_utilization", "max_gpu_usage"),
-            ("avg_mem_util", "peak_mem_util", "avg_mem_utilization", "max_mem_utilization")):
-        means = [d[device_key] for d in maxima if d.get(device_key) is not None]
-        if means:  # attempts weigh by their wall time
-            previous = getattr(usage, key)
-            mean = sum(means) / len(means)
-            weight = usage.wall_s - wall
-            setattr(usage, key, round(mean if previous is None or usage.wall_s == 0 else
-                                      (previous * weight + mean * wall) / usage.wall_s, 2))
-        peaks = [d[peak_device_key] for d in maxima if d.get(peak_device_key) is not None]
-        if peaks:
-            setattr(usage, peak_key, max([*peaks, getattr(usage, peak_key) or 0]))
-    memory = [d["max_mem_usage"] for d in maxima if d.get("max_mem_usage") is not None]
-    if memory:
-        usage.peak_mem_bytes = max([*memory, usage.peak_mem_bytes or 0])
-    # counted over every sample by the sidecar; records before it did, from the kept samples
-    counted = all("throttled_samples" in d for d in maxima) and bool(maxima)
-    if counted:
-        usage.throttled_samples += sum(d["throttled_samples"] for d in maxima)
-    by_device: dict[Any, list[dict[str, Any]]] = {}
-    for sample in stats:
-        by_device.setdefault(sample.get("uuid") or sample.get("id"), []).append(sample)
-        if not counted and (sample.get("throttle_reasons") or 0) & THROTTLE_MASK:
-            usage.throttled_samples += 1
-        for field_name, reason in (sample.get("errors") or {}).items():
-            if reason != "NOT_SUPPORTED":
-                usage.errors.append(f"{field_name}: {reason}")
-    idle = [d["idle_fraction"] for d in maxima if d.get("idle_fraction") is not None]
-    idle_counted = bool(idle) and len(idle) == len(maxima)  # by the sidecar, over every sample
-    if idle_counted:
-        usage.idle_gpu_hours += sum(idle) * wall / 3600
-    for device, samples in by_device.items():
-        samples.sort(key=lambda s: s["timestamp"])
-        if not idle_counted:  # records before that: from the kept samples
-            usage.idle_gpu_hours += _idle_fraction(samples) * wall / 3600
-        if keep_timeline:  # labelled as nvidia-smi and the events name GPUs: by id
-            usage.timeline[f"GPU {samples[0].get('id', device)}"] = [
-                (s["timestamp"], s.get("gpu_utilization"), s.get("mem_usage"),
-                 s.get("power_usage")) for s in samples]
-    usage.errors = sorted(set(usage.errors + list(environment.get("problems", []))))
-
-
-def _idle_fraction(samples: list[dict[str, Any]]) -> float:
-    """The share of the sampled time a GPU showed 0 % utilisation (by samples if no time)."""
-    known = [s for s in samples if s.get("gpu_utilization") is not None]
-    if not known:
-        return 0.0
-    span = known[-1]["timestamp"] - known[0]["timestamp"]
-    if span <= 0:
-        return sum(s["gpu_utilization"] == 0 for s in known) / len(known)
-    idle = sum(after["timestamp"] - before["timestamp"] for before, after in zip(known, known[1:])
-               if before["gpu_utilization"] == 0)
-    return idle / span
+        with open(path, errors="replace") as handle:
+            text = handle.read()
+    except OSError as error:
+        return Record(path, damaged=[f"{path}: {error.strerror}"])
+    return _events_file(text, path) if text.startswith('{"event":') else \
+        parse_record(text, path)
 
 
 class NotARecord(ValueError):
     """A file named on the command line is neither a record nor an events file."""
 
 
-def collect(paths: Iterable[str], keep_timelines: bool = False) -> tuple[list[JobUsage], Counts]:
-    """Every attempt's usage, by job. A file named in ``paths`` (not found in a directory)
-    that holds no record raises :class:`NotARecord`."""
+class _Rows(dict[tuple[str, str], Usage]):
+    """The rows found so far, by job and task."""
+
+    def row(self, job: str, task: str, record: Record, invocation: dict[str, Any] | None,
+            failed: bool) -> Usage:
+        """The row, counting this try for it."""
+        usage = self.get((job, task))
+        if usage is None:
+            named = [invocation] if invocation else record.invocations
+            usage = self[job, task] = Usage(
+                job, task, transformation="+".join(sorted({str(i.get("transformation"))
+                                                          for i in named})),
+                site=next((str(i["resource"]) for i in named if i.get("resource")), ""),
+                data_job=bool(named) and all(_is_data(i) for i in named))
+        usage.attempts += 1
+        usage.failed_attempts += failed
+        return usage
+
+
+def _is_data(invocation: dict[str, Any]) -> bool:
+    return str(invocation.get("transformation")).startswith(DATA_TRANSFORMATIONS)
+
+
+def _failed(invocation: dict[str, Any]) -> bool:
+    return invocation.get("raw") not in (0, None)
+
+
+def _figures(blocks: list[GpuBlock], invocations: list[dict[str, Any]], path: str,
+             counts: Counts, keep_timeline: bool) -> Figures | None:
+    """The widest of blocks covering the same run (a sidecar inside kickstart and one around
+    it): the outer one, counted once."""
+    durations = [i["duration"] for i in invocations if isinstance(i.get("duration"),
+                                                                   (int, float))]
+    found = []
+    for block in blocks:
+        try:
+            found.append(block_figures(block.events, durations, keep_timeline))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:
+            counts.damaged.append(f"{path}: GPU events malformed ({error.__class__.__name__})")
+    return max(found, key=lambda f: f.wall_s, default=None)
+
+
+def _attribute(record: Record, job: str, rows: _Rows, counts: Counts,
+               keep_timeline: bool) -> None:
+    """Add one try's GPU blocks to the rows of the job, or of its tasks."""
+    path, invocations = record.path, record.invocations
+    if not record.clustered:  # every block covers the one job
+        usage = rows.row(job, "", record, None, record.failed)
+        figures = _figures(record.gpu_blocks, invocations, path, counts, keep_timeline)
+        if figures:
+            usage.figures.add(figures)
+        return
+    inner = Figures()
+    for index, invocation in enumerate(invocations):
+        task = str(invocation.get("derivation") or f"task {index + 1}")
+        usage = rows.row(job, task, record, invocation, _failed(invocation))
+        figures = _figures([b for b in record.gpu_blocks if b.owner == index], [invocation],
+                           path, counts, keep_timeline)
+        if figures:
+            usage.figures.add(figures)
+            inner.add(figures)
+    outer = _figures([b for b in record.gpu_blocks if b.owner is None], invocations, path,
+                     counts, keep_timeline)
+    if outer and inner.gpu_count:  # what the tasks' own blocks left uncovered
+        rows.row(job, OUTSIDE_TASKS, record, None, record.failed).figures.add(
+            outer.outside(inner))
+    elif outer:  # only pegasus-cluster was wrapped: the job as a whole
+        rows.row(job, "", record, None, record.failed).figures.add(outer)
+
+
+def collect(paths: Iterable[str], keep_timelines: bool = False) -> tuple[list[Usage], Counts]:
+    """Every try's usage, by job (and task). A file named in ``paths`` (not found in a
+    directory) that holds no record raises :class:`NotARecord`."""
     paths = list(paths)
     named = {path for path in paths if not os.path.isdir(path)}
-    jobs: dict[str, JobUsage] = {}
+    rows = _Rows()
     counts = Counts()
     for path in find_records(paths):
-        counts.files += 1
-        record = _events_file(path) if _is_events_file(path) else read_record(path)
-        if path in named and not record.invocations and record.gpu is None:
+        record = load(path)
+        if path in named and not record.invocations and not record.gpu_blocks:
             raise NotARecord(f"{path} is not a kickstart record (.out) or an --events-file "
                              "output")
+        job = job_name(path)
+        counts.files += 1
+        counts.failed_attempts += record.failed
         counts.damaged.extend(record.damaged)
-        counts.attempts += 1
-        counts.failed_attempts += int(record.failed)
-        usage = jobs.setdefault(job_name(path), JobUsage(job_name(path)))
-        usage.attempts += 1
-        usage.failed_attempts += int(record.failed)
-        if record.gpu is None:
+        counts.jobs.add(job)
+        compute = [i for i in record.invocations if not _is_data(i)]
+        counts.task_tries += len(compute)
+        counts.tasks.update((job, i.get("derivation")) for i in compute)
+        if not record.gpu_blocks:
             counts.without_gpu_events += 1
-            continue
-        try:
-            _attempt(usage, record, keep_timelines)
-        except (KeyError, TypeError, ValueError) as error:  # a malformed block: count, go on
-            counts.damaged.append(f"{path}: GPU events malformed ({error.__class__.__name__})")
-    return sorted((j for j in jobs.values() if j.gpu_count), key=lambda j: j.job), counts
+        _attribute(record, job, rows, counts, keep_timelines)
+    return sorted((u for u in rows.values() if u.figures.gpu_count),
+                  key=lambda u: (u.job, u.task)), counts
 
 
-def totals(jobs: list[JobUsage], counts: Counts) -> dict[str, Any]:
-    energy = [j.energy_j for j in jobs if j.energy_j is not None]
+def label(usage: Usage) -> str:
+    return f"{usage.job}/{usage.task}" if usage.task else usage.job
+
+
+ROLLUP_FIELDS = ("jobs", "rows", "gpu_hours", "idle_gpu_hours", "throttled_gpu_hours",
+                 "energy_j", "energy_kwh", "peak_mem_bytes")
+
+
+def rollup(rows: list[Usage], by: str) -> list[dict[str, Any]]:
+    """GPU-hours, idle and throttled GPU-hours, energy and peak memory per transformation or
+    per site (``by``), full precision."""
+    groups: dict[str, list[Usage]] = {}
+    for usage in rows:
+        groups.setdefault(getattr(usage, by), []).append(usage)
+    result = []
+    for name, members in sorted(groups.items()):
+        energy = [u.figures.energy_j for u in members if u.figures.energy_j is not None]
+        memory = [u.figures.peaks["mem_bytes"] for u in members
+                  if "mem_bytes" in u.figures.peaks]
+        result.append({
+            by: name, "jobs": len({u.job for u in members}), "rows": len(members),
+            "gpu_hours": sum(u.gpu_hours for u in members),
+            "idle_gpu_hours": sum(u.idle_gpu_hours for u in members),
+            "throttled_gpu_hours": sum(u.figures.throttled_gpu_s for u in members) / 3600,
+            "energy_j": sum(energy) if energy else None,
+            "energy_kwh": sum(energy) / 3.6e6 if energy else None,
+            "peak_mem_bytes": max(memory) if memory else None})
+    return result
+
+
+def totals(rows: list[Usage], counts: Counts) -> dict[str, Any]:
+    energy = [u.figures.energy_j for u in rows if u.figures.energy_j is not None]
+    compute = [u for u in rows if not u.data_job]
+    jobs, tasks = len(counts.jobs), len(counts.tasks)
     return {
-        "jobs_with_gpu_events": len(jobs), "records": counts.files,
+        # as pegasus-statistics counts them: a try is a record, a retry a try after the first
+        "jobs": jobs, "tries": counts.files, "retries": counts.files - jobs,
+        "tasks": tasks, "task_tries": counts.task_tries,
+        "task_retries": counts.task_tries - tasks,
+        "jobs_with_gpu_events": len({u.job for u in rows}), "records": counts.files,
         "failed_attempts": counts.failed_attempts,
         "records_without_gpu_events": counts.without_gpu_events,
         "damaged_records": len(counts.damaged), "damaged": counts.damaged[:20],
-        "gpu_hours": sum(j.gpu_hours for j in jobs),
-        "idle_gpu_hours": sum(j.idle_gpu_hours for j in jobs),
+        "gpu_hours": sum(u.gpu_hours for u in rows),
+        "idle_gpu_hours": sum(u.idle_gpu_hours for u in rows),
+        "data_jobs_gpu_hours": sum(u.gpu_hours for u in rows if u.data_job),
+        "throttled_gpu_hours": sum(u.figures.throttled_gpu_s for u in rows) / 3600,
         "energy_j": sum(energy) if energy else None,
         "energy_kwh": sum(energy) / 3.6e6 if energy else None,
-        "top_by_gpu_hours": [j.job for j in sorted(jobs, key=lambda j: -j.gpu_hours)[:TOP]],
-        "top_by_idle_gpu_hours": [j.job for j in sorted(jobs, key=lambda j: -j.idle_gpu_hours)
-                                  [:TOP] if j.idle_gpu_hours > 0],
+        "top_by_gpu_hours": [label(u) for u in sorted(compute, key=lambda u: -u.gpu_hours)
+                             [:TOP]],
+        "top_by_idle_gpu_hours": [label(u) for u in sorted(compute,
+                                                           key=lambda u: -u.idle_gpu_hours)
+                                  [:TOP] if u.idle_gpu_hours > 0],
     }
 
 
-def _row(job: JobUsage) -> dict[str, Any]:
-    """A job's figures at full precision (json and csv; the table rounds for reading)."""
-    row = {k: v for k, v in asdict(job).items() if k != "timeline"}
-    row.update(gpus="; ".join(job.gpus), errors="; ".join(job.errors),
-               energy_kwh=job.energy_kwh)
-    return row
-
-
-def _fmt(value: Any, unit: str = "") -> str:
+def _fmt(value: Any, digits: int = 2) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.2f}{unit}"
-    return f"{value}{unit}"
+        return f"{value:.{digits}f}"
+    return f"{value}"
 
 
-def render_table(jobs: list[JobUsage], summary: dict[str, Any]) -> str:
-    header = ["job", "tries", "gpus", "wall s", "GPU-h", "energy kWh", "avg gpu%",
-              "peak gpu%", "peak mem GiB", "idle GPU-h", "notes"]
-    rows = [header]
-    for job in jobs:
-        notes = []
-        if job.failed_attempts:
-            notes.append(f"{job.failed_attempts} failed")
-        if job.throttled_samples:
-            notes.append(f"throttled in {job.throttled_samples} samples")
-        notes.extend(job.errors[:2])
-        rows.append([job.job, str(job.attempts), str(job.gpu_count), _fmt(job.wall_s),
-                     f"{job.gpu_hours:.4f}", "-" if job.energy_kwh is None else
-                     f"{job.energy_kwh:.5f}", _fmt(job.avg_gpu_util), _fmt(job.peak_gpu_util),
-                     "-" if job.peak_mem_bytes is None else f"{job.peak_mem_bytes / 2**30:.1f}",
-                     f"{job.idle_gpu_hours:.4f}", "; ".join(notes)])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i in (0, 10) else cell.rjust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
+def _gib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**30:.1f}"
+
+
+def _kwh(value: float | None) -> str:
+    return "-" if value is None else f"{value:.5f}"
+
+
+def _columns(rows: list[list[str]], left: int = 1) -> list[str]:
+    """Aligned lines: the first ``left`` columns and the last to the left, numbers right."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    last = len(widths) - 1
+    lines = ["  ".join(cell.ljust(w) if i < left or i == last else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+             for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def _usage_table(rows: list[Usage], first: str) -> list[str]:
+    table = [[first, "tries", "gpus", "wall s", "GPU-h", "energy kWh", "avg gpu%",
+              "peak gpu%", "peak mem GiB", "idle GPU-h", "notes"]]
+    for usage in rows:
+        figures, notes = usage.figures, []
+        if usage.failed_attempts:
+            notes.append(f"{usage.failed_attempts} failed")
+        if figures.throttled_samples:
+            notes.append(f"throttled in {figures.throttled_samples} samples")
+        notes.extend(sorted(figures.errors)[:2])
+        table.append([label(usage), str(usage.attempts), str(figures.gpu_count),
+                      _fmt(figures.wall_s), f"{usage.gpu_hours:.4f}", _kwh(usage.energy_kwh),
+                      _fmt(figures.mean("gpu")), _fmt(figures.peaks.get("gpu")),
+                      _gib(figures.peaks.get("mem_bytes")), f"{usage.idle_gpu_hours:.4f}",
+                      "; ".join(notes)])
+    return _columns(table)
+
+
+def _rollup_table(groups: list[dict[str, Any]], by: str) -> list[str]:
+    table = [[by, "jobs", "GPU-h", "idle GPU-h", "throttled GPU-h", "energy kWh",
+              "peak mem GiB"]]
+    table += [[g[by], str(g["jobs"]), f"{g['gpu_hours']:.4f}", f"{g['idle_gpu_hours']:.4f}",
+               f"{g['throttled_gpu_hours']:.4f}", _kwh(g["energy_kwh"]),
+               _gib(g["peak_mem_bytes"])] for g in groups]
+    return _columns(table)
+
+
+def render_table(rows: list[Usage], summary: dict[str, Any]) -> str:
+    compute = [u for u in rows if not u.data_job]
+    data = [u for u in rows if u.data_job]
+    lines = _usage_table(compute, "job") if compute else ["No compute job has GPU events."]
+    if data:
+        lines += ["", "Pegasus' data jobs (create-dir, transfers, cleanup, registration) "
+                  "under the sidecar:", *_usage_table(data, "data job")]
+    for by in ("transformation", "site"):
+        lines += ["", *_rollup_table(rollup(rows, by), by)]
     energy = summary["energy_kwh"]
     lines += [
         "",
@@ -279,6 +316,9 @@ def render_table(jobs: list[JobUsage], summary: dict[str, Any]) -> str:
         f"{summary['gpu_hours']:.4f} GPU-hours ({summary['idle_gpu_hours']:.4f} idle), "
         + (f"{summary['energy_j']:.0f} J = {energy:.5f} kWh" if energy is not None
            else "energy unknown"),
+        f"Jobs: {summary['jobs']} ({summary['tries']} tries, {summary['retries']} retries); "
+        f"tasks: {summary['tasks']} ({summary['task_tries']} tries, "
+        f"{summary['task_retries']} retries), as pegasus-statistics counts them",
         f"Records: {summary['records']} read, {summary['failed_attempts']} failed attempts, "
         f"{summary['records_without_gpu_events']} without GPU events, "
         f"{summary['damaged_records']} damaged",
@@ -288,11 +328,23 @@ def render_table(jobs: list[JobUsage], summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_csv(rows: list[Usage]) -> None:
+    """One table: a line per row (``level`` job), then per transformation and per site."""
+    fields = ["level", *Usage("").row(), "jobs", "rows"]
+    writer = csv.DictWriter(sys.stdout, fieldnames=fields, restval="")
+    writer.writeheader()
+    writer.writerows({"level": "job", **usage.row()} for usage in rows)
+    for by in ("transformation", "site"):
+        writer.writerows({"level": by, **group} for group in rollup(rows, by))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pegasus-kickstart-gpu report",
-        description="GPU usage of a workflow run: per job GPU-hours, energy, utilisation, peak "
-        "memory, idle GPU time and errors; workflow totals and the top jobs.")
+        description="GPU usage of a workflow run: per job (per task for clustered jobs) GPU-hours, "
+        "energy, utilisation, peak memory, idle and throttled GPU time and errors; the same per "
+        "transformation and per site; workflow totals, the top jobs, and jobs, tries and tasks "
+        "as pegasus-statistics counts them.")
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="a submit directory, .out files, or --events-file outputs")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
@@ -321,22 +373,22 @@ def main(argv: list[str]) -> int:
                   "pip install 'pegasus-globus[plot]'", file=sys.stderr)
             return 2
     try:
-        jobs, counts = collect(args.paths, keep_timelines=bool(args.plot))
+        rows, counts = collect(args.paths, keep_timelines=bool(args.plot))
     except NotARecord as error:
         print(f"pegasus-kickstart-gpu report: {error}", file=sys.stderr)
         return 2
-    summary = totals(jobs, counts)
+    summary = totals(rows, counts)
     if args.format == "json":
-        print(json.dumps({"jobs": [_row(j) for j in jobs], "totals": summary}, indent=2))
+        print(json.dumps({"jobs": [u.row() for u in rows],
+                          "by_transformation": rollup(rows, "transformation"),
+                          "by_site": rollup(rows, "site"), "totals": summary}, indent=2))
     elif args.format == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(_row(JobUsage("x")).keys()))
-        writer.writeheader()
-        writer.writerows(_row(j) for j in jobs)
+        write_csv(rows)
     else:
-        print(render_table(jobs, summary))
+        print(render_table(rows, summary))
     if args.plot:
         from .plot import draw
 
-        for written in draw(jobs, summary, args.plot):
+        for written in draw(rows, summary, args.plot):
             print(f"figure: {written}", file=sys.stderr)
     return 0

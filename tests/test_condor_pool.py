@@ -151,12 +151,37 @@ def test_the_plan_puts_the_launcher_in_front_of_kickstart_and_asks_for_the_gpu(s
     assert settings["request_gpus"] == "2" and settings["universe"] == "vanilla"
 
 
-def test_the_report_lists_the_runs_gpu_jobs(shapes):
-    report = subprocess.run([sys.executable, "-m", "kickstart_gpu.cli", "report",
-                             str(shapes.submit_dir), "--format", "json"],
-                            capture_output=True, text=True, check=True)
-    jobs = {job["job"] for job in json.loads(report.stdout)["jobs"]}
-    assert {"train_train", "flaky_flaky"} <= jobs, report.stdout
+def report(shapes) -> dict:
+    return json.loads(subprocess.run(
+        [sys.executable, "-m", "kickstart_gpu.cli", "report", str(shapes.submit_dir),
+         "--format", "json"], capture_output=True, text=True, check=True).stdout)
+
+
+def test_the_report_counts_jobs_tries_and_tasks_as_pegasus_statistics_does(shapes):
+    summary = {line.split()[0]: line.split()[1:] for line in shapes.tool(
+        "pegasus-statistics").splitlines() if line.startswith(("Tasks ", "Jobs "))}
+    totals = report(shapes)["totals"]
+    # Succeeded Failed Incomplete Total Retries Total+Retries
+    assert summary["Jobs"][3:] == [str(totals[k]) for k in ("jobs", "retries", "tries")]
+    assert summary["Tasks"][3:] == [str(totals[k]) for k in ("tasks", "task_retries",
+                                                             "task_tries")]
+    assert (totals["jobs"], totals["tasks"]) == (6, 8), totals  # with create-dir; 4 clustered
+
+
+def test_the_report_has_a_row_for_every_clustered_task_with_the_gpus_assigned(shapes,
+                                                                             condor_pool):
+    rows = [row for row in report(shapes)["jobs"] if row["job"].startswith("merge_")]
+    (cluster,) = shapes.condor_ids(rows[0]["job"])
+    assigned = shapes.assigned_gpus(cluster, condor_pool)
+    tasks = {row["task"]: row for row in rows}
+    assert sorted(tasks) == ["(outside tasks)", "task0", "task1", "task2", "task3"]
+    for row in tasks.values():  # HTCondor's short names: GPU-a0223334
+        assert {gpu.split()[-1][:len(assigned[0])] for gpu in row["gpus"].split("; ")} == \
+            set(assigned), row
+    (record,) = shapes.records(rows[0]["job"])
+    outer = json.loads(record.read_text().rsplit("- kickstart.inv.gpu.stats.max: ", 1)[1]
+                       .splitlines()[0])["duration"]
+    assert sum(row["wall_s"] for row in rows) == pytest.approx(outer)  # once, not twice
 
 
 def uuids(environment: dict, assigned: list[str]) -> list[str]:

@@ -121,7 +121,9 @@ def test_table_and_csv(capsys, submit_dir):
     assert "1 failed" in table and "Top by GPU-hours: train_ID01, eval_ID02" in table
     assert main([str(submit_dir), "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert [row["job"] for row in rows] == ["eval_ID02", "train_ID01"]
+    assert [(row["level"], row["job"] or row["transformation"] or row["site"])
+            for row in rows] == [("job", "eval_ID02"), ("job", "train_ID01"),
+                                 ("transformation", "ls"), ("site", "condorpool")]
 
 
 def test_events_files_are_reports_too(capsys, tmp_path):
@@ -177,3 +179,108 @@ def test_a_plot_into_a_missing_directory_is_a_one_line_error(capsys, tmp_path):
     assert main([str(FIXTURES), "--plot", str(tmp_path / "missing" / "x.png")]) == 2
     err = capsys.readouterr().err
     assert "no such directory" in err and len(err.strip().splitlines()) == 1
+
+
+CLUSTERED = FIXTURES / "clustered_gpu_tasks.out"
+
+
+def blocks_of(text: str) -> list[str]:
+    """Each GPU block's text in a record (marker and its three lines), in order."""
+    lines = text.splitlines(keepends=True)
+    return ["".join(lines[i:i + 4]) for i, line in enumerate(lines) if line == MARKER + "\n"]
+
+
+def durations(text: str) -> list[float]:
+    """The sidecars' spans (seconds), block by block."""
+    return [json.loads(line.split(": ", 1)[1])["duration"] for line in text.splitlines()
+            if line.startswith("- kickstart.inv.gpu.stats.max:")]
+
+
+def clustered_rows(capsys, tmp_path, text: str) -> tuple[dict, dict]:
+    record = tmp_path / "merge_task_PID1_ID1.out.000"
+    record.write_text(text)
+    result = report_json(capsys, str(record))
+    return {row["task"]: row for row in result["jobs"]}, result["totals"]
+
+
+def test_each_clustered_task_is_a_row_and_no_second_is_counted_twice(capsys, tmp_path):
+    """The launcher around pegasus-cluster and around each task: 5 blocks in one record."""
+    text = CLUSTERED.read_text()
+    *tasks, outer = durations(text)
+    rows, totals = clustered_rows(capsys, tmp_path, text)
+    assert sorted(rows) == ["(outside tasks)", "task0", "task1", "task2", "task3"]
+    assert [rows[f"task{i}"]["wall_s"] for i in range(4)] == tasks
+    assert {row["job"] for row in rows.values()} == {"merge_task_PID1_ID1"}
+    assert {row["transformation"] for row in rows.values()} == {"task"}
+    assert rows["(outside tasks)"]["wall_s"] == pytest.approx(outer - sum(tasks))
+    # every second the GPUs were held counted once: the tasks' and the rest add up to the
+    # outer block, 2 GPUs for its whole span
+    assert totals["gpu_hours"] == pytest.approx(outer * 2 / 3600)
+    assert sum(row["energy_j"] for row in rows.values()) == pytest.approx(totals["energy_j"])
+
+
+def test_a_cluster_whose_tasks_alone_were_wrapped_reports_every_task(capsys, tmp_path):
+    text = CLUSTERED.read_text()
+    outer = blocks_of(text)[-1]
+    rows, totals = clustered_rows(capsys, tmp_path, text.replace(outer, ""))
+    assert sorted(rows) == ["task0", "task1", "task2", "task3"]
+    assert totals["gpu_hours"] == pytest.approx(sum(durations(text)[:4]) * 2 / 3600)
+
+
+def test_a_cluster_wrapped_as_a_whole_is_one_row(capsys, tmp_path):
+    text = CLUSTERED.read_text()
+    for block in blocks_of(text)[:4]:
+        text = text.replace(block, "")
+    rows, totals = clustered_rows(capsys, tmp_path, text)
+    assert list(rows) == [""] and rows[""]["wall_s"] == durations(text)[0]
+    assert totals["tasks"] == 4 and totals["task_tries"] == 4
+
+
+def test_a_sidecar_inside_and_one_around_kickstart_count_once(capsys, tmp_path):
+    inner, outer = gpu_block("0", range(0, 10, 2)), gpu_block("0", range(0, 20, 2))
+    record = tmp_path / "train_ID01.out.000"
+    record.write_text((FIXTURES / "success_ls.out").read_text() + inner + outer)
+    (row,) = report_json(capsys, str(record))["jobs"]
+    assert (row["task"], row["wall_s"], row["attempts"]) == ("", 18.0, 1)
+
+
+def test_usage_rolls_up_per_transformation_and_per_site(capsys, submit_dir):
+    elsewhere = (FIXTURES / "success_ls.out").read_text().replace(
+        'resource: "condorpool"', 'resource: "gpu-cluster"').replace(
+        'transformation: "ls"', 'transformation: "train"')
+    (submit_dir / "00" / "00" / "train_ID05.out.000").write_text(elsewhere + gpu_block("0"))
+    result = report_json(capsys, str(submit_dir))
+    by_site = {group["site"]: group for group in result["by_site"]}
+    by_transformation = {group["transformation"]: group for group in result["by_transformation"]}
+    jobs = {row["job"]: row for row in result["jobs"]}
+    assert set(by_site) == {"condorpool", "gpu-cluster"}
+    assert by_site["gpu-cluster"]["gpu_hours"] == jobs["train_ID05"]["gpu_hours"]
+    assert by_transformation["ls"]["jobs"] == 2 and by_transformation["train"]["jobs"] == 1
+    assert by_transformation["ls"]["gpu_hours"] == pytest.approx(
+        jobs["train_ID01"]["gpu_hours"] + jobs["eval_ID02"]["gpu_hours"])
+    assert by_transformation["ls"]["energy_j"] == pytest.approx(
+        jobs["train_ID01"]["energy_j"] + jobs["eval_ID02"]["energy_j"])
+    assert by_transformation["ls"]["peak_mem_bytes"] == jobs["train_ID01"]["peak_mem_bytes"]
+    assert {"idle_gpu_hours", "throttled_gpu_hours"} <= set(by_site["condorpool"])
+    assert main([str(submit_dir)]) == 0
+    table = capsys.readouterr().out
+    assert "\ntransformation  jobs" in table and "\nsite" in table and "gpu-cluster" in table
+
+
+def test_pegasus_data_jobs_are_listed_apart(capsys, submit_dir):
+    stage_in = (FIXTURES / "success_stage_in.out").read_text()
+    assert 'transformation: "pegasus::transfer"' in stage_in
+    long_block = gpu_block("0", range(0, 600, 2))  # idles longest of all
+    (submit_dir / "00" / "00" / "stage_in_local_local_1_0.out.000").write_text(
+        stage_in + long_block)
+    result = report_json(capsys, str(submit_dir))
+    rows = {row["job"]: row for row in result["jobs"]}
+    assert rows["stage_in_local_local_1_0"]["data_job"] is True
+    assert rows["train_ID01"]["data_job"] is False
+    assert "stage_in_local_local_1_0" not in result["totals"]["top_by_idle_gpu_hours"]
+    assert result["totals"]["data_jobs_gpu_hours"] == rows["stage_in_local_local_1_0"][
+        "gpu_hours"]
+    assert main([str(submit_dir)]) == 0
+    compute, data = capsys.readouterr().out.split("Pegasus' data jobs")
+    assert "stage_in_local_local_1_0" in data and "stage_in_local" not in compute.split(
+        "\n\n")[0]
