@@ -284,3 +284,11 @@ def test_pegasus_data_jobs_are_listed_apart(capsys, submit_dir):
     compute, data = capsys.readouterr().out.split("Pegasus' data jobs")
     assert "stage_in_local_local_1_0" in data and "stage_in_local" not in compute.split(
         "\n\n")[0]
+
+
+def test_a_run_read_in_chunks_by_several_processes_reports_the_same(capsys, submit_dir,
+                                                                    monkeypatch):
+    shutil.copy(CLUSTERED, submit_dir / "00" / "00" / "merge_task_PID1_ID1.out.000")
+    whole = report_json(capsys, str(submit_dir))
+    monkeypatch.setattr("kickstart_gpu.report.CHUNK", 1)  # a process per record, merged
+    assert report_json(capsys, str(submit_dir)) == whole
