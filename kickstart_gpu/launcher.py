@@ -1,19 +1,19 @@
 """Run the job exactly as it would run alone, and learn how it ended.
 
 The job is started before anything else happens, with the signal mask and dispositions it
-would have had, and standard input, output and error untouched. Every signal that would end
-the launcher by default (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU,
-the real-time signals, ...; not SIGKILL, nor SIGPIPE and SIGXFSZ, which Python ignores) is
-forwarded to the job once instead, so the job never outlives the launcher because of one:
+would have had, standard input, output and error untouched, and in the launcher's own process
+group, as kickstart would be without it: a signal to the group (``kill -TERM -- -PGID``,
+``timeout``, a terminal's Ctrl-C or Ctrl-Z, a batch system suspending the job) reaches every
+process of the job directly, background children included, and job control stops and
+continues the launcher with the job.
 
-- Outside a terminal's foreground (batch systems, DAGMan) the job gets a process group of its
-  own, so a signal to the launcher's group (``kill -TERM -- -PGID``, ``timeout``) reaches the
-  job only through the launcher. kickstart does not survive a second SIGTERM while it writes
-  its record, so a signal must never arrive twice.
-- In a terminal's foreground the job shares the launcher's group, so it can read the terminal;
-  signals the terminal sends the group (Ctrl-C) reached the job already and are not forwarded.
-- The same signal arriving again within ``REPEAT_WINDOW`` seconds (``timeout`` signals its
-  child, then its group) is forwarded once.
+Every signal that would end the launcher by default (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
+SIGUSR2, SIGALRM, SIGXCPU, the real-time signals, ...; not SIGKILL, nor SIGPIPE and SIGXFSZ,
+which Python ignores) is taken by a thread instead, and forwarded to the job if the job did not
+get it already: a signal sent to the launcher alone (HTCondor's soft kill) is forwarded once, a
+signal sent to the whole group is not, since kickstart does not survive a second SIGTERM while it
+writes its record. Which one it was is told by a canary: a child in the group that keeps those
+signals blocked, so that a signal to the group is left pending in it (see :class:`Canary`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ FORWARDED = {getattr(signal, name) for name in (
 PYTHON_IGNORED = {signal.SIGPIPE, signal.SIGXFSZ}
 # the launcher script passes the SigIgn mask it inherited, which Python's start-up overwrites
 INHERITED_IGNORED_VARIABLE = "PEGASUS_KICKSTART_GPU_SIGIGN"
-SI_KERNEL = 0x80  # si_code of signals the kernel (a terminal) sent to a process group
-REPEAT_WINDOW = 0.2  # seconds within which the same signal again is the same event
+GROUP_WAIT = 0.1  # seconds a signal to the group may take to reach the canary after us
 NOT_FOUND, NOT_EXECUTABLE = 127, 126  # the shell's exit codes
 
 
@@ -58,6 +57,66 @@ def inherited_ignored() -> set[int]:
     return ignored | {s for s in PYTHON_IGNORED if mask >> (s - 1) & 1}
 
 
+class Canary:
+    """A child of the launcher, in its process group, with every forwarded signal blocked.
+
+    A signal sent to the group is left pending in it; one sent to the launcher alone is not.
+    It holds no file but a pipe from the launcher, on which it is told to take a pending signal
+    (so the next one shows again), and whose end (the launcher gone) ends it.
+    """
+
+    def __init__(self) -> None:
+        self.pid = 0  # none: every signal is forwarded
+        try:
+            listen, self._tell = os.pipe2(os.O_CLOEXEC)
+            pid = os.fork()
+        except OSError:
+            return
+        if pid == 0:  # the canary: no threads, nothing but the pipe
+            try:
+                os.closerange(0, listen)
+                os.closerange(listen + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+                while True:
+                    told = os.read(listen, 1)
+                    if not told:
+                        break
+                    signal.sigtimedwait({told[0]}, 0)
+            finally:
+                os._exit(0)
+        os.close(listen)
+        self.pid = pid
+
+    def reached_the_group(self, signum: int) -> bool:
+        """Whether ``signum`` was sent to the whole group (then it is taken from the canary),
+        waiting up to GROUP_WAIT for it: the kernel signals a group one process at a time."""
+        import time
+
+        deadline = time.monotonic() + GROUP_WAIT
+        while self.pid:
+            try:
+                with open(f"/proc/{self.pid}/status") as status:
+                    pending = int(status.read().split("ShdPnd:", 1)[1].split(None, 1)[0], 16)
+            except (OSError, IndexError, ValueError):  # gone (a kill of every process)
+                return False
+            if pending >> (signum - 1) & 1:
+                with contextlib.suppress(OSError):  # it was ended meanwhile
+                    os.write(self._tell, bytes([signum]))
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+        return False
+
+    def close(self) -> None:
+        """End it now, stopped or not, so that it never outlives the job. (The pipe stays
+        open: the forwarder may still be looking; it goes with the launcher.)"""
+        pid, self.pid = self.pid, 0
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+
+
 class Job:
     """A spawned job. Create it before any slow work: it starts at once."""
 
@@ -65,11 +124,9 @@ class Job:
         self._ignored = inherited_ignored()
         # take the signals in a thread, with their sender, instead of at random points
         self._original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
-        self.own_group = not _in_terminal_foreground()
+        # before the job: a kill of every process in pid order reaches it right after us
+        self._canary = Canary()
         self.pid = self._spawn(argv)
-        if self.own_group:
-            with contextlib.suppress(OSError):  # also done in the child: whichever runs first
-                os.setpgid(self.pid, self.pid)
         self._done = threading.Event()
         threading.Thread(target=self._forward, name="signal-forwarder", daemon=True).start()
 
@@ -81,8 +138,6 @@ class Job:
         pid = os.fork()
         if pid == 0:  # the child: no threads, nothing but resets and the exec
             try:
-                if self.own_group:
-                    os.setpgid(0, 0)
                 for signum in PYTHON_IGNORED | FORWARDED:  # as the sidecar's parent left them
                     signal.signal(signum, signal.SIG_IGN if signum in self._ignored
                                   else signal.SIG_DFL)
@@ -102,20 +157,17 @@ class Job:
         return pid
 
     def _forward(self) -> None:
-        import time
-
-        last: dict[int, float] = {}
         while True:
             info = signal.sigwaitinfo(FORWARDED)  # sleeps: no CPU until a signal comes
             if self._done.is_set():
                 return
-            if info.si_code == SI_KERNEL and not self.own_group:
-                continue  # a terminal signalled the group the job shares
-            now = time.monotonic()
-            if now - last.get(info.si_signo, -REPEAT_WINDOW) < REPEAT_WINDOW:
+            if self._canary.reached_the_group(info.si_signo):
+                # the job has it; so may we, a second time, if the group's came while we
+                # looked: that one is the same signal
+                signal.sigtimedwait({info.si_signo}, 0)
                 continue
-            last[info.si_signo] = now
-            os.kill(self.pid, info.si_signo)
+            if not self._done.is_set():
+                os.kill(self.pid, info.si_signo)
 
     def wait(self) -> int:
         """The raw wait status, once the job has ended."""
@@ -123,15 +175,8 @@ class Job:
         os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
         self._done.set()
         _, status = os.waitpid(self.pid, 0)
+        self._canary.close()
         return status
-
-
-def _in_terminal_foreground() -> bool:
-    """Whether this process's group owns the terminal on standard input (an interactive run)."""
-    try:
-        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
-    except OSError:
-        return False
 
 
 def spawn_failure(argv: list[str], error: OSError) -> NoReturn:

@@ -248,3 +248,93 @@ def test_any_ending_signal_ends_it_as_it_ends_kickstart_alone(pegasus, tmp_path,
                 os.kill(pid, signal.SIGKILL)
     assert outcomes[0][0] == outcomes[1][0] == -signum
     assert outcomes[1][1] is False  # kickstart did not outlive the sidecar
+
+
+# waits in a builtin read, not in a loop of `sleep`s: a stop that lands while dash vforks a
+# `sleep` stops the child before its exec and leaves the shell waiting for it, never stopped
+FAMILY_JOB = """trap 'echo TERM >> {seen}; exit 143' TERM
+sleep 33 & echo $! > {background}
+mkfifo {fifo}; exec 3<>{fifo}
+echo $$ > {ready}
+read -t {seconds} <&3
+exit 5
+"""
+
+
+def state(pid: int) -> tuple[str, int]:
+    """A process's state letter and process group."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return fields[0], int(fields[2])
+
+
+def wait_for(condition: Any, what: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def family_trial(pegasus, directory: Path, action: str, sidecar: bool) -> dict[str, Any]:
+    """A job with a background child under kickstart (alone or behind the sidecar), started in
+    a process group of its own as a shell's job control starts one (in the shell's session,
+    where SIGTSTP stops a group; in a session of its own, as batch systems start jobs, the
+    kernel discards it), then signalled as ``action`` says."""
+    from bench.sidecar_signals import descendants
+
+    files = {name: directory / f"{name}-{sidecar}" for name in ("ready", "seen", "background",
+                                                                "fifo")}
+    for path in files.values():
+        path.unlink(missing_ok=True)
+    script = directory / f"family-{sidecar}.sh"
+    script.write_text(FAMILY_JOB.format(seconds=3 if action == "stop and continue" else 30,
+                                        **files))
+    command = [str(pegasus.home / "bin" / "pegasus-kickstart"), "-n", "job", "-N", "ID1",
+               "-R", "local", "/bin/bash", str(script)]
+    if sidecar:
+        command = [SIDECAR, "--interval", "1", "--backend", f"replay:{TRACE}", *command]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               preexec_fn=os.setpgrp, cwd=directory)
+    wait_for(lambda: files["ready"].exists() and files["ready"].read_text().strip()
+             and files["background"].exists(), "the job started")
+    job, background = (int(files[name].read_text()) for name in ("ready", "background"))
+    outcome: dict[str, Any] = {"job in the top's group": state(job)[1] == process.pid}
+    if action == "stop and continue":  # Ctrl-Z, or a batch system suspending the job
+        os.killpg(process.pid, signal.SIGTSTP)
+        wait_for(lambda: state(job)[0] == state(process.pid)[0] == "T",
+                 f"the job and the top process stopped (sidecar: {sidecar})")
+        os.killpg(process.pid, signal.SIGCONT)
+    elif action == "top process":
+        os.kill(process.pid, signal.SIGTERM)
+    elif action == "process group":
+        os.killpg(process.pid, signal.SIGTERM)
+    else:  # every process, in pid order: how a cgroup kill reaches them
+        for pid in descendants(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    out, _ = process.communicate(timeout=60)
+    outcome["exit"] = process.returncode
+    outcome["record whole"] = "- invocation:" in out.decode(errors="replace")
+    outcome["background child left running"] = running(background)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(background, signal.SIGKILL)
+    outcome["job saw TERM"] = bool(files["seen"].exists())
+    return outcome
+
+
+@pytest.mark.parametrize("action", ["process group", "top process", "every process",
+                                    "stop and continue"])
+def test_the_jobs_process_family_fares_as_under_kickstart_alone(pegasus, tmp_path, action):
+    """The job stays in the process group kickstart alone would leave it in: a signal to the
+    group reaches a background child too, one to the top process does not, and Ctrl-Z stops
+    the job (with the top process) until SIGCONT. The sidecar used to put kickstart in a group
+    of its own, where a group kill never reached the background child nor a SIGTSTP the job."""
+    alone = family_trial(pegasus, tmp_path, action, sidecar=False)
+    wrapped = family_trial(pegasus, tmp_path, action, sidecar=True)
+    assert wrapped == alone
+    assert alone["record whole"] and alone["job in the top's group"]
+    if action == "stop and continue":
+        assert alone["exit"] == 5
+    else:
+        assert alone["exit"] == 143 and alone["job saw TERM"]
+        assert alone["background child left running"] == (action == "top process")
