@@ -302,3 +302,14 @@ def test_the_check_changes_nothing(world, emulator):
     assert {route.split(" ")[0] for route in calls} == {"GET"}, calls
     assert files() == before
     assert yaml.safe_load(world.workflow.read_text())["name"] == "nightly-backup"
+
+
+def test_an_output_directory_that_is_a_file(world, emulator):
+    world.login("--permanent", "--timers")
+    (emulator.collection_path(world.results) / "nightly").write_text("not a directory")
+    lines = problems(world.check())
+    assert lines[0] == (f"site results, storage for outputs: go://{world.results}/nightly cannot "
+                        "be written: it is a file, not a directory; fix: choose another "
+                        "directory (site catalog or metadata), or move the file away")
+    (emulator.collection_path(world.results) / "nightly").unlink()
+    assert world.check().returncode == 0

@@ -291,15 +291,16 @@ class _Check:
         assert self.listings is not None
         places = [(p, parse_go_url(p.url)) for p in self.run_.places]
         places = [(p, url) for p, url in places if self._usable(url.collection)]
-        self.listings.fetch((url.collection, url.path) for _, url in places)
+        self.listings.fetch((url.collection, url.path.rstrip("/") or "/") for _, url in places)
         for place, url in places:
-            path = url.path
+            path = url.path.rstrip("/") or "/"
             while True:
                 listing = self.listings.get(url.collection, path)
                 if not isinstance(listing, Failure):
                     break
                 if listing.kind == NOT_A_DIRECTORY:
-                    shown = "it" if path == url.path else f"go://{url.collection}{path}"
+                    shown = ("it" if path == (url.path.rstrip("/") or "/")
+                             else f"go://{url.collection}{path}")
                     self.problem(place.where, f"{place.url} cannot be written: {shown} is a "
                                  "file, not a directory", "choose another directory (site "
                                  "catalog or metadata), or move the file away")
