@@ -313,3 +313,16 @@ def test_an_output_directory_that_is_a_file(world, emulator):
                         "directory (site catalog or metadata), or move the file away")
     (emulator.collection_path(world.results) / "nightly").unlink()
     assert world.check().returncode == 0
+
+
+def test_a_guest_collection_the_bridge_reaches_gets_its_https_scope_alone(tmp_path, emulator):
+    world = build(tmp_path / "nightly", emulator, file_scratch=True)
+    emulator.mark_collection(world.data, guest=True)
+    world.login("--permanent", "--timers")
+    line = problems(world.check())[0]
+    assert line.startswith("input raw.csv of job analyse, staged in to file://")
+    fix = line.split("; fix: ")[1].split()
+    assert fix[fix.index("--https") + 1:] == [world.data]  # not with --collections
+    assert world.data not in fix[:fix.index("--https")]
+    world.run_fix(line)  # Auth refuses data_access on a guest collection: not asked
+    assert world.check().returncode == 0

@@ -333,28 +333,28 @@ class _Check:
     # -- the one login command ---------------------------------------------------------------
 
     def _finished(self) -> Report:
-        login = init_command(self._login_collections(), timers=self.run_.registers_timers)
+        collections, https = self._login_collections()
+        login = init_command(collections, timers=self.run_.registers_timers, https=https)
         self.report.problems = list(dict.fromkeys(
             Problem(p.where, p.what, login if p.fix == LOGIN else p.fix)
             for p in self.report.problems))
         return self.report
 
-    def _login_collections(self) -> list[str]:
-        """The collections a login asks data_access and https for: mapped GCSv5 collections
-        that are not high-assurance (globus-cli's rule for data_access), and every collection
-        the bridge reaches over HTTPS. Never a guest collection: Auth has no data_access scope
-        for one to consent to."""
-        wanted = []
+    def _login_collections(self) -> tuple[list[str], list[str]]:
+        """What a login asks for: data_access (and https) on mapped GCSv5 collections that
+        are not high-assurance (globus-cli's rule for data_access), https alone on the other
+        collections the bridge reaches. Never data_access on a guest collection: Auth has no
+        such scope for one."""
+        data, https = [], []
         for collection in [*self.run_.collections(), *self.run_.https]:
             document = self.documents.get(collection)
             if document is None:
                 if not self.documents:  # nothing could be asked: name them all
-                    wanted.append(collection)
+                    data.append(collection)
                 continue
-            kind = document.get("entity_type")
-            if kind == "GCSv5_guest_collection":
-                continue
-            if (kind == "GCSv5_mapped_collection" and not document.get("high_assurance")) or (
-                    collection in self.run_.https):
-                wanted.append(collection)
-        return list(dict.fromkeys(wanted))
+            if document.get("entity_type") == "GCSv5_mapped_collection" and not document.get(
+                    "high_assurance"):
+                data.append(collection)
+            elif collection in self.run_.https:
+                https.append(collection)
+        return list(dict.fromkeys(data)), list(dict.fromkeys(https))
