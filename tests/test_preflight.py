@@ -326,3 +326,17 @@ def test_a_guest_collection_the_bridge_reaches_gets_its_https_scope_alone(tmp_pa
     assert world.data not in fix[:fix.index("--https")]
     world.run_fix(line)  # Auth refuses data_access on a guest collection: not asked
     assert world.check().returncode == 0
+
+
+def test_a_revoked_login_is_one_line(world):
+    world.login("--permanent", "--timers")
+    store = Path(world.env["HOME"]) / ".pegasus" / "globus.conf"
+    text = store.read_text()
+    assert run_init(world.env, "--logout", "--revoke", code=None).returncode == 0
+    store.write_text(text)  # revoked at Globus, still in the file
+    [line] = problems(world.check())
+    assert line.startswith("Globus login: Globus Auth refused to refresh the token (401 "
+                           "invalid_grant); fix: pegasus-globus-online-init --permanent --timers "
+                           "--collections ")
+    world.run_fix(line)
+    assert world.check().returncode == 0

@@ -20,8 +20,10 @@ workflow, what, and the command that fixes it. It reads only: listings and endpo
 from __future__ import annotations
 
 import difflib
+import os
 import posixpath
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +37,7 @@ from .listings import (
     MISSING,
     NOT_A_DIRECTORY,
     SESSION,
+    THREADS,
     Failure,
     Listings,
     classify,
@@ -104,7 +107,8 @@ def check(workflow: Any, site_catalog: Any = None, replica_catalog: Any = None,
     :raises CatalogError: an input cannot be read (the message names it)
     """
     run = read_run(workflow, site_catalog, replica_catalog, properties)
-    return _Check(run, str(workflow) if isinstance(workflow, str) else "", token_store).run()
+    shown = os.fspath(workflow) if isinstance(workflow, (str, os.PathLike)) else ""
+    return _Check(run, shown, token_store).run()
 
 
 class _Check:
@@ -154,6 +158,7 @@ class _Check:
         try:
             client = globus_sdk.TransferClient(
                 authorizer=self.store.authorizer(TRANSFER_RS), retry_config=retry_config())
+            client.authorizer.get_authorization_header()  # refreshed once, before threads
             self.listings = Listings(client)
             self._collections(client, collections)
             self._inputs()
@@ -162,6 +167,10 @@ class _Check:
             self.problem("Globus Transfer", f"cannot reach it at {client.base_url} "
                          f"({error.__class__.__name__})",
                          "check the network, or GLOBUS_SDK_SERVICE_URL_TRANSFER")
+            return
+        except globus_sdk.AuthAPIError as error:  # a refresh token revoked, say
+            self.problem("Globus login", f"Globus Auth refused to refresh the token "
+                         f"({error.http_status} {error.code})", LOGIN)
             return
         except globus_sdk.GlobusAPIError as error:
             if error.http_status != 401:
@@ -203,13 +212,24 @@ class _Check:
         return transfer.refreshable or not transfer.expired()
 
     def _collections(self, client: Any, collections: dict[str, str]) -> None:
+        """Each collection's endpoint document, several at a time."""
         import globus_sdk
 
-        for collection, where in collections.items():
+        def document(collection: str) -> Any:
             try:
-                self.documents[collection] = client.get_endpoint(collection).data
+                return client.get_endpoint(collection).data
             except globus_sdk.GlobusAPIError as error:
-                failure = classify(error)
+                if error.http_status == 401:
+                    raise  # the token, not the collection: said once, by the caller
+                return error
+
+        with ThreadPoolExecutor(max_workers=THREADS) as pool:
+            answers = list(pool.map(document, collections))
+        for (collection, where), answer in zip(collections.items(), answers):
+            if not isinstance(answer, globus_sdk.GlobusAPIError):
+                self.documents[collection] = answer
+            else:
+                failure = classify(answer)
                 if failure.kind == MISSING:
                     self.problem(where, f"collection {collection} does not exist",
                                  "correct the collection UUID (find it with globus endpoint "

@@ -50,7 +50,8 @@ class Input:
 
     @property
     def where(self) -> str:
-        return f"input {self.lfn} of job {', '.join(self.jobs)}"
+        more = f" and {len(self.jobs) - 3} more" if len(self.jobs) > 3 else ""
+        return f"input {self.lfn} of job {', '.join(self.jobs[:3])}{more}"
 
     @property
     def expects_directory(self) -> bool:
