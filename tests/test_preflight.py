@@ -340,3 +340,22 @@ def test_a_revoked_login_is_one_line(world):
                            "--collections ")
     world.run_fix(line)
     assert world.check().returncode == 0
+
+
+def test_catalogs_and_properties_are_found_where_the_planner_finds_them(world):
+    """No --conf: pegasus.properties in the working directory; no site file property:
+    sites.yml there; ``key: value`` properties read as Java reads them."""
+    world.login("--permanent", "--timers")
+    (world.directory / "pegasus.properties").write_text(
+        "# comment\n! also a comment\npegasus.data.configuration: sharedfs\n")
+    result = subprocess.run([*SETUP, "check", "--workflow", "workflow.yml", "--format", "json"],
+                            capture_output=True, text=True, env=world.env, timeout=120,
+                            cwd=world.directory)
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["collections"] == 4  # the scratch collection of sites.yml
+    (world.directory / "pegasus.properties").write_text("pegasus.data.configuration = nfs\n")
+    wrong = subprocess.run([*SETUP, "check", "--workflow", "workflow.yml"], capture_output=True,
+                           text=True, env=world.env, timeout=120, cwd=world.directory)
+    assert wrong.returncode == 2 and wrong.stderr.strip() == (
+        "pegasus-globus-setup: pegasus.data.configuration = nfs: use one of sharedfs, "
+        "nonsharedfs, condorio")

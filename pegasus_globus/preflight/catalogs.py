@@ -97,9 +97,9 @@ def as_document(thing: Any, what: str) -> dict[str, Any]:
     if isinstance(thing, Mapping):
         return dict(thing)
     if hasattr(thing, "write") and not isinstance(thing, (str, Path)):
-        from Pegasus.api.writable import _CustomEncoder  # the encoder Pegasus.api writes with
-
-        return json.loads(json.dumps(thing, cls=_CustomEncoder))
+        stream = io.StringIO()  # what wf.plan() hands the planner, as JSON
+        thing.write(stream, _format="json")
+        return dict(json.loads(stream.getvalue()))
     path = Path(thing)
     try:
         document = read_yaml(path.read_text())
