@@ -359,3 +359,21 @@ def test_catalogs_and_properties_are_found_where_the_planner_finds_them(world):
     assert wrong.returncode == 2 and wrong.stderr.strip() == (
         "pegasus-globus-setup: pegasus.data.configuration = nfs: use one of sharedfs, "
         "nonsharedfs, condorio")
+
+
+def test_timers_need_the_data_access_consents_transfer_has(world, emulator):
+    """A later login without --timers gives Transfer a consent the Timers token lacks: the
+    timer would go inactive at its first run."""
+    emulator.mark_collection(world.archive, consent_required=True)
+    world.login("--permanent", "--timers")
+    world.login("--permanent", "--collections", world.data, world.scratch, world.results,
+                world.archive)  # Transfer now has archive's data_access; Timers does not
+    lines = problems(world.check())
+    assert [world.results in lines[0], world.archive in lines[1]] == [True, True]
+    for collection, line in zip((world.results, world.archive), lines):
+        assert line.startswith("timer 'pegasus nightly-backup ")
+        assert f"Globus Timers has no consent to collection {collection}'s data_access, so " \
+            "the timer would turn inactive at its first run; fix: pegasus-globus-online-init " \
+            "--permanent --timers --collections " in line
+    world.run_fix(lines[0])
+    assert world.check().returncode == 0

@@ -13,8 +13,9 @@ registers timers), each collection (it exists, answers, has its data_access cons
 recent enough for a high-assurance one, an ``https`` token where the bridge moves data), each
 input (it exists, a file or a directory as its URL says) with one listing per directory, each
 place written to (it exists as a directory, or can be created), and the timer metadata by the
-rules ``pegasus-globus-timer register`` applies. Each problem is one line: where in the
-workflow, what, and the command that fixes it. It reads only: listings and endpoint documents.
+rules ``pegasus-globus-timer register`` applies, with the timers' own data_access consents.
+Each problem is one line: where in the workflow, what, and the command that fixes it. It only
+reads: listings, endpoint documents, and the user's identity and consents.
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..scopes import TIMERS_RS, TRANSFER_RS, https_access, init_command
+from ..scopes import (
+    AUTH_RS,
+    TIMERS_RS,
+    TIMERS_SCOPE,
+    TRANSFER_RS,
+    https_access,
+    init_command,
+    transfer_scope,
+)
 from ..transfer.urls import parse_go_url
 from .catalogs import CatalogError, Run, read_run
 from .listings import (
@@ -163,6 +172,7 @@ class _Check:
             self._collections(client, collections)
             self._inputs()
             self._places()
+            self._timer_consents(tokens)
         except globus_sdk.NetworkError as error:
             self.problem("Globus Transfer", f"cannot reach it at {client.base_url} "
                          f"({error.__class__.__name__})",
@@ -332,6 +342,32 @@ class _Check:
                 if parent == path:
                     break
                 path = parent
+
+    def _timer_consents(self, tokens: dict[str, Any]) -> None:
+        """Timers run transfers with consents of their own: a collection whose data_access
+        Transfer needs (it said so, or the login gave it under Transfer) needs it under
+        Timers too, or the timer turns inactive at its first run. Read from Auth's consents,
+        as globus-sdk's ConsentForest does: the tokens name scopes without dependencies."""
+        if not self.run_.timers or TIMERS_RS not in tokens or AUTH_RS not in tokens:
+            return
+        import globus_sdk
+
+        auth = globus_sdk.AuthClient(authorizer=self.store.authorizer(AUTH_RS))
+        forest = auth.get_consents(auth.userinfo()["sub"]).to_forest()
+        for timer in self.run_.timers:
+            for collection in dict.fromkeys((timer.source, timer.destination)):
+                document = self.documents.get(collection, {})
+                if document.get("entity_type") != "GCSv5_mapped_collection" or document.get(
+                        "high_assurance"):
+                    continue  # no data_access scope to consent to
+                under_transfer = (collection, CONSENT) in self.said or \
+                    forest.meets_scope_requirements(transfer_scope([collection]))
+                under_timers = forest.meets_scope_requirements(
+                    f"{TIMERS_SCOPE}[{transfer_scope([collection])}]")
+                if under_transfer and not under_timers:
+                    self.problem(f"timer '{timer.name}'", f"Globus Timers has no consent to "
+                                 f"collection {collection}'s data_access, so the timer would "
+                                 "turn inactive at its first run", LOGIN)
 
     def _https(self, tokens: dict[str, Any]) -> None:
         for collection, why in self.run_.https.items():
