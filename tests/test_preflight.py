@@ -377,3 +377,13 @@ def test_timers_need_the_data_access_consents_transfer_has(world, emulator):
             "--permanent --timers --collections " in line
     world.run_fix(lines[0])
     assert world.check().returncode == 0
+
+
+def test_globus_out_of_reach_is_one_line(world, emulator):
+    world.login("--permanent", "--timers")
+    world.env.update({name: "http://127.0.0.1:9/" for name in emulator.environment})
+    result = world.check()
+    [line] = problems(result)
+    assert line.startswith("Globus: cannot reach it (GlobusConnectionError)")
+    assert line.endswith("; fix: check the network, or GLOBUS_SDK_SERVICE_URL_TRANSFER and "
+                         "GLOBUS_SDK_SERVICE_URL_AUTH")

@@ -174,9 +174,9 @@ class _Check:
             self._places()
             self._timer_consents(tokens)
         except globus_sdk.NetworkError as error:
-            self.problem("Globus Transfer", f"cannot reach it at {client.base_url} "
-                         f"({error.__class__.__name__})",
-                         "check the network, or GLOBUS_SDK_SERVICE_URL_TRANSFER")
+            self.problem("Globus", f"cannot reach it ({error.__class__.__name__})",
+                         "check the network, or GLOBUS_SDK_SERVICE_URL_TRANSFER and "
+                         "GLOBUS_SDK_SERVICE_URL_AUTH")
             return
         except globus_sdk.AuthAPIError as error:  # a refresh token revoked, say
             self.problem("Globus login", f"Globus Auth refused to refresh the token "
@@ -353,7 +353,10 @@ class _Check:
         import globus_sdk
 
         auth = globus_sdk.AuthClient(authorizer=self.store.authorizer(AUTH_RS))
-        forest = auth.get_consents(auth.userinfo()["sub"]).to_forest()
+        try:
+            forest = auth.get_consents(auth.userinfo()["sub"]).to_forest()
+        except globus_sdk.GlobusAPIError:
+            return  # Auth shows no consents to this login: nothing to tell from them
         for timer in self.run_.timers:
             for collection in dict.fromkeys((timer.source, timer.destination)):
                 document = self.documents.get(collection, {})
