@@ -148,8 +148,22 @@ def real_pegasus_steps(pegasus: RealPegasus, emulator: object, env: dict[str, st
                         output / "gpu_training" / "submit")
 
 
+def preflight(workflow: Path, env: dict[str, str], properties: Path | None = None) -> None:
+    """pegasus-globus-setup check --workflow: what Globus will need, before anything runs."""
+    command = [str(BIN / "pegasus-globus-setup"), "check", "--workflow", str(workflow)]
+    if properties:
+        command += ["--conf", str(properties)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    shown_command = " ".join(shown(Path(word)) if "/" in word else word for word in command[1:])
+    if result.returncode != 0:
+        raise SystemExit(f"demo step failed: pegasus-globus-setup {shown_command}\n"
+                         f"{result.stdout}{result.stderr}")
+    step(f"pegasus-globus-setup {shown_command}: {result.stdout.strip().splitlines()[-1]}")
+
+
 def plan_and_run(pegasus: RealPegasus, name: str, workflow: Path, properties: Path,
                  env: dict[str, str], submit: Path, **options: str) -> Path:
+    preflight(workflow, env, properties)
     if pegasus.pool:
         pegasus.pool.give(workflow.parent)
         options["site"] = "condorpool" if name == "gpu_training" else "local"
@@ -195,6 +209,7 @@ def stand_in_steps(emulator: object, env: dict[str, str], output: Path) -> Path:
     nightly = rehearsal_example("nightly_backup").build(data, results, archive,
                                                         output / "nightly_backup", nights=3)
     step(f"workflow written with Pegasus.api: {shown(nightly)}")
+    preflight(nightly, env)
     registered = json.loads(run(str(BIN / "pegasus-globus-timer"), "register", str(nightly),
                                 "--format", "json", env=env).stdout)
     step(f"timer from metadata registered ({registered[0]['action']}); "

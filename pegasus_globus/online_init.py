@@ -31,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
                         "the Globus web app); without it tokens expire within about two days")
     parser.add_argument("-c", "--collections", nargs="+", default=[], metavar="UUID", type=_uuid,
                         help="also consent to data access on these collections")
+    parser.add_argument("--https", nargs="+", default=[], metavar="UUID", type=_uuid,
+                        help="consent to HTTPS access alone on these collections (guest and "
+                        "high-assurance ones, which have no data access to consent to), for "
+                        "pegasus-globus-transfer")
     parser.add_argument("-e", "--endpoints", nargs="+", default=[], metavar="UUID", type=_uuid,
                         help="also consent to managing collections on these endpoints")
     parser.add_argument("-d", "--domains", nargs="+", default=[], metavar="DOMAIN",
@@ -115,7 +119,8 @@ def login(store: TokenStore, args: argparse.Namespace) -> int:
     client_id = args.client_id or os.environ.get(CLIENT_ID_ENV) or DEFAULT_CLIENT_ID
     client = globus_sdk.NativeAppAuthClient(client_id)
     client.oauth2_start_flow(
-        requested_scopes=login_scopes(args.collections, args.endpoints, args.timers),
+        requested_scopes=login_scopes(args.collections, args.endpoints, args.timers,
+                                      args.https),
         refresh_tokens=args.permanent)
     url = client.oauth2_get_authorize_url(
         session_required_single_domain=args.domains or globus_sdk.MISSING, prompt="login")
@@ -142,6 +147,7 @@ def login(store: TokenStore, args: argparse.Namespace) -> int:
     username = _username(tokens)
     store.save_tokens(tokens, client_id=client_id, meta={
         "username": username or "", "collections": " ".join(args.collections),
+        "https": " ".join(args.https),
         "timers": "yes" if args.timers else "no", "refreshable": "yes" if args.permanent else "no",
         "logged_in_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })

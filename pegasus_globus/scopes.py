@@ -35,12 +35,14 @@ def transfer_scope(collections: Iterable[str] = ()) -> str:
 
 
 def login_scopes(collections: Iterable[str] = (), endpoints: Iterable[str] = (),
-                 timers: bool = False) -> list[str]:
-    """Everything one ``pegasus-globus-online-init`` login asks for."""
+                 timers: bool = False, https: Iterable[str] = ()) -> list[str]:
+    """Everything one ``pegasus-globus-online-init`` login asks for. ``https``: collections
+    whose HTTPS access alone is wanted (guest and high-assurance ones have no data_access)."""
     collections = list(dict.fromkeys(collections))
     scopes = [transfer_scope(collections), *IDENTITY_SCOPES]
     scopes += [data_access(c) for c in collections]  # as stock Pegasus asks
-    scopes += [https_access(c) for c in collections]  # for pegasus-globus-transfer's bridge
+    # for pegasus-globus-transfer's bridge
+    scopes += [https_access(c) for c in dict.fromkeys([*collections, *https])]
     scopes += [manage_collections(e) for e in dict.fromkeys(endpoints)]
     if timers:
         scopes.append(f"{TIMERS_SCOPE}[{transfer_scope(collections)}]")
@@ -48,7 +50,7 @@ def login_scopes(collections: Iterable[str] = (), endpoints: Iterable[str] = (),
 
 
 def init_command(collections: Iterable[str] = (), timers: bool = False,
-                 permanent: bool = True) -> str:
+                 permanent: bool = True, https: Iterable[str] = ()) -> str:
     """The exact command line that grants these consents."""
     words = [INIT_COMMAND]
     if permanent:
@@ -58,4 +60,7 @@ def init_command(collections: Iterable[str] = (), timers: bool = False,
     collections = list(dict.fromkeys(collections))
     if collections:
         words += ["--collections", *collections]
+    https = [c for c in dict.fromkeys(https) if c not in collections]
+    if https:
+        words += ["--https", *https]
     return " ".join(words)

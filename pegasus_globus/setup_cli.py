@@ -203,6 +203,8 @@ def _nvml() -> tuple[str, str, str]:
 
 
 def check(args: argparse.Namespace) -> int:
+    if args.workflow:
+        return check_workflow(args)
     rows = check_rows()
     if args.format == "json":
         print(json.dumps(rows, indent=2))
@@ -211,6 +213,19 @@ def check(args: argparse.Namespace) -> int:
             line = f"{r['status']:<4} {r['check']}: {r['detail']}"
             print(line + (f"\n     fix: {r['fix']}" if r["fix"] and r["status"] != "ok" else ""))
     return 1 if any(r["status"] == "fail" for r in rows) else 0
+
+
+def check_workflow(args: argparse.Namespace) -> int:
+    """The pre-flight check of one workflow: a line per problem, then a summary."""
+    from .preflight import check as preflight
+
+    report = preflight(args.workflow, site_catalog=args.sites, replica_catalog=args.replicas,
+                       properties=args.conf)
+    if args.format == "json":
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.text())
+    return 0 if report.ok else 1
 
 
 def snippets(args: argparse.Namespace) -> int:
@@ -330,8 +345,27 @@ def _parser() -> argparse.ArgumentParser:
                          help="the Pegasus installation (default: $PEGASUS_HOME, else the "
                          "pegasus-transfer on PATH)")
         sub.set_defaults(handler=handler)
-    sub = commands.add_parser("check", help="diagnose this host: tokens, services, GPUs, handler")
-    sub.add_argument("--format", choices=("text", "json"), default="text")
+    text = ("diagnose this host: tokens, services, GPUs, handler; with --workflow, check "
+            "everything a workflow's run needs from Globus before it is planned")
+    sub = commands.add_parser(
+        "check", help=text, description=f"{text[0].upper()}{text[1:]}: the login, each "
+        "go:// collection (consents, https scopes, high-assurance sessions), every go:// "
+        "input (one listing per directory), the places written to, and the timer metadata. "
+        "Each problem is one line: where in the workflow, what, and the command that fixes "
+        "it. Nothing is changed.", epilog="Exit status: 0 nothing wrong, 1 a problem, 2 bad "
+        "usage or an input that cannot be read.")
+    sub.add_argument("--workflow", metavar="WORKFLOW.yml",
+                     help="check this Pegasus 5 workflow instead of the host")
+    sub.add_argument("--sites", metavar="SITES.yml", help="site catalog (default: as "
+                     "pegasus-plan finds it: in the workflow, pegasus.catalog.site.file, "
+                     "sites.yml)")
+    sub.add_argument("--replicas", metavar="REPLICAS.yml", help="replica catalog, read with "
+                     "the workflow's own (default: pegasus.catalog.replica.file, replicas.yml)")
+    sub.add_argument("--conf", metavar="pegasus.properties", help="properties (default: "
+                     "pegasus.properties in the working directory), for the data configuration "
+                     "and the catalog files")
+    sub.add_argument("--format", choices=("text", "json"), default="text",
+                     help="output (default: text)")
     sub.set_defaults(handler=check)
     sub = commands.add_parser("snippets", help="catalog and properties lines to use the GPU "
                               "launcher and Globus staging")
@@ -350,10 +384,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    from .preflight.catalogs import CatalogError
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "check" and not args.workflow and (args.sites or args.replicas
+                                                          or args.conf):
+        parser.error("check: --sites, --replicas and --conf go with --workflow WORKFLOW.yml")
     try:
         return args.handler(args)
-    except (SetupError, OSError) as error:
+    except (SetupError, OSError, CatalogError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
 

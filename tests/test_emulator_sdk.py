@@ -373,6 +373,39 @@ def test_collection_kinds_show_in_endpoint_documents_and_guest_data_access_is_re
         emulator.mark_collection(guest, consent_required=True)
 
 
+def test_a_high_assurance_collection_wants_a_login_younger_than_its_timeout(emulator):
+    """A refresh is no authentication: once the login is older than the collection's
+    timeout, its operations fail with authorization_parameters (a GARE asking for a fresh
+    login) until the user logs in again; userinfo says when that login was."""
+    collection, plain = str(uuid.uuid4()), str(uuid.uuid4())
+    emulator.mark_collection(collection, high_assurance=True)
+    client, tokens = login(f"{TRANSFER} openid profile")
+    token = tokens.by_resource_server["transfer.api.globus.org"]
+    transfer_client = globus_sdk.TransferClient(authorizer=globus_sdk.RefreshTokenAuthorizer(
+        token["refresh_token"], client), retry_config=globus_sdk.transport.RetryConfig(
+            max_retries=1, transient_error_status_codes=()))  # a refresh on 401, no more
+    auth = globus_sdk.AuthClient(authorizer=globus_sdk.AccessTokenAuthorizer(
+        tokens.by_resource_server["auth.globus.org"]["access_token"]))
+    me = auth.userinfo()
+    assert abs(me["last_authentication"] - time.time()) < 60
+    assert transfer_client.get_endpoint(collection)["authentication_timeout_mins"] == 30
+    transfer_client.operation_ls(collection)
+    admin(emulator, "POST", "_emulator/sessions/expire")
+    admin(emulator, "POST", "_emulator/tokens/expire")  # a refreshed token: same old session
+    with pytest.raises(globus_sdk.TransferAPIError) as caught:
+        transfer_client.operation_ls(collection)
+    error = caught.value
+    assert (error.http_status, error.code) == (502, "ExternalError.DirListingFailed.LoginFailed")
+    gare = to_gare(error)
+    assert gare.authorization_parameters.session_required_identities == [
+        me["sub"]] and gare.authorization_parameters.prompt == "login"
+    transfer_client.operation_ls(plain)  # only high-assurance collections care
+    _, fresh = login(TRANSFER)
+    globus_sdk.TransferClient(authorizer=globus_sdk.AccessTokenAuthorizer(
+        fresh.by_resource_server["transfer.api.globus.org"]["access_token"])
+    ).operation_ls(collection)
+
+
 def test_permission_denied_is_retried_until_the_deadline(emulator, transfer_client,
                                                          collections):
     source, destination = collections

@@ -120,6 +120,8 @@ def test_the_demo_plans_and_runs_both_workflows_with_the_real_pegasus(pegasus, t
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     for workflow in ("nightly_backup", "gpu_training"):
+        checked = out.index(f"- pegasus-globus-setup check --workflow out/{workflow}/")
+        assert checked < out.index(f"- pegasus-plan {workflow}")  # checked before planning
         assert f"- pegasus-plan {workflow}" in out
         if engine == "pool":
             assert f"- DAGMan ran {workflow} on the pool" in out

@@ -199,6 +199,8 @@ def test_the_demo_runs_end_to_end_without_pegasus(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("- ")]
     assert "no Pegasus installation found" in lines[2]
-    assert len(lines) == 10 and lines[-1].startswith("- done in")
+    assert lines[4].startswith("- pegasus-globus-setup check --workflow out/nightly_backup/"
+                               "workflow.yml: nightly-backup: ready for Globus (1 go:// input")
+    assert len(lines) == 11 and lines[-1].startswith("- done in")
     assert "gpu-report.png" in lines[-1] and "--plot out/gpu-report.png" in lines[-2]
     assert (tmp_path / "out" / "gpu-report.png").exists()

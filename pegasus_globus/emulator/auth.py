@@ -112,6 +112,9 @@ class AuthService:
                 "redirect_uri": request.arg("redirect_uri"),
                 "offline": request.arg("access_type") == "offline",
                 "expires_at": time.time() + CODE_LIFETIME,
+                # the user authenticates here: the session's time, which high-assurance
+                # collections compare with their authentication timeout
+                "auth_time": time.time(),
             }
             self.state.mark_dirty()
         return self._code_page(request, code)
@@ -147,9 +150,10 @@ class AuthService:
         if not client_id:
             raise ApiError(401, "invalid_client", "No client id given")
         self.api.check_client(client_id, basic[1] if basic else None)
-        sub = self.identity_id
+        sub, auth_time = self.identity_id, time.time()
         if grant == "authorization_code":
-            scope, offline = self._redeem_code(form, client_id, confidential=bool(basic))
+            scope, offline, auth_time = self._redeem_code(form, client_id,
+                                                          confidential=bool(basic))
             self.api.record_consents(client_id, scope)
         elif grant == "refresh_token":
             return Response(200, self._refresh(form.get("refresh_token", ""), client_id))
@@ -160,7 +164,7 @@ class AuthService:
             sub = client_id  # a client acts as its own identity, never as the user
         else:
             raise ApiError(400, "unsupported_grant_type", f"Unsupported grant_type '{grant}'")
-        tokens = self._issue(client_id, scope, offline, sub)
+        tokens = self._issue(client_id, scope, offline, sub, auth_time)
         # Globus answers Auth's own token at the top, with the ID token when openid was asked
         tokens.sort(key=lambda token: token["resource_server"] != AUTH_RS)
         first, *others = tokens
@@ -172,10 +176,10 @@ class AuthService:
         return Response(200, answer)
 
     def _redeem_code(self, form: dict[str, str], client_id: str,
-                     confidential: bool) -> tuple[str, bool]:
-        """The scope and offline flag of a code, for the client it was issued to. A native app
-        (no secret) must prove the code is its own with PKCE; a ``redirect_uri`` given at
-        authorize must be given again, the same."""
+                     confidential: bool) -> tuple[str, bool, float]:
+        """The scope, offline flag and authentication time of a code, for the client it was
+        issued to. A native app (no secret) must prove the code is its own with PKCE; a
+        ``redirect_uri`` given at authorize must be given again, the same."""
         with self.state.lock:
             grant = self.state["codes"].pop(form.get("code", ""), None)
             self.state.mark_dirty()
@@ -191,22 +195,24 @@ class AuthService:
             expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
             if not secrets.compare_digest(expected, grant["challenge"]):
                 raise ApiError(401, "invalid_grant", "PKCE code_verifier does not match")
-        return grant["scope"], grant["offline"]
+        return grant["scope"], grant["offline"], grant.get("auth_time", time.time())
 
-    def _issue(self, client_id: str, scope: str, offline: bool,
-               sub: str) -> list[dict[str, Any]]:
+    def _issue(self, client_id: str, scope: str, offline: bool, sub: str,
+               auth_time: float) -> list[dict[str, Any]]:
         by_server: dict[str, list[Any]] = {}
         for each in ScopeParser.parse(scope):
             by_server.setdefault(resource_server_of(each.scope_string), []).append(each)
         if not by_server:
             raise ApiError(400, "invalid_scope", "No scope requested")
         return [
-            self._new_token(client_id, server, [str(s) for s in scopes], offline, sub=sub)
+            self._new_token(client_id, server, [str(s) for s in scopes], offline, sub=sub,
+                            auth_time=auth_time)
             for server, scopes in by_server.items()
         ]
 
     def _new_token(self, client_id: str, server: str, scopes: list[str], offline: bool,
-                   refresh_token: str | None = None, sub: str | None = None) -> dict[str, Any]:
+                   refresh_token: str | None = None, sub: str | None = None,
+                   auth_time: float = 0.0) -> dict[str, Any]:
         lifetime = self.settings["token_lifetime"]
         access_token = secrets.token_urlsafe(32)
         if offline and refresh_token is None:
@@ -216,12 +222,12 @@ class AuthService:
                 "client_id": client_id, "resource_server": server, "scopes": scopes,
                 "sub": sub or self.identity_id, "issued_at": time.time(),
                 "expires_at": time.time() + lifetime, "revoked": False,
-                "refresh_token": refresh_token,
+                "refresh_token": refresh_token, "auth_time": auth_time,
             }
             if refresh_token:
                 self.state["refresh_tokens"].setdefault(refresh_token, {
                     "client_id": client_id, "resource_server": server, "scopes": scopes,
-                    "revoked": False,
+                    "revoked": False, "auth_time": auth_time,
                 })
             self.state.mark_dirty()
         answer = {
@@ -240,8 +246,9 @@ class AuthService:
         grant = self.state["refresh_tokens"].get(refresh_token)
         if grant is None or grant["revoked"] or grant["client_id"] != client_id:
             raise ApiError(401, "invalid_grant", "Invalid refresh token")
+        # a refresh is no authentication: the new token keeps the session's time
         token = self._new_token(client_id, grant["resource_server"], grant["scopes"], True,
-                                refresh_token=refresh_token)
+                                refresh_token=refresh_token, auth_time=grant.get("auth_time", 0.0))
         return {**token, "state": "_default", "other_tokens": []}
 
     def revoke(self, request: Request) -> Response:
@@ -275,6 +282,20 @@ class AuthService:
             "iss": "https://auth.globus.org",
         })
 
+    def session_expired(self, record: dict[str, Any], timeout_minutes: float) -> bool:
+        """Whether the login behind a token is older than ``timeout_minutes`` (a
+        high-assurance collection's authentication timeout)."""
+        return time.time() - record.get("auth_time", 0.0) > timeout_minutes * 60
+
+    def expire_sessions(self) -> int:
+        """Make every session older than any timeout, as if the user logged in long ago."""
+        with self.state.lock:
+            for section in ("tokens", "refresh_tokens"):
+                for record in self.state[section].values():
+                    record["auth_time"] = 0.0
+            self.state.mark_dirty()
+            return len(self.state["refresh_tokens"]) + len(self.state["tokens"])
+
     def identity(self) -> dict[str, Any]:
         """The emulated user's identity, as Auth's identity documents give it."""
         return {
@@ -286,7 +307,8 @@ class AuthService:
 
     def userinfo(self, request: Request) -> Response:
         record = self.check(request, AUTH_RS)
-        identity = self.identity()
+        # when the session's user last authenticated, as Globus Auth's userinfo says
+        identity = {**self.identity(), "last_authentication": int(record.get("auth_time", 0))}
         if record["sub"] != self.identity_id:  # a client's own identity
             client = record["sub"]
             identity = {**identity, "sub": client, "id": client,

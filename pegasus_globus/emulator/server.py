@@ -27,7 +27,8 @@ from .web import Request, Response, Route
 SERVICES = ("AUTH", "TRANSFER", "TIMER")
 # consent_required: a mapped collection whose data_access must be consented (GCSv5);
 # guest: a guest collection, which has no data_access scope at all; high_assurance: its
-# endpoint document says so; no_https: no HTTPS server (GCSv4, Globus Connect Personal)
+# endpoint document says so, and its operations want a login younger than its timeout;
+# no_https: no HTTPS server (GCSv4, Globus Connect Personal)
 COLLECTION_FLAGS = ("consent_required", "permission_denied", "inactive", "guest",
                     "high_assurance", "no_https")
 DEFAULT_TOKEN_LIFETIME = 172800.0
@@ -214,6 +215,7 @@ class Emulator:
             Route("GET", "/_emulator/collections", self._get_collections),
             Route("POST", "/_emulator/collections/{collection}", self._post_collection),
             Route("POST", "/_emulator/tokens/expire", self._expire_tokens),
+            Route("POST", "/_emulator/sessions/expire", self._expire_sessions),
             Route("GET", "/_emulator/clock", self._get_clock),
         ]
 
@@ -265,6 +267,11 @@ class Emulator:
                 record["expires_at"] = 0.0
             self.state.mark_dirty()
             return Response(200, {"expired": len(self.state["tokens"])})
+
+    def _expire_sessions(self, request: Request) -> Response:
+        """Age every login past any authentication timeout: high-assurance collections then
+        want a fresh login, which no token refresh gives."""
+        return Response(200, {"expired": self.auth.expire_sessions()})
 
     def _get_clock(self, request: Request) -> Response:
         return Response(200, {"now": self.clock.now(), "time_scale": self.clock.scale})

@@ -35,6 +35,7 @@ RETRIED_PATH_ERRORS = ("FILE_NOT_FOUND", "PERMISSION_DENIED")
 # what a task counts as it goes, restored when an item starts over after a restart
 COUNTERS = ("files", "directories", "files_skipped", "files_transferred", "bytes_transferred",
             "bytes_checksummed", "subtasks_skipped_errors")
+HIGH_ASSURANCE_TIMEOUT_MINUTES = 30  # a high-assurance collection's authentication timeout
 PATH_ERROR_RETRY = 1.0  # real seconds between tries; Globus waits longer
 
 
@@ -207,6 +208,26 @@ class TransferService:
                     "required_scopes": required,
                 },
             )
+
+    def _require_session(self, collection: str, token: dict[str, Any], failed: str) -> None:
+        """A high-assurance collection refuses a login older than its authentication timeout,
+        as Globus Transfer relays the collection's refusal: a 502 ``ExternalError.<operation>
+        Failed.LoginFailed`` whose ``authorization_parameters`` ask for a fresh login."""
+        flags = self.emulator.collection_flags(collection)
+        timeout = HIGH_ASSURANCE_TIMEOUT_MINUTES
+        if not flags.get("high_assurance") or not self.emulator.auth.session_expired(
+                token, timeout):
+            return
+        message = (f"Your authentication with this collection has expired (its authentication "
+                   f"timeout is {timeout} minutes): log in again")
+        raise ApiError(
+            502, f"ExternalError.{failed}.LoginFailed",
+            f"Command Failed: Error (login)\nEndpoint: Emulated collection {collection[:8]} "
+            f"({collection})\nMessage: Login Failed\n---\nDetails: 530-Login incorrect. : "
+            f"GlobusError: v=1 c=LOGIN_DENIED\n530-GridFTP-Message: {message}\n530 End.",
+            authorization_parameters={"session_message": message,
+                                      "session_required_identities": [token["sub"]],
+                                      "prompt": "login"})
 
     def _require_permission(self, collection: str) -> None:
         if self.emulator.collection_flags(collection).get("permission_denied"):
@@ -735,7 +756,8 @@ class TransferService:
             "entity_type": "GCSv5_guest_collection" if flags.get("guest")
             else "GCSv5_mapped_collection",
             "high_assurance": bool(flags.get("high_assurance")),
-            "authentication_timeout_mins": 30 if flags.get("high_assurance") else None,
+            "authentication_timeout_mins": HIGH_ASSURANCE_TIMEOUT_MINUTES
+            if flags.get("high_assurance") else None,
             "gcs_version": "5.4.87", "owner_id": auth.identity_id, "owner_string": auth.username,
             "https_server": self.emulator.https.server(
                 endpoint, request.headers.get("host", "127.0.0.1")),
@@ -766,18 +788,20 @@ class TransferService:
             "request_id": uuid.uuid4().hex[:9], "resource": request.path,
         })
 
-    def _operation_target(self, request: Request, endpoint_id: str, path: str | None) -> Path:
+    def _operation_target(self, request: Request, endpoint_id: str, path: str | None,
+                          failed: str) -> Path:
         token = self.emulator.auth.check(request, TRANSFER_RS)
         endpoint = collection_id(endpoint_id)
         if not path:
             raise ApiError(400, "ClientError.BadRequest", "A path is required")
         self._require_consent([endpoint], token)
+        self._require_session(endpoint, token, failed)
         self._require_permission(endpoint)
         return self.emulator.resolve(endpoint, path)
 
     def ls(self, request: Request, endpoint_id: str) -> Response:
         path = request.arg("path", "/~/") or "/~/"
-        target = self._operation_target(request, endpoint_id, path)
+        target = self._operation_target(request, endpoint_id, path, "DirListingFailed")
         if not target.exists():
             raise ApiError(404, "ClientError.NotFound", f"Directory '{path}' not found")
         if not target.is_dir():
@@ -800,7 +824,7 @@ class TransferService:
         body = request.json()
         path = body.get("path")
         path = path if isinstance(path, str) else None
-        target = self._operation_target(request, endpoint_id, path)
+        target = self._operation_target(request, endpoint_id, path, "MkdirFailed")
         if target.exists():
             raise ApiError(502, "ExternalError.MkdirFailed.Exists",
                            f"Path already exists: '{path}'")
@@ -822,8 +846,8 @@ class TransferService:
         if body.get("DATA_TYPE", "rename") != "rename" or not all(
                 isinstance(p, str) for p in (old, new)):
             raise ApiError(400, "ClientError.BadRequest", "old_path and new_path are required")
-        source = self._operation_target(request, endpoint_id, old)
-        target = self._operation_target(request, endpoint_id, new)
+        source = self._operation_target(request, endpoint_id, old, "RenameFailed")
+        target = self._operation_target(request, endpoint_id, new, "RenameFailed")
         if not source.exists() and not source.is_symlink():
             raise ApiError(404, "ClientError.NotFound", f"Path '{old}' not found")
         if target.exists():
@@ -837,7 +861,7 @@ class TransferService:
 
     def stat(self, request: Request, endpoint_id: str) -> Response:
         path = request.arg("path")
-        target = self._operation_target(request, endpoint_id, path)
+        target = self._operation_target(request, endpoint_id, path, "StatFailed")
         if not target.exists():  # "NotFound", not ClientError.NotFound: globus-cli's stat
             raise ApiError(404, "NotFound", f"Path '{path}' not found")  # relies on it
         return Response(200, _file_entry(target, name=target.name or "/"))

@@ -1,0 +1,389 @@
+"""``pegasus-globus-setup check --workflow``: each problem the issue names shows as one line
+with its fix, against the emulator through the real globus-sdk, and after running that fix
+the check passes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import admin
+from tests.test_online_init import run_init
+
+SETUP = [sys.executable, "-m", "pegasus_globus.setup_cli"]
+
+
+@dataclass
+class World:
+    """The nightly_backup example against the emulator: data, results and archive
+    collections, a site ``local`` whose scratch is a collection (or a plain directory)."""
+
+    directory: Path
+    env: dict[str, str]
+    data: str
+    results: str
+    archive: str
+    scratch: str
+    workflow: Path
+    properties: Path
+
+    def check(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([*SETUP, "check", "--workflow", str(self.workflow), "--conf",
+                                 str(self.properties), *extra], capture_output=True, text=True,
+                                env=self.env, timeout=120, cwd=self.directory)
+        for secret in self.secrets():  # never a token, whatever happened
+            assert secret not in result.stdout + result.stderr
+        return result
+
+    def login(self, *args: str) -> None:
+        result = run_init(self.env, "--no-browser", *args)
+        assert result.returncode == 0, result.stderr
+
+    def run_fix(self, line: str) -> None:
+        """Run the fix a problem line names, as the user would copy it."""
+        command = shlex.split(line.split("; fix: ", 1)[1])
+        assert command[0] == "pegasus-globus-online-init", line
+        self.login(*command[1:])
+
+    def secrets(self) -> list[str]:
+        import configparser
+
+        parser = configparser.RawConfigParser()
+        parser.read(Path(self.env["HOME"]) / ".pegasus" / "globus.conf")
+        return [value for section in parser.sections() for key, value in parser.items(section)
+                if key in ("transfer_at", "transfer_rt", "access_token", "refresh_token")]
+
+    def replica(self, old: str, new: str) -> None:
+        self.workflow.write_text(self.workflow.read_text().replace(old, new))
+
+
+def problems(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The problem lines (the last line is the summary)."""
+    return result.stdout.splitlines()[:-1]
+
+
+def build(directory: Path, emulator, file_scratch: bool = False,
+          data_configuration: str = "sharedfs") -> World:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    from Pegasus.api import SiteCatalog
+    from rehearsal import example, local_site
+
+    from pegasus_globus.sites import globus_scratch_site, globus_storage_site
+
+    data, results, archive, scratch = (str(uuid.uuid4()) for _ in range(4))
+    (emulator.collection_path(data) / "data").mkdir()
+    (emulator.collection_path(data) / "data" / "raw.csv").write_text("1,1\n")
+    (directory / "scratch").mkdir(parents=True)
+    emulator.map_collection(scratch, directory / "scratch")
+    workflow = example("nightly_backup").build(data, results, archive, directory, nights=3,
+                                               site="local")
+    site = (local_site(directory / "scratch", directory / "outputs") if file_scratch
+            else globus_scratch_site("local", scratch, str(directory / "scratch")))
+    SiteCatalog().add_sites(site, globus_storage_site("results", results, "/nightly")).write(
+        str(directory / "sites.yml"))
+    properties = directory / "pegasus.properties"
+    properties.write_text(f"pegasus.catalog.site.file = {directory / 'sites.yml'}\n"
+                          f"pegasus.data.configuration = {data_configuration}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEGASUS_GLOBUS")}
+    env.update(emulator.environment, HOME=str(directory / "home"))
+    return World(directory, env, data, results, archive, scratch, workflow, properties)
+
+
+@pytest.fixture
+def world(tmp_path, emulator) -> World:
+    return build(tmp_path / "nightly", emulator)
+
+
+def test_the_nightly_example_is_ready_once_logged_in(world):
+    world.login("--permanent", "--timers")
+    result = world.check()
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.startswith("nightly-backup: ready for Globus (1 go:// input(s)")
+
+
+def test_not_logged_in_is_one_line_and_its_login_fixes_it(world):
+    result = world.check()
+    assert result.returncode == 1
+    [line] = problems(result)
+    assert line.startswith("Globus login: not logged in (no Transfer token in ")
+    fix = line.split("; fix: ")[1].split()
+    assert fix[:4] == ["pegasus-globus-online-init", "--permanent", "--timers", "--collections"]
+    assert sorted(fix[4:]) == sorted([world.data, world.scratch, world.results, world.archive])
+    world.run_fix(line)
+    assert world.check().returncode == 0
+
+
+def test_a_mapped_collection_without_its_data_access_consent(world, emulator):
+    emulator.mark_collection(world.data, consent_required=True)
+    world.login("--permanent", "--timers")
+    result = world.check()
+    [line] = problems(result)
+    assert line.startswith(f"input raw.csv of job analyse: collection {world.data} needs your "
+                           "consent to its data_access scope")
+    assert f"--collections {world.data} " in line
+    world.run_fix(line)
+    assert world.check().returncode == 0
+
+
+def test_a_high_assurance_collection_wants_a_recent_login(world, emulator):
+    emulator.mark_collection(world.results, high_assurance=True)
+    world.login("--permanent", "--timers")
+    assert world.check().returncode == 0  # a login of a moment ago is recent enough
+    admin(emulator, "POST", "_emulator/sessions/expire")  # ... then time passes
+    result = world.check()
+    [line] = problems(result)
+    assert line.startswith(f"site results, storage for outputs: collection {world.results} is "
+                           "high-assurance and wants a login more recent than its "
+                           "authentication timeout of 30 minutes; fix: "
+                           "pegasus-globus-online-init --permanent --timers")
+    assert world.results not in line.split("; fix: ")[1]  # no data_access for high assurance
+    world.run_fix(line)
+    assert world.check().returncode == 0
+
+
+def test_a_guest_collection_needs_no_data_access(world, emulator):
+    emulator.mark_collection(world.archive, guest=True)
+    emulator.mark_collection(world.data, consent_required=True)
+    world.login("--permanent", "--timers")
+    [line] = problems(world.check())
+    assert world.data in line and world.archive not in line
+    world.run_fix(line)  # Auth refuses a guest collection's data_access: it was not asked
+    assert world.check().returncode == 0
+
+
+def test_a_missing_input_with_a_typo_names_the_file_that_is_there(world):
+    world.login("--permanent", "--timers")
+    world.replica("/data/raw.csv", "/data/raw.cvs")
+    result = world.check()
+    [line] = problems(result)
+    right = f"go://{world.data}/data/raw.csv"
+    assert line == (f"input raw.csv of job analyse: go://{world.data}/data/raw.cvs does not "
+                    f"exist (go://{world.data}/data/ has raw.csv); fix: correct its replica to "
+                    f"{right}")
+    world.replica("/data/raw.cvs", "/data/raw.csv")
+    assert world.check().returncode == 0
+
+
+def test_a_missing_input_directory(world):
+    world.login("--permanent", "--timers")
+    world.replica("/data/raw.csv", "/dta/raw.csv")
+    [line] = problems(world.check())
+    assert f"go://{world.data}/dta/raw.csv does not exist: no directory go://{world.data}/dta/" \
+        in line
+
+
+def test_an_input_of_the_wrong_kind(world, emulator):
+    world.login("--permanent", "--timers")
+    raw = emulator.collection_path(world.data) / "data" / "raw.csv"
+    raw.unlink()
+    raw.mkdir()
+    (raw / "part-0").write_text("1,1\n")
+    [line] = problems(world.check())
+    url = f"go://{world.data}/data/raw.csv"
+    assert line == (f"input raw.csv of job analyse: {url} is a directory, but the job expects "
+                    f"a file; fix: correct its replica to {url}/ to stage the whole directory, "
+                    "or name a file in it")
+    world.replica(url, url + "/")
+    assert world.check().returncode == 0
+
+
+def test_tokens_that_cannot_be_refreshed(world):
+    world.login("--timers")
+    result = world.check()
+    lines = problems(result)
+    assert [line.split(":")[0] for line in lines] == ["Globus Transfer token",
+                                                      "Globus Timers token"]
+    assert "cannot be refreshed, so a run still going then fails" in lines[0]
+    assert lines[0].split("; fix: ")[1].startswith("pegasus-globus-online-init --permanent ")
+    world.run_fix(lines[0])
+    assert world.check().returncode == 0
+
+
+def test_a_file_scratch_needs_the_https_scopes_the_bridge_uses(tmp_path, emulator):
+    world = build(tmp_path / "nightly", emulator, file_scratch=True)
+    world.login("--permanent", "--timers")
+    lines = problems(world.check())
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("input raw.csv of job analyse, staged in to file://")
+    assert f"through collection {world.data}'s HTTPS server, and there is no token for its " \
+        "https scope" in lines[0]
+    assert lines[1].startswith("outputs staged out from site local's scratch to "
+                               f"site results: the bridge moves this through collection "
+                               f"{world.results}'s HTTPS server")
+    assert lines[0].split("; fix: ")[1] == lines[1].split("; fix: ")[1]
+    world.run_fix(lines[0])
+    assert world.check().returncode == 0
+
+
+def test_the_go_scratch_of_nonsharedfs_is_bridged_to_the_worker(tmp_path, emulator):
+    world = build(tmp_path / "nightly", emulator, data_configuration="nonsharedfs")
+    world.login("--permanent", "--timers")
+    [line] = problems(world.check())
+    assert line.startswith("site local's scratch, pulled to the worker (nonsharedfs): the bridge "
+                           f"moves this through collection {world.scratch}'s HTTPS server")
+
+
+def test_timer_metadata_by_the_rules_of_pegasus_globus_timer(world):
+    world.login("--permanent", "--timers")
+    world.workflow.write_text(world.workflow.read_text().replace(
+        "globus.timer.interval: 1d", "globus.timer.interval: 30s"))
+    line = problems(world.check())[0]
+    register = subprocess.run([sys.executable, "-m", "pegasus_globus.timers.cli", "register",
+                               str(world.workflow), "--dry-run"], capture_output=True,
+                              text=True, env=world.env, timeout=60)
+    said = register.stderr.strip().splitlines()[-1].split(": ", 1)[-1]
+    assert "interval '30s' is 30 s: Globus Timers need at least 60 s" in said
+    assert line.startswith("timer metadata, job analyse, file report.html: "
+                           "globus.timer.interval: interval '30s' is 30 s")
+
+
+def test_bad_usage_and_unreadable_inputs_are_exit_2(world, tmp_path):
+    usage = subprocess.run([*SETUP, "check", "--sites", "sites.yml"], capture_output=True,
+                           text=True, timeout=60)
+    assert usage.returncode == 2 and "--workflow" in usage.stderr
+    missing = world.check("--sites", str(tmp_path / "nope.yml"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        f"pegasus-globus-setup: cannot read site catalog {tmp_path / 'nope.yml'}: "
+        "No such file or directory"]
+
+
+def test_json_output_and_the_python_call_with_pegasus_objects(world, emulator):
+    """The same check from a workflow script, on Pegasus.api objects, before planning; many
+    inputs cost one listing per directory."""
+    from Pegasus.api import File, Job, ReplicaCatalog, SiteCatalog, Transformation, Workflow
+
+    from pegasus_globus.preflight import check
+    from pegasus_globus.sites import globus_scratch_site
+    from pegasus_globus.token_store import TokenStore
+
+    world.login("--permanent", "--timers")
+    for directory in ("a", "b"):
+        (emulator.collection_path(world.data) / directory).mkdir()
+        for n in range(30):
+            (emulator.collection_path(world.data) / directory / f"f{n}").write_text("x")
+    catalog, job = ReplicaCatalog(), Job(Transformation("t", site="local", pfn="/bin/true",
+                                                          is_stageable=False))
+    for directory in ("a", "b"):
+        for n in range(30):
+            catalog.add_replica("globus", f"{directory}{n}",
+                                f"go://{world.data}/{directory}/f{n}")
+            job.add_inputs(File(f"{directory}{n}"))
+    workflow = Workflow("many").add_jobs(job).add_replica_catalog(catalog)
+    sites = SiteCatalog().add_sites(globus_scratch_site("local", world.scratch, "/scratch"))
+    report = check(workflow, site_catalog=sites, properties={
+        "pegasus.data.configuration": "sharedfs"},
+        token_store=TokenStore(Path(world.env["HOME"]) / ".pegasus" / "globus.conf"))
+    assert report.ok, report.text()
+    assert (report.inputs, report.listings) == (60, 3)  # a/, b/ and the scratch directory
+    result = json.loads(world.check("--format", "json").stdout)
+    assert result["ok"] and result["problems"] == [] and result["workflow"] == "nightly-backup"
+
+
+def test_the_check_changes_nothing(world, emulator):
+    world.login("--permanent", "--timers")
+    admin(emulator, "DELETE", "_emulator/stats")
+
+    def files() -> list[Path]:  # a collection's root is the emulator's, made when first used
+        return sorted(p for p in (emulator.root / "collections").glob("*/**/*"))
+
+    before = files()
+    world.check()
+    calls = admin(emulator, "GET", "_emulator/stats")["requests"]
+    assert {route.split(" ")[0] for route in calls} == {"GET"}, calls
+    assert files() == before
+    assert yaml.safe_load(world.workflow.read_text())["name"] == "nightly-backup"
+
+
+def test_an_output_directory_that_is_a_file(world, emulator):
+    world.login("--permanent", "--timers")
+    (emulator.collection_path(world.results) / "nightly").write_text("not a directory")
+    lines = problems(world.check())
+    assert lines[0] == (f"site results, storage for outputs: go://{world.results}/nightly cannot "
+                        "be written: it is a file, not a directory; fix: choose another "
+                        "directory (site catalog or metadata), or move the file away")
+    (emulator.collection_path(world.results) / "nightly").unlink()
+    assert world.check().returncode == 0
+
+
+def test_a_guest_collection_the_bridge_reaches_gets_its_https_scope_alone(tmp_path, emulator):
+    world = build(tmp_path / "nightly", emulator, file_scratch=True)
+    emulator.mark_collection(world.data, guest=True)
+    world.login("--permanent", "--timers")
+    line = problems(world.check())[0]
+    assert line.startswith("input raw.csv of job analyse, staged in to file://")
+    fix = line.split("; fix: ")[1].split()
+    assert fix[fix.index("--https") + 1:] == [world.data]  # not with --collections
+    assert world.data not in fix[:fix.index("--https")]
+    world.run_fix(line)  # Auth refuses data_access on a guest collection: not asked
+    assert world.check().returncode == 0
+
+
+def test_a_revoked_login_is_one_line(world):
+    world.login("--permanent", "--timers")
+    store = Path(world.env["HOME"]) / ".pegasus" / "globus.conf"
+    text = store.read_text()
+    assert run_init(world.env, "--logout", "--revoke", code=None).returncode == 0
+    store.write_text(text)  # revoked at Globus, still in the file
+    [line] = problems(world.check())
+    assert line.startswith("Globus login: Globus Auth refused to refresh the token (401 "
+                           "invalid_grant); fix: pegasus-globus-online-init --permanent --timers "
+                           "--collections ")
+    world.run_fix(line)
+    assert world.check().returncode == 0
+
+
+def test_catalogs_and_properties_are_found_where_the_planner_finds_them(world):
+    """No --conf: pegasus.properties in the working directory; no site file property:
+    sites.yml there; ``key: value`` properties read as Java reads them."""
+    world.login("--permanent", "--timers")
+    (world.directory / "pegasus.properties").write_text(
+        "# comment\n! also a comment\npegasus.data.configuration: sharedfs\n")
+    result = subprocess.run([*SETUP, "check", "--workflow", "workflow.yml", "--format", "json"],
+                            capture_output=True, text=True, env=world.env, timeout=120,
+                            cwd=world.directory)
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["collections"] == 4  # the scratch collection of sites.yml
+    (world.directory / "pegasus.properties").write_text("pegasus.data.configuration = nfs\n")
+    wrong = subprocess.run([*SETUP, "check", "--workflow", "workflow.yml"], capture_output=True,
+                           text=True, env=world.env, timeout=120, cwd=world.directory)
+    assert wrong.returncode == 2 and wrong.stderr.strip() == (
+        "pegasus-globus-setup: pegasus.data.configuration = nfs: use one of sharedfs, "
+        "nonsharedfs, condorio")
+
+
+def test_timers_need_the_data_access_consents_transfer_has(world, emulator):
+    """A later login without --timers gives Transfer a consent the Timers token lacks: the
+    timer would go inactive at its first run."""
+    emulator.mark_collection(world.archive, consent_required=True)
+    world.login("--permanent", "--timers")
+    world.login("--permanent", "--collections", world.data, world.scratch, world.results,
+                world.archive)  # Transfer now has archive's data_access; Timers does not
+    lines = problems(world.check())
+    assert [world.results in lines[0], world.archive in lines[1]] == [True, True]
+    for collection, line in zip((world.results, world.archive), lines):
+        assert line.startswith("timer 'pegasus nightly-backup ")
+        assert f"Globus Timers has no consent to collection {collection}'s data_access, so " \
+            "the timer would turn inactive at its first run; fix: pegasus-globus-online-init " \
+            "--permanent --timers --collections " in line
+    world.run_fix(lines[0])
+    assert world.check().returncode == 0
+
+
+def test_globus_out_of_reach_is_one_line(world, emulator):
+    world.login("--permanent", "--timers")
+    world.env.update({name: "http://127.0.0.1:9/" for name in emulator.environment})
+    result = world.check()
+    [line] = problems(result)
+    assert line.startswith("Globus: cannot reach it (GlobusConnectionError)")
+    assert line.endswith("; fix: check the network, or GLOBUS_SDK_SERVICE_URL_TRANSFER and "
+                         "GLOBUS_SDK_SERVICE_URL_AUTH")
