@@ -196,6 +196,70 @@ def test_a_native_app_needs_pkce_and_the_same_redirect_uri(emulator):
     assert status == 401 and "redirect_uri" in body["error_description"]
 
 
+def _basic(emulator, path: str, form: dict[str, str], user: str, password: str) -> tuple[int, Any]:
+    """POST a form with HTTP Basic credentials, as a confidential client sends them."""
+    import base64
+    import urllib.parse
+
+    credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
+    request = urllib.request.Request(emulator.url + path.lstrip("/"), method="POST",
+                                     data=urllib.parse.urlencode(form).encode(),
+                                     headers={"Authorization": f"Basic {credentials}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_an_empty_secret_does_not_spare_a_native_app_pkce(emulator):
+    client = "d7382f5a-4ea3-4b69-b094-99c392fc820d"
+    code = _code(emulator, f"client_id={client}&scope=openid")
+    status, body = _basic(emulator, "/v2/oauth2/token",
+                          {"grant_type": "authorization_code", "code": code}, client, "")
+    assert status == 401 and "PKCE" in body["error_description"]
+
+
+def test_a_client_credentials_id_token_names_the_client(emulator):
+    """globus-sdk verifies the ID token (signature, audience) and reads who it names."""
+    robot = globus_sdk.ConfidentialAppAuthClient(*emulator.register_client("robot"))
+    tokens = robot.oauth2_client_credentials_tokens(requested_scopes="openid profile email")
+    claims = tokens.decode_id_token()
+    assert claims["sub"] == robot.client_id != emulator.auth.identity_id
+    assert claims["preferred_username"] == f"{robot.client_id}@clients.auth.globus.org"
+    assert claims.get("email") is None
+
+
+def test_registering_a_client_needs_a_user_who_manages_projects(emulator):
+    new = json.dumps({"client": {"name": "mine", "public_client": False}}).encode()
+    assert raw(emulator, "POST", "/v2/api/clients", new)[0] == 401
+    plain = login("openid")[1].by_resource_server["auth.globus.org"]["access_token"]
+    status, body, _ = raw(emulator, "POST", "/v2/api/clients", new, plain)
+    assert status == 403 and "manage_projects" in body["error_description"]
+    allowed = login("openid urn:globus:auth:scope:auth.globus.org:manage_projects")[1]
+    status, body, _ = raw(emulator, "POST", "/v2/api/clients", new,
+                          allowed.by_resource_server["auth.globus.org"]["access_token"])
+    assert status == 200 and body["included"]["client_credential"]["secret"]
+    # an instance of a native app, from its template: asked for without credentials
+    instance = json.dumps({"client": {"template_id": str(uuid.uuid4()), "name": "i"}}).encode()
+    status, body, _ = raw(emulator, "POST", "/v2/api/clients", instance)
+    assert status == 200 and body["included"]["client_credential"]["secret"]
+
+
+def test_revoking_a_token_needs_the_client_to_say_who_it_is(emulator, token):
+    status, body, _ = raw(emulator, "POST", "/v2/oauth2/token/revoke",
+                          f"token={token}".encode())
+    assert status == 401 and body["error"] == "invalid_client"
+    assert raw(emulator, "GET", "/v0.10/submission_id", token=token)[0] == 200  # still live
+    status, _ = _basic(emulator, "/v2/oauth2/token/revoke", {"token": token},
+                       str(uuid.uuid4()), "a guessed secret")
+    assert status == 401
+    client = "d7382f5a-4ea3-4b69-b094-99c392fc820d"  # the native app it was issued to
+    assert raw(emulator, "POST", "/v2/oauth2/token/revoke",
+               f"token={token}&client_id={client}".encode())[0] == 200
+    assert raw(emulator, "GET", "/v0.10/submission_id", token=token)[0] == 401
+
+
 def test_event_list_and_ls_filters(emulator, transfer_client):
     collection = str(uuid.uuid4())
     root = emulator.collection_path(collection)

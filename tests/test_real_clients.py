@@ -299,3 +299,25 @@ def test_legacy_timer_cli_job_transfer_list_status_delete(legacy, emulator, coll
                                                   re.MULTILINE), deleted.stdout
     assert second not in legacy.run("job", "list").stdout
     assert second in legacy.run("job", "list", "--show-deleted").stdout
+
+
+def test_a_globus_cli_login_survives_an_emulator_on_another_root(globus_cli, tmp_path):
+    """globus-cli keeps the client it templated at its first login in ~/.globus/cli: an
+    emulator on a new --root (nothing of the old state) still knows it, so `globus login`
+    works again instead of answering 401 invalid_client for good."""
+    from pegasus_globus.emulator import Emulator
+
+    home = tmp_path / "home"
+    with Emulator(tmp_path / "first") as first:
+        cli = Cli(globus_cli, first, home)
+        assert cli.run("whoami").stdout.strip() == "user@example.org"
+    with Emulator(tmp_path / "second") as second:
+        cli.env.update(second.environment)
+        stale = cli.run("whoami")  # its tokens were the old root's
+        assert stale.returncode != 0 and "globus login" in stale.stderr + stale.stdout
+        again = _login([str(globus_cli), "login", "--no-local-server"], cli.env)
+        assert again.returncode == 0, again.stdout
+        assert cli.run("whoami").stdout.strip() == "user@example.org"
+        logout = cli.run("logout", "--yes")
+        assert logout.returncode == 0, logout.stdout + logout.stderr
+        assert "successfully logged out" in logout.stdout
