@@ -118,6 +118,52 @@ def test_a_recursive_transfer_never_follows_a_link_out_of_a_collection(emulator,
     assert sorted(p.name for p in outside.iterdir()) == ["secret"]
 
 
+def test_skip_source_errors_skips_a_link_out_of_the_collection(emulator, transfer_client,
+                                                              tmp_path):
+    """With skip_source_errors, the link out is one skipped file, recorded as the service
+    records skipped errors; the rest of the tree is copied and the task ends."""
+    source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+    (tmp_path / "secret").write_text("secret")
+    tree = emulator.collection_path(source) / "tree"
+    tree.mkdir()
+    (tree / "ok.txt").write_text("ok")
+    (tree / "leak").symlink_to(tmp_path / "secret")
+    data = globus_sdk.TransferData(source, destination, skip_source_errors=True,
+                                   deadline="2100-01-01T00:00:00+00:00")
+    data.add_item("/tree/", "/copy/", recursive=True)
+    task = transfer_client.submit_transfer(data)["task_id"]
+    done = wait_task(transfer_client, task)
+    assert (done["status"], done["files_transferred"], done["subtasks_skipped_errors"]) == (
+        "SUCCEEDED", 1, 1)
+    copy = emulator.collection_path(destination) / "copy"
+    assert sorted(p.name for p in copy.iterdir()) == ["ok.txt"]
+    skipped = list(transfer_client.task_skipped_errors(task))
+    assert [(e["source_path"], e["destination_path"], e["error_code"], e["is_symlink"])
+            for e in skipped] == [("/tree/leak", "/copy/leak", "PERMISSION_DENIED", True)]
+
+
+def test_a_timer_run_skips_a_source_linked_out_of_the_collection(emulator, timers_client,
+                                                                 transfer_client, tmp_path):
+    """A timer's run is checked by no submission: its task meets the link out itself, and
+    skips it like any unreadable source instead of ending its worker with the task ACTIVE."""
+    source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+    (tmp_path / "secret").write_text("secret")
+    root = emulator.collection_path(source)
+    (root / "leak").symlink_to(tmp_path / "secret")
+    (root / "ok.txt").write_text("ok")
+    body = globus_sdk.TransferData(source, destination, skip_source_errors=True)
+    body.add_item("/leak", "/~/leak")
+    body.add_item("/ok.txt", "/~/ok.txt")
+    timer = timers_client.create_timer(globus_sdk.TransferTimer(
+        name="links", schedule=globus_sdk.OnceTimerSchedule(), body=body))["timer"]
+    task = wait_for(lambda: [r["data"]["action_id"] for r in timers_client.get_job(
+        timer["job_id"])["results"]["data"]])[0]
+    done = wait_task(transfer_client, task)
+    assert (done["status"], done["files_transferred"], done["subtasks_skipped_errors"]) == (
+        "SUCCEEDED", 1, 1)
+    assert not (emulator.collection_path(destination) / "leak").exists()
+
+
 def test_concurrent_mkdirs_of_one_path_never_answer_500(emulator, token):
     """Found by bench.bridge: two uploads into one new directory raced to a 500 (which
     globus-sdk then retried; here the answers are read raw)."""

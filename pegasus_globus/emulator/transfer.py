@@ -465,21 +465,24 @@ class TransferService:
             if self.emulator.collection_flags(collection).get("permission_denied"):
                 raise TaskFailure("PERMISSION_DENIED",
                                   f"Permission denied on collection {collection}")
-        src = self.emulator.resolve(source, item["source_path"])
-        dst = self.emulator.resolve(destination, item["destination_path"])
+        # paths are checked at submission, but a timer's runs are submitted by no one
+        try:
+            dst = self.emulator.resolve(destination, item["destination_path"])
+        except ApiError as error:
+            raise TaskFailure("PERMISSION_DENIED", error.message) from None
+        try:
+            src = self.emulator.resolve(source, item["source_path"])
+        except ApiError as error:
+            if not doc["skip_source_errors"]:
+                raise TaskFailure("PERMISSION_DENIED", error.message) from None
+            self._skip(task_id, doc, item["source_path"], item["destination_path"],
+                       "PERMISSION_DENIED", error.message)
+            return
         if not src.exists():
             if doc["skip_source_errors"]:
-                with self.state.lock:
-                    doc["files_skipped"] += 1
-                    doc["subtasks_skipped_errors"] += 1
-                    self.state["tasks"][task_id].setdefault("skipped", []).append({
-                        "DATA_TYPE": "skipped_error", "source_path": item["source_path"],
-                        "destination_path": item["destination_path"],
-                        "error_code": "FILE_NOT_FOUND", "error_time": iso(time.time()),
-                        "error_details": "No such file or directory",
-                        "external_error_message": None, "checksum_algorithm": None,
-                        "is_directory": bool(item.get("recursive")), "is_symlink": False,
-                        "symlink_target": None, "is_delete_destination_extra": False})
+                self._skip(task_id, doc, item["source_path"], item["destination_path"],
+                           "FILE_NOT_FOUND", "No such file or directory",
+                           is_directory=bool(item.get("recursive")))
                 return
             raise TaskFailure("FILE_NOT_FOUND",
                               f"No such file or directory: {source}:{item['source_path']}")
@@ -496,6 +499,13 @@ class TransferService:
         for src_file, dst_file in self._file_pairs(src, dst, doc):
             self._check_live(task_id, doc)
             # a link inside a collection may point out of it: never read or write through one
+            if not inside(roots[0], src_file) and doc["skip_source_errors"]:
+                self._skip(task_id, doc, "/" + str(src_file.relative_to(roots[0])),
+                           "/" + str(dst_file.relative_to(roots[1])), "PERMISSION_DENIED",
+                           "A symbolic link out of the collection is not followed",
+                           symlink_target=os.readlink(src_file)
+                           if src_file.is_symlink() else None)
+                continue
             if not (inside(roots[0], src_file) and inside(roots[1], dst_file)):
                 raise TaskFailure("PERMISSION_DENIED", f"{src_file.name}: a symbolic link out "
                                   "of the collection is not followed")
@@ -505,6 +515,23 @@ class TransferService:
                         "DATA_TYPE": "successful_transfer",
                         "source_path": "/" + str(src_file.relative_to(roots[0])),
                         "destination_path": "/" + str(dst_file.relative_to(roots[1]))})
+
+    def _skip(self, task_id: str, doc: dict[str, Any], source_path: str,
+              destination_path: str, code: str, details: str, is_directory: bool = False,
+              symlink_target: str | None = None) -> None:
+        """``skip_source_errors``: a source path the task cannot read is passed over and
+        recorded, as the service lists it in ``skipped_errors``."""
+        with self.state.lock:
+            doc["files_skipped"] += 1
+            doc["subtasks_skipped_errors"] += 1
+            self.state["tasks"][task_id].setdefault("skipped", []).append({
+                "DATA_TYPE": "skipped_error", "source_path": source_path,
+                "destination_path": destination_path, "error_code": code,
+                "error_time": iso(time.time()), "error_details": details,
+                "external_error_message": None, "checksum_algorithm": None,
+                "is_directory": is_directory, "is_symlink": symlink_target is not None,
+                "symlink_target": symlink_target, "is_delete_destination_extra": False})
+            self.state.mark_dirty()
 
     def _file_pairs(self, src: Path, dst: Path, doc: dict[str, Any]) -> Iterator[tuple[Path, Path]]:
         if src.is_file():
