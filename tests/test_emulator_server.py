@@ -506,3 +506,41 @@ def test_deeply_nested_json_is_a_400(emulator, transfer_client):
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=10)
     assert caught.value.code == 400  # not a 500 RecursionError
+
+
+def test_the_emulators_modules_never_import_one_another_in_a_circle():
+    """Each module of the emulator, with its type-checking imports, depends only on modules
+    below it: a service reads in one sitting, without chasing one that reads it back."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "pegasus_globus" / "emulator"
+
+    def name_of(path: Path) -> str:
+        parts = path.relative_to(root).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    modules = {name_of(path): path for path in root.rglob("*.py")}
+    imports: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[:len(package) - node.level + 1] if node.level > 1 else package
+                target = ".".join(p for p in [*base, node.module or ""] if p)
+                for alias in node.names:
+                    full = f"{target}.{alias.name}".lstrip(".")
+                    found.add(full if full in modules else target)
+        imports[name] = {m for m in found if m in modules and m != name}
+
+    def circle_from(name: str, path: list[str]) -> list[str] | None:
+        if name in path:
+            return [*path[path.index(name):], name]
+        for imported in sorted(imports[name]):
+            circle = circle_from(imported, [*path, name])
+            if circle:
+                return circle
+        return None
+
+    circles = [c for c in (circle_from(name, []) for name in sorted(imports)) if c]
+    assert not circles, " -> ".join(circles[0])
