@@ -32,7 +32,8 @@ $(GLOBUS_CLI): Makefile
 $(TIMER_CLI): Makefile
 	@echo "Installing globus-timer-cli $(TIMER_CLI_VERSION) into .venv-timer-cli (the emulator's conformance tests)"
 	$(PYTHON) -m venv --clear .venv-timer-cli
-	.venv-timer-cli/bin/python -m pip install --quiet --disable-pip-version-check globus-timer-cli==$(TIMER_CLI_VERSION)
+	# setuptools: the CLI imports distutils, which Python 3.12 dropped and setuptools provides
+	.venv-timer-cli/bin/python -m pip install --quiet --disable-pip-version-check globus-timer-cli==$(TIMER_CLI_VERSION) setuptools
 	touch $@
 
 demo: $(STAMP)
