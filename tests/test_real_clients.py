@@ -321,3 +321,19 @@ def test_a_globus_cli_login_survives_an_emulator_on_another_root(globus_cli, tmp
         logout = cli.run("logout", "--yes")
         assert logout.returncode == 0, logout.stdout + logout.stderr
         assert "successfully logged out" in logout.stdout
+
+
+def test_legacy_timer_cli_asks_no_data_access_for_a_guest_collection(legacy, emulator,
+                                                                      collections):
+    """A guest collection has no data_access scope (Auth refuses one): its endpoint document
+    names the mapped collection it is made on (host_endpoint), so the CLI asks none for it."""
+    source, destination = collections
+    emulator.mark_collection(source, guest=True)
+    created = legacy.run("job", "transfer", "--name", "from a guest", "--interval", "1h",
+                         "--source-endpoint", source, "--dest-endpoint", destination,
+                         "--item", "/data/a.txt", "/~/from-guest.txt", "false")
+    assert created.returncode == 0 and created.logins == 2, created.stdout
+    timer_login = AUTHORIZE_URL.findall(created.stdout)[-1]
+    assert f"{destination}%2Fdata_access" in timer_login
+    assert f"{source}%2Fdata_access" not in timer_login
+    wait_for(lambda: emulator.resolve(destination, "/~/from-guest.txt").exists(), timeout=30)

@@ -29,6 +29,8 @@ class EndpointService:
         endpoint = collection_id(endpoint_id)
         flags = self.emulator.collection_flags(endpoint)
         auth = self.emulator.auth
+        host = str(uuid.uuid5(uuid.NAMESPACE_URL, f"emulator:mapped-for:{endpoint}")) \
+            if flags.get("guest") else None
         return Response(200, {
             "DATA_TYPE": "endpoint", "id": endpoint,
             "display_name": f"Emulated collection {endpoint[:8]}", "organization": "Emulator",
@@ -45,8 +47,10 @@ class EndpointService:
             "gcs_manager_url": None, "public": False,
             "french_english_bilingual": False, "is_globus_connect": False,
             "globus_connect_setup_key": None, "gcp_connected": None, "gcp_paused": None,
-            "s3_url": None, "s3_owner_activated": False, "host_endpoint": None,
-            "host_endpoint_id": None,
+            "s3_url": None, "s3_owner_activated": False,
+            # a guest collection is made on a mapped one; the legacy Timer CLI asks data_access
+            # only where this is null
+            "host_endpoint": host, "host_endpoint_id": host,
             "host_path": None, "disable_verify": False, "disable_anonymous_writes": False,
             "force_verify": False, "force_encryption": False, "mfa_required": False,
             "myproxy_server": None, "myproxy_dn": None, "non_functional": False,
