@@ -337,3 +337,24 @@ def test_legacy_timer_cli_asks_no_data_access_for_a_guest_collection(legacy, emu
     assert f"{destination}%2Fdata_access" in timer_login
     assert f"{source}%2Fdata_access" not in timer_login
     wait_for(lambda: emulator.resolve(destination, "/~/from-guest.txt").exists(), timeout=30)
+
+
+def test_legacy_timer_cli_stops_at_whichever_stop_condition_comes_first(legacy, emulator,
+                                                                       collections):
+    """`--stop-after-runs` and `--stop-after-date` together: the job stops as soon as one is
+    met, as that CLI documents; here the date, an emulated hour after a run every 10 minutes."""
+    import datetime as dt
+
+    source, destination = collections
+    stop = dt.datetime.fromtimestamp(emulator.clock.now() + 3600, dt.timezone.utc)
+    created = legacy.run("job", "transfer", "--name", "both", "--interval", "10m",
+                         "--source-endpoint", source, "--dest-endpoint", destination,
+                         "--item", "/data/a.txt", "/~/both.txt", "false",
+                         "--stop-after-runs", "100",
+                         "--stop-after-date", stop.strftime("%Y-%m-%dT%H:%M:%S+0000"))
+    assert created.returncode == 0, created.stdout
+    job = _job_id(created.stdout)
+    wait_for(lambda: emulator.state["timers"][job]["next_run"] is None, timeout=60)
+    assert 1 <= emulator.state["timers"][job]["number_of_runs"] <= 7  # never the 100 runs
+    assert re.search(r"^Next Run At:\s+None$", legacy.run("job", "status", job).stdout,
+                     re.MULTILINE)

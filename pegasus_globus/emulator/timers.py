@@ -204,8 +204,9 @@ class TimersService:
         if not isinstance(action, dict) or not isinstance(action.get("transfer_items"), list):
             raise _invalid("callback_body.body must hold a Transfer action with transfer_items")
         stop = job.get("stop_after") or {}
-        end = ({"count": stop["n_runs"]} if stop.get("n_runs") else
-               {"datetime": stop["date"]} if stop.get("date") else None)
+        # both: "the job stops running as soon as one stop condition is met" (legacy CLI)
+        end = {key: stop[name] for key, name in (("count", "n_runs"), ("datetime", "date"))
+               if stop.get(name)} or None
         schedule = self._schedule({"type": "recurring", "start": job["start"],
                                    "interval_seconds": job["interval"], "end": end})
         body = {"DATA_TYPE": "transfer", "source_endpoint": action.get("source_endpoint_id"),
