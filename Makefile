@@ -9,6 +9,9 @@ PEGASUS_WHEELS := pegasus-wms==5.1.3 pegasus-wms.worker==5.1.3 pegasus-wms.commo
 # a real Globus client, in its own environment as users install it, for tests/test_real_clients.py
 GLOBUS_CLI := .venv-globus-cli/bin/globus
 GLOBUS_CLI_VERSION := 3.43.0
+# the seed's legacy Timer CLI (globus-sdk 2), in its own environment too, for the same tests
+TIMER_CLI := .venv-timer-cli/bin/globus-timer
+TIMER_CLI_VERSION := 0.2.9
 
 .PHONY: demo test clean
 
@@ -26,12 +29,19 @@ $(GLOBUS_CLI): Makefile
 	.venv-globus-cli/bin/python -m pip install --quiet --disable-pip-version-check globus-cli==$(GLOBUS_CLI_VERSION)
 	touch $@
 
+$(TIMER_CLI): Makefile
+	@echo "Installing globus-timer-cli $(TIMER_CLI_VERSION) into .venv-timer-cli (the emulator's conformance tests)"
+	$(PYTHON) -m venv --clear .venv-timer-cli
+	# setuptools: the CLI imports distutils, which Python 3.12 dropped and setuptools provides
+	.venv-timer-cli/bin/python -m pip install --quiet --disable-pip-version-check globus-timer-cli==$(TIMER_CLI_VERSION) setuptools
+	touch $@
+
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-test: $(STAMP) $(GLOBUS_CLI)
+test: $(STAMP) $(GLOBUS_CLI) $(TIMER_CLI)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) .venv-globus-cli demo-output .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-globus-cli .venv-timer-cli demo-output .pytest_cache .ruff_cache *.egg-info

@@ -118,6 +118,52 @@ def test_a_recursive_transfer_never_follows_a_link_out_of_a_collection(emulator,
     assert sorted(p.name for p in outside.iterdir()) == ["secret"]
 
 
+def test_skip_source_errors_skips_a_link_out_of_the_collection(emulator, transfer_client,
+                                                              tmp_path):
+    """With skip_source_errors, the link out is one skipped file, recorded as the service
+    records skipped errors; the rest of the tree is copied and the task ends."""
+    source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+    (tmp_path / "secret").write_text("secret")
+    tree = emulator.collection_path(source) / "tree"
+    tree.mkdir()
+    (tree / "ok.txt").write_text("ok")
+    (tree / "leak").symlink_to(tmp_path / "secret")
+    data = globus_sdk.TransferData(source, destination, skip_source_errors=True,
+                                   deadline="2100-01-01T00:00:00+00:00")
+    data.add_item("/tree/", "/copy/", recursive=True)
+    task = transfer_client.submit_transfer(data)["task_id"]
+    done = wait_task(transfer_client, task)
+    assert (done["status"], done["files_transferred"], done["subtasks_skipped_errors"]) == (
+        "SUCCEEDED", 1, 1)
+    copy = emulator.collection_path(destination) / "copy"
+    assert sorted(p.name for p in copy.iterdir()) == ["ok.txt"]
+    skipped = list(transfer_client.task_skipped_errors(task))
+    assert [(e["source_path"], e["destination_path"], e["error_code"], e["is_symlink"])
+            for e in skipped] == [("/tree/leak", "/copy/leak", "PERMISSION_DENIED", True)]
+
+
+def test_a_timer_run_skips_a_source_linked_out_of_the_collection(emulator, timers_client,
+                                                                 transfer_client, tmp_path):
+    """A timer's run is checked by no submission: its task meets the link out itself, and
+    skips it like any unreadable source instead of ending its worker with the task ACTIVE."""
+    source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+    (tmp_path / "secret").write_text("secret")
+    root = emulator.collection_path(source)
+    (root / "leak").symlink_to(tmp_path / "secret")
+    (root / "ok.txt").write_text("ok")
+    body = globus_sdk.TransferData(source, destination, skip_source_errors=True)
+    body.add_item("/leak", "/~/leak")
+    body.add_item("/ok.txt", "/~/ok.txt")
+    timer = timers_client.create_timer(globus_sdk.TransferTimer(
+        name="links", schedule=globus_sdk.OnceTimerSchedule(), body=body))["timer"]
+    task = wait_for(lambda: [r["data"]["action_id"] for r in timers_client.get_job(
+        timer["job_id"])["results"]["data"]])[0]
+    done = wait_task(transfer_client, task)
+    assert (done["status"], done["files_transferred"], done["subtasks_skipped_errors"]) == (
+        "SUCCEEDED", 1, 1)
+    assert not (emulator.collection_path(destination) / "leak").exists()
+
+
 def test_concurrent_mkdirs_of_one_path_never_answer_500(emulator, token):
     """Found by bench.bridge: two uploads into one new directory raced to a 500 (which
     globus-sdk then retried; here the answers are read raw)."""
@@ -194,6 +240,70 @@ def test_a_native_app_needs_pkce_and_the_same_redirect_uri(emulator):
         "redirect_uri": "http://b/",
         "code_verifier": "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"}).encode())
     assert status == 401 and "redirect_uri" in body["error_description"]
+
+
+def _basic(emulator, path: str, form: dict[str, str], user: str, password: str) -> tuple[int, Any]:
+    """POST a form with HTTP Basic credentials, as a confidential client sends them."""
+    import base64
+    import urllib.parse
+
+    credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
+    request = urllib.request.Request(emulator.url + path.lstrip("/"), method="POST",
+                                     data=urllib.parse.urlencode(form).encode(),
+                                     headers={"Authorization": f"Basic {credentials}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_an_empty_secret_does_not_spare_a_native_app_pkce(emulator):
+    client = "d7382f5a-4ea3-4b69-b094-99c392fc820d"
+    code = _code(emulator, f"client_id={client}&scope=openid")
+    status, body = _basic(emulator, "/v2/oauth2/token",
+                          {"grant_type": "authorization_code", "code": code}, client, "")
+    assert status == 401 and "PKCE" in body["error_description"]
+
+
+def test_a_client_credentials_id_token_names_the_client(emulator):
+    """globus-sdk verifies the ID token (signature, audience) and reads who it names."""
+    robot = globus_sdk.ConfidentialAppAuthClient(*emulator.register_client("robot"))
+    tokens = robot.oauth2_client_credentials_tokens(requested_scopes="openid profile email")
+    claims = tokens.decode_id_token()
+    assert claims["sub"] == robot.client_id != emulator.auth.identity_id
+    assert claims["preferred_username"] == f"{robot.client_id}@clients.auth.globus.org"
+    assert claims.get("email") is None
+
+
+def test_registering_a_client_needs_a_user_who_manages_projects(emulator):
+    new = json.dumps({"client": {"name": "mine", "public_client": False}}).encode()
+    assert raw(emulator, "POST", "/v2/api/clients", new)[0] == 401
+    plain = login("openid")[1].by_resource_server["auth.globus.org"]["access_token"]
+    status, body, _ = raw(emulator, "POST", "/v2/api/clients", new, plain)
+    assert status == 403 and "manage_projects" in body["error_description"]
+    allowed = login("openid urn:globus:auth:scope:auth.globus.org:manage_projects")[1]
+    status, body, _ = raw(emulator, "POST", "/v2/api/clients", new,
+                          allowed.by_resource_server["auth.globus.org"]["access_token"])
+    assert status == 200 and body["included"]["client_credential"]["secret"]
+    # an instance of a native app, from its template: asked for without credentials
+    instance = json.dumps({"client": {"template_id": str(uuid.uuid4()), "name": "i"}}).encode()
+    status, body, _ = raw(emulator, "POST", "/v2/api/clients", instance)
+    assert status == 200 and body["included"]["client_credential"]["secret"]
+
+
+def test_revoking_a_token_needs_the_client_to_say_who_it_is(emulator, token):
+    status, body, _ = raw(emulator, "POST", "/v2/oauth2/token/revoke",
+                          f"token={token}".encode())
+    assert status == 401 and body["error"] == "invalid_client"
+    assert raw(emulator, "GET", "/v0.10/submission_id", token=token)[0] == 200  # still live
+    status, _ = _basic(emulator, "/v2/oauth2/token/revoke", {"token": token},
+                       str(uuid.uuid4()), "a guessed secret")
+    assert status == 401
+    client = "d7382f5a-4ea3-4b69-b094-99c392fc820d"  # the native app it was issued to
+    assert raw(emulator, "POST", "/v2/oauth2/token/revoke",
+               f"token={token}&client_id={client}".encode())[0] == 200
+    assert raw(emulator, "GET", "/v0.10/submission_id", token=token)[0] == 401
 
 
 def test_event_list_and_ls_filters(emulator, transfer_client):
@@ -396,3 +506,41 @@ def test_deeply_nested_json_is_a_400(emulator, transfer_client):
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=10)
     assert caught.value.code == 400  # not a 500 RecursionError
+
+
+def test_the_emulators_modules_never_import_one_another_in_a_circle():
+    """Each module of the emulator, with its type-checking imports, depends only on modules
+    below it: a service reads in one sitting, without chasing one that reads it back."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "pegasus_globus" / "emulator"
+
+    def name_of(path: Path) -> str:
+        parts = path.relative_to(root).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    modules = {name_of(path): path for path in root.rglob("*.py")}
+    imports: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[:len(package) - node.level + 1] if node.level > 1 else package
+                target = ".".join(p for p in [*base, node.module or ""] if p)
+                for alias in node.names:
+                    full = f"{target}.{alias.name}".lstrip(".")
+                    found.add(full if full in modules else target)
+        imports[name] = {m for m in found if m in modules and m != name}
+
+    def circle_from(name: str, path: list[str]) -> list[str] | None:
+        if name in path:
+            return [*path[path.index(name):], name]
+        for imported in sorted(imports[name]):
+            circle = circle_from(imported, [*path, name])
+            if circle:
+                return circle
+        return None
+
+    circles = [c for c in (circle_from(name, []) for name in sorted(imports)) if c]
+    assert not circles, " -> ".join(circles[0])

@@ -122,6 +122,35 @@ def test_a_stop_date_before_the_first_run_is_refused(capsys, home, emulator, col
     assert emulator.state["timers"] == {}
 
 
+@pytest.mark.parametrize("flag, value, message", [
+    ("--name", "n" * 100_000, "--name is 100000 characters long: give at most 128"),
+    ("--name", "two\nlines", "--name contains a control character"),
+    ("--name", " ", "--name is empty"),
+    ("--label", "l" * 129, "--label is 129 characters long: give at most 128"),
+])
+def test_a_name_or_label_out_of_bounds_is_one_line(capsys, home, emulator, collections, flag,
+                                                   value, message):
+    source, destination = collections
+    named = {"--name": "ok", flag: value}
+    status, _, err = run(capsys, "job", "transfer", "--interval", "1d",
+                         "--source-endpoint", source, "--dest-endpoint", destination,
+                         "--item", "/a", "/b", "false", *[a for kv in named.items() for a in kv])
+    assert status == 2 and err.startswith(f"pegasus-globus-timer: {message}")
+    assert len(err.splitlines()) == 1 and len(err) < 200  # the text itself is never echoed
+    assert emulator.state["timers"] == {}
+
+
+def test_the_default_label_of_a_long_name_keeps_to_transfers_limit(capsys, home, emulator,
+                                                                   collections):
+    source, destination = collections
+    run_json(capsys, "job", "transfer", "--name", "n" * 128, "--interval", "1d",
+             "--source-endpoint", source, "--dest-endpoint", destination,
+             "--item", "/data/a.txt", "/~/a.txt", "false")
+    [timer] = emulator.state["timers"].values()
+    assert timer["name"] == "n" * 128
+    assert timer["body"]["label"] == ("Job from Timer service named " + "n" * 128)[:128]
+
+
 def test_job_transfer_runs_on_schedule_and_stops_after_its_runs(capsys, home, emulator,
                                                                collections):
     source, destination = collections

@@ -152,8 +152,9 @@ class AuthService:
         self.api.check_client(client_id, basic[1] if basic else None)
         sub, auth_time = self.identity_id, time.time()
         if grant == "authorization_code":
+            # an empty secret is no secret: a native app still proves the code with PKCE
             scope, offline, auth_time = self._redeem_code(form, client_id,
-                                                          confidential=bool(basic))
+                                                          confidential=bool(basic and basic[1]))
             self.api.record_consents(client_id, scope)
         elif grant == "refresh_token":
             return Response(200, self._refresh(form.get("refresh_token", ""), client_id))
@@ -171,7 +172,7 @@ class AuthService:
         answer = {**first, "state": form.get("state", "_default"), "other_tokens": others}
         granted = first["scope"].split()
         if first["resource_server"] == AUTH_RS and "openid" in granted:
-            answer["id_token"] = oidc.id_token(client_id, self.identity(),
+            answer["id_token"] = oidc.id_token(client_id, self.identity_of(sub),
                                                first["access_token"], granted)
         return Response(200, answer)
 
@@ -252,7 +253,17 @@ class AuthService:
         return {**token, "state": "_default", "other_tokens": []}
 
     def revoke(self, request: Request) -> Response:
-        token = request.form().get("token", "")
+        """RFC 7009, as Globus Auth has it: the client says who it is, a confidential one with
+        its secret (HTTP Basic), a native app with its ``client_id``; an unknown token is no
+        error."""
+        form = request.form()
+        basic = request.basic_auth()
+        client_id = basic[0] if basic else form.get("client_id")
+        if not client_id:
+            raise ApiError(401, "invalid_client", "Revoking a token needs the client's "
+                           "credentials (HTTP Basic) or, for a native app, its client_id")
+        self.api.check_client(client_id, basic[1] if basic else None)
+        token = form.get("token", "")
         with self.state.lock:
             if token in self.state["tokens"]:
                 self.state["tokens"][token]["revoked"] = True
@@ -305,15 +316,20 @@ class AuthService:
             "identity_provider_display_name": "Globus emulator", "organization": "Emulator",
         }
 
+    def identity_of(self, sub: str) -> dict[str, Any]:
+        """The identity behind a token's ``sub``: the user's, or a client's own (a client
+        acting as itself with client credentials, never as the user)."""
+        identity = self.identity()
+        if sub == self.identity_id:
+            return identity
+        return {**identity, "sub": sub, "id": sub, "username": f"{sub}@clients.auth.globus.org",
+                "name": None, "email": None}
+
     def userinfo(self, request: Request) -> Response:
         record = self.check(request, AUTH_RS)
         # when the session's user last authenticated, as Globus Auth's userinfo says
-        identity = {**self.identity(), "last_authentication": int(record.get("auth_time", 0))}
-        if record["sub"] != self.identity_id:  # a client's own identity
-            client = record["sub"]
-            identity = {**identity, "sub": client, "id": client,
-                        "username": f"{client}@clients.auth.globus.org",
-                        "name": None, "email": None}
+        identity = {**self.identity_of(record["sub"]),
+                    "last_authentication": int(record.get("auth_time", 0))}
         return Response(200, {**identity, "preferred_username": identity["username"],
                               "identity_set": [identity]})
 

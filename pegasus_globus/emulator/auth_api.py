@@ -1,6 +1,12 @@
 """Emulated Globus Auth API routes beyond OAuth2: client templating (globus-cli registers a
 confidential client of its own at login), token validation, identities and consents.
 
+Registering a client needs a user's token with the ``manage_projects`` scope, as Globus Auth
+asks, except an instance of a native app made from its template (``template_id``), which the app
+(globus-cli's ``login``, ``NativeAppAuthClient.create_native_app_instance``) asks for without
+credentials, having none. An instance's secret is derived from its id, so the instance a
+globus-cli login made keeps working with an emulator started on another ``--root``.
+
 Consents are recorded at every authorization-code login: one node per scope of the granted
 scope tree, ``dependency_path`` the ids from the root, as Globus Auth lists them and as
 globus-sdk's ``ConsentForest`` reads them to decide whether a collection's data_access was
@@ -9,6 +15,9 @@ given under Transfer (or under Timers' Transfer).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
 import time
 import uuid
@@ -19,6 +28,17 @@ from globus_sdk.scopes import ScopeParser
 from .clock import iso
 from .errors import ApiError
 from .web import Request, Response, Route
+
+MANAGE_PROJECTS_SCOPE = "urn:globus:auth:scope:auth.globus.org:manage_projects"
+# Not a secret: the emulator approves every login without a password. It makes an app
+# instance's credentials checkable without the state that recorded them.
+_INSTANCE_KEY = b"pegasus-globus-emulator: native app instances"
+
+
+def instance_secret(client_id: str) -> str:
+    """The secret of the native app instance ``client_id``."""
+    digest = hmac.new(_INSTANCE_KEY, client_id.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 class AuthApi:
@@ -45,12 +65,31 @@ class AuthApi:
 
     def create_client(self, request: Request) -> Response:
         """A confidential client made from a template (globus-cli's ``login``), or a new
-        public one; answers its credential under ``included`` as Globus Auth does."""
+        one for a user allowed to manage projects; answers its credential under ``included``
+        as Globus Auth does."""
         spec = request.json().get("client")
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
             raise ApiError(400, "BAD_REQUEST", "client.name is required")
-        client_id, secret = self.register(spec["name"])
         templated = bool(spec.get("template_id"))
+        if templated:
+            template = str(spec["template_id"])
+            try:
+                uuid.UUID(template)
+            except ValueError:
+                raise ApiError(400, "BAD_REQUEST", f"template_id {template!r} is not a "
+                               "client id") from None
+            if template in self.state["clients"]:
+                raise ApiError(400, "BAD_REQUEST", f"Client {template} is not a native app: "
+                               "it cannot be a template")
+            client_id = str(uuid.uuid4())
+            secret = self._remember(client_id, spec["name"], instance_secret(client_id),
+                                    template_id=template)
+        else:
+            token = self.check(request, "auth.globus.org")
+            if MANAGE_PROJECTS_SCOPE not in token["scopes"]:
+                raise ApiError(403, "FORBIDDEN", "Registering a client needs a token with "
+                               f"the {MANAGE_PROJECTS_SCOPE} scope")
+            client_id, secret = self.register(spec["name"])
         document = {"id": client_id, "name": spec["name"], "public_client": not templated,
                     "client_type": "client_identity" if templated
                     else "public_installed_client",
@@ -67,31 +106,42 @@ class AuthApi:
         basic = request.basic_auth()
         with self.state.lock:
             client = self.state["clients"].get(client_id)
-            if client is None or not basic or basic != (client_id, client["secret"]):
+            if client is None or not client["secret"] or not basic or basic != (
+                    client_id, client["secret"]):
                 raise ApiError(401, "UNAUTHORIZED", "Invalid client credentials")
-            del self.state["clients"][client_id]
+            # kept without a secret: a deleted instance's derived secret no longer works here
+            self.state["clients"][client_id] = {**client, "secret": None}
             self.state.mark_dirty()
         return Response(200, {"client": {"id": client_id, "name": client["name"]}})
 
     def check_client(self, client_id: str, secret: str | None) -> None:
-        """A confidential client must be one registered here (``POST /v2/api/clients``) and
-        present its secret; a client without a secret is a native app (Pegasus', the SDK's),
-        which any id may be."""
+        """A confidential client must be one registered here (``POST /v2/api/clients``), or
+        a native app instance made by an emulator with other state, and present its secret;
+        a client without a secret is a native app (Pegasus', the SDK's), which any id may be."""
         client = self.state["clients"].get(client_id)
+        if client is None and secret and secrets.compare_digest(
+                secret, instance_secret(client_id)):
+            self._remember(client_id, "native app instance", secret, template_id="unknown")
+            return
         if client is None and secret:
             raise ApiError(401, "invalid_client", f"Unknown client {client_id}: register it "
                            "with POST /v2/api/clients")
-        if client is not None and not secrets.compare_digest(secret or "", client["secret"]):
+        if client is not None and not secrets.compare_digest(secret or "",
+                                                             client.get("secret") or ""):
             raise ApiError(401, "invalid_client", "Invalid client credentials")
 
     def register(self, name: str) -> tuple[str, str]:
         """A new confidential client: (client id, secret)."""
-        client_id, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
+        client_id = str(uuid.uuid4())
+        return client_id, self._remember(client_id, name, secrets.token_urlsafe(32))
+
+    def _remember(self, client_id: str, name: str, secret: str,
+                  template_id: str | None = None) -> str:
         with self.state.lock:
             self.state["clients"][client_id] = {"name": name, "secret": secret,
-                                                "template_id": None}
+                                                "template_id": template_id}
             self.state.mark_dirty()
-        return client_id, secret
+        return secret
 
     # -- tokens, identities, consents ----------------------------------------------------------
 

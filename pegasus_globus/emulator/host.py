@@ -7,13 +7,10 @@ protocol, not on the server, so nothing here imports back into ``server``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from .auth import AuthService
 from .clock import ScaledClock
-
-if TYPE_CHECKING:
-    from .https import HttpsService
 
 
 class Host(Protocol):
@@ -21,10 +18,12 @@ class Host(Protocol):
     settings: dict[str, Any]  # fault_rate, token_lifetime, ... (admin-settable)
     clock: ScaledClock
     auth: AuthService
-    https: HttpsService
 
     def collection_flags(self, collection: str) -> dict[str, Any]:
         """A collection's configuration (root, kind, ...); empty for a default one."""
 
     def resolve(self, collection: str, path: str) -> Path:
         """The local path behind ``path`` on ``collection``, never outside its root."""
+
+    def hand_over(self, path: Path) -> None:
+        """Give what a service just made at ``path`` to the owner of a mapped collection."""

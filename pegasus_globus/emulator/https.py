@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .errors import ApiError
@@ -28,6 +28,14 @@ def https_scope(collection: str) -> str:
     return f"https://auth.globus.org/scopes/{collection}/https"
 
 
+def https_server(flags: dict[str, Any], collection: str, host: str) -> str | None:
+    """The ``https_server`` of a collection with these flags, or None when it serves no
+    HTTPS; ``host`` is the emulator's address as the client called it."""
+    if flags.get("no_https"):
+        return None
+    return f"http://{host}{PREFIX}/{collection}"
+
+
 class HttpsService:
     def __init__(self, emulator: Host) -> None:
         self.emulator = emulator
@@ -35,12 +43,6 @@ class HttpsService:
     def routes(self) -> list[Route]:
         return [Route("GET", f"{PREFIX}/{{collection}}/{{path*}}", self.get),
                 Route("PUT", f"{PREFIX}/{{collection}}/{{path*}}", self.put)]
-
-    def server(self, collection: str, host: str) -> str | None:
-        """The collection's ``https_server``, or None when it serves no HTTPS."""
-        if self.emulator.collection_flags(collection).get("no_https"):
-            return None
-        return f"http://{host}{PREFIX}/{collection}"
 
     def _target(self, request: Request, collection: str, path: str) -> os.PathLike[str]:
         collection = collection_id(collection)

@@ -26,8 +26,8 @@ MAX_INTERVAL_SECONDS = 3650 * 86400  # beyond, the next run's date overflows
 ACTIVE_STATUSES = ("new", "loaded", "updated")
 TICK_SECONDS = 0.02
 LEGACY_CALLBACK = "https://actions.automate.globus.org/transfer/transfer/run"
-# what the legacy globus-timer-cli 0.2.9 really sends: its environment first ("default." unless
-# GLOBUS_SDK_ENVIRONMENT names another), which the service accepts as the production form
+# the legacy globus-timer-cli 0.2.9 sends LEGACY_CALLBACK as it is (timer_cli/main.py hard-codes
+# it); an environment's host (default., sandbox., ...) is taken as the same action provider
 LEGACY_CALLBACKS = re.compile(r"https://([a-z]+\.)?actions\.automate\.globus\.org"
                               r"/transfer/transfer/run/?")
 # what the service fills in when a timer's transfer body leaves an option out
@@ -65,6 +65,9 @@ class TimersService:
             Route("POST", "/v2/timer", self.create_timer),
             Route("GET", "/jobs/", self.list_jobs),
             Route("POST", "/jobs/", self.create_job),
+            # the legacy globus-timer-cli 0.2.9 calls these without the trailing slash
+            Route("GET", "/jobs", self.list_jobs),
+            Route("POST", "/jobs", self.create_job),
             Route("GET", "/jobs/{job_id}", self.get_job),
             Route("PATCH", "/jobs/{job_id}", self.update_job),
             Route("DELETE", "/jobs/{job_id}", self.delete_job),
@@ -201,8 +204,9 @@ class TimersService:
         if not isinstance(action, dict) or not isinstance(action.get("transfer_items"), list):
             raise _invalid("callback_body.body must hold a Transfer action with transfer_items")
         stop = job.get("stop_after") or {}
-        end = ({"count": stop["n_runs"]} if stop.get("n_runs") else
-               {"datetime": stop["date"]} if stop.get("date") else None)
+        # both: "the job stops running as soon as one stop condition is met" (legacy CLI)
+        end = {key: stop[name] for key, name in (("count", "n_runs"), ("datetime", "date"))
+               if stop.get(name)} or None
         schedule = self._schedule({"type": "recurring", "start": job["start"],
                                    "interval_seconds": job["interval"], "end": end})
         body = {"DATA_TYPE": "transfer", "source_endpoint": action.get("source_endpoint_id"),
@@ -266,9 +270,12 @@ class TimersService:
 
     def list_jobs(self, request: Request) -> Response:
         token = self.emulator.auth.check(request, TIMERS_RS)
-        # deleted timers are listed only when asked for by status
+        # deleted timers are listed only when asked for: by status, or with the legacy
+        # show_deleted (the legacy globus-timer-cli's --show-deleted sends show_deleted=True)
         wanted = {s for value in request.query.get("filter_status", []) for s in value.split(",")}
         wanted = wanted or {"new", "loaded", "updated", "inactive", "delete_pending"}
+        if (request.arg("show_deleted") or "").lower() in ("true", "1"):
+            wanted.add("deleted")
         with self.state.lock:
             jobs = [self._doc(job) for job in self.state["timers"].values()
                     if job["status"] in wanted and self._owner(job) == token["sub"]]

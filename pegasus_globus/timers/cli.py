@@ -11,7 +11,10 @@ from ..scopes import AUTH_RS, init_command
 from ..token_store import NotLoggedIn, TokenStoreError
 from . import display
 from .schedule import (
+    MAX_LABEL,
+    MAX_NAME,
     check_path,
+    check_text,
     end_condition,
     parse_bool,
     parse_datetime,
@@ -36,6 +39,9 @@ def output_format(args: argparse.Namespace) -> str:
 def job_transfer(ctx: Context, args: argparse.Namespace) -> None:
     import globus_sdk
 
+    check_text(args.name, "--name", MAX_NAME)  # one line, never the text itself
+    if args.label is not None:
+        check_text(args.label, "--label", MAX_LABEL)
     items = [_item(values) for values in args.item or []]
     if args.items_file:
         items += read_items_file(args.items_file)
@@ -56,7 +62,7 @@ def job_transfer(ctx: Context, args: argparse.Namespace) -> None:
     end = end_condition(args.interval, start, args.stop_after_runs, stop)
     data = globus_sdk.TransferData(
         args.source_endpoint, args.dest_endpoint,
-        label=args.label or f"Job from Timer service named {args.name}",
+        label=args.label or f"Job from Timer service named {args.name}"[:MAX_LABEL],
         sync_level=args.sync_level or globus_sdk.MISSING,
         verify_checksum=args.verify_checksum, encrypt_data=args.encrypt_data,
         preserve_timestamp=args.preserve_timestamp, skip_source_errors=args.skip_source_errors,
@@ -188,9 +194,11 @@ def _parser() -> argparse.ArgumentParser:
     job = groups.add_parser("job", help="schedule and manage recurring transfers")
     jobs = job.add_subparsers(dest="command", required=True)
     transfer = command(jobs, "transfer", job_transfer, "schedule a recurring transfer")
-    transfer.add_argument("--name", required=True, help="a name for the timer")
-    transfer.add_argument("--label", help="label of the Transfer tasks (default: 'Job from "
-                          "Timer service named NAME')")
+    transfer.add_argument("--name", required=True,
+                          help=f"a name for the timer, up to {MAX_NAME} characters")
+    transfer.add_argument("--label", help=f"label of the Transfer tasks, up to {MAX_LABEL} "
+                          "characters (default: 'Job from Timer service named NAME', cut to "
+                          "that length)")
     transfer.add_argument("--interval", required=True, type=_typed(parse_interval),
                           help="seconds between runs, or 1d, 8h, 1h30m, 2w (at least 60 s)")
     transfer.add_argument("--start", type=_typed(lambda t: (parse_datetime(t), t)[1]),

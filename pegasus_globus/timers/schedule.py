@@ -52,6 +52,28 @@ def end_condition(interval: int, start: dt.datetime | None, runs: int | None,
     return None
 
 
+# The Timers service documents no limit on a timer's name; 128 characters is what Globus keeps
+# its other names to (bookmarks, flow titles) and what Transfer allows a task's label, which
+# by default carries the timer's name.
+MAX_NAME = 128
+MAX_LABEL = 128
+
+
+def check_text(text: str, flag: str, limit: int) -> str:
+    """A name or label: 1 to ``limit`` characters, on one line (never echoed when too long).
+
+    :raises ValueError: saying what was wrong and the limit
+    """
+    if not text.strip():
+        raise ValueError(f"{flag} is empty: give one")
+    if len(text) > limit:
+        raise ValueError(f"{flag} is {len(text)} characters long: give at most {limit}")
+    if any(not character.isprintable() for character in text):
+        raise ValueError(f"{flag} contains a control character (a newline, say): give one line "
+                         "of text")
+    return text
+
+
 def check_path(path: str, what: str = "path") -> str:
     """A path on a collection: absolute (``/data/x``, ``/~/x``), no NUL.
 
