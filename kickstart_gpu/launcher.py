@@ -124,11 +124,14 @@ class Job:
         self._ignored = inherited_ignored()
         # take the signals in a thread, with their sender, instead of at random points
         self._original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
-        # before the job: a kill of every process in pid order reaches it right after us
-        self._canary = Canary()
         self.pid = self._spawn(argv)
+        # after the job: a signal to the group that the canary holds reached the job too
+        self._canary = Canary()
         self._done = threading.Event()
-        threading.Thread(target=self._forward, name="signal-forwarder", daemon=True).start()
+        try:
+            threading.Thread(target=self._forward, name="signal-forwarder", daemon=True).start()
+        except RuntimeError:  # no thread to be had (ulimit -u): forward from handlers instead
+            self._forward_from_handlers()
 
     def _spawn(self, argv: list[str]) -> int:
         """fork and exec, not posix_spawn: glibc's posix_spawn (2.36) starts the child with
@@ -168,6 +171,14 @@ class Job:
                 continue
             if not self._done.is_set():
                 os.kill(self.pid, info.si_signo)
+
+    def _forward_from_handlers(self) -> None:
+        def forward(signum: int, frame: object) -> None:
+            if not self._done.is_set() and not self._canary.reached_the_group(signum):
+                os.kill(self.pid, signum)
+        for signum in FORWARDED - self._ignored:
+            signal.signal(signum, forward)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
 
     def wait(self) -> int:
         """The raw wait status, once the job has ended."""
