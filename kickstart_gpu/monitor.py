@@ -25,6 +25,25 @@ CONTEXT_VARIABLES = {"PEGASUS_WF_UUID": "wf_uuid", "PEGASUS_WF_LABEL": "wf_label
                      "PEGASUS_SITE": "site"}
 
 
+def _kickstart_task(pid: int) -> dict[str, str]:
+    """The task a wrapped ``pegasus-kickstart`` runs, from its command line (``-n``
+    transformation, ``-N`` derivation): names the block's task where a clustered job's blocks
+    are printed apart from their records (PegasusLite prints $PEGASUS_MULTIPART_DIR at the
+    end)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            argv = cmdline.read().decode(errors="replace").split("\0")
+    except OSError:
+        return {}
+    if not argv[0].endswith("pegasus-kickstart"):
+        return {}
+    found = {}
+    for flag, name in (("-n", "transformation"), ("-N", "derivation")):
+        if flag in argv[:-1]:
+            found[name] = argv[argv.index(flag) + 1]
+    return found
+
+
 class Options:
     """How to sample.
 
@@ -289,6 +308,7 @@ class Monitor:
         context = {name: self._environ[var] for var, name in CONTEXT_VARIABLES.items()
                    if self._environ.get(var)}
         context["hostname"] = os.uname().nodename
+        context.update(_kickstart_task(self.job_pid))
         return context
 
     def take_sample(self) -> list[dict[str, Any]]:

@@ -38,7 +38,8 @@ _STATUS_NAMES = {"regular_exitcode": "exitcode", "signalled_signal": "signal"}
 _SECTION_STARTS = r"(?:- invocation:|" + re.escape(MARKER) + r"|\[cluster-|\[seqexec-)"
 _SECTION = re.compile(r"\n" + _SECTION_STARTS)
 _FIRST_SECTION = re.compile(_SECTION_STARTS)
-_NUMBER = re.compile(r"[-+]?(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
+# no two parts can take the same digits: linear on a long unquoted value
+_NUMBER = re.compile(r"[-+]?(?:[\d_]+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$")
 _GPU_LINE = re.compile(r"^- (kickstart\.inv\.gpu\.[a-z.]+): (.*)$")
 
 
@@ -69,8 +70,13 @@ class Record:
 def _scalar(text: str) -> Any:
     """A YAML plain or quoted scalar, typed as YAML would type it."""
     text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        return text[1:-1]
+    if len(text) >= 2 and text[0] == text[-1] == '"':  # YAML's escapes, as JSON has them
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text[1:-1]
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1].replace("''", "'")
     if text in ("null", "~", ""):
         return None
     if text in ("True", "true"):
@@ -110,7 +116,7 @@ def _multipart(lines: list[str], path: str, damaged: list[str]) -> list[dict[str
             break
         try:
             entries.append({match.group(1): json.loads(match.group(2))})
-        except ValueError:
+        except (ValueError, RecursionError):
             damaged.append(f"{path}: a GPU line is not valid JSON")
             return []
     else:
@@ -119,12 +125,15 @@ def _multipart(lines: list[str], path: str, damaged: list[str]) -> list[dict[str
 
     try:
         loaded = yaml.safe_load("".join(lines))
-    except yaml.YAMLError as error:
-        damaged.append(f"{path}: a multipart block is not YAML ({str(error).splitlines()[0]})")
+    except (yaml.YAMLError, RecursionError) as error:
+        damaged.append(f"{path}: a multipart block is not YAML "
+                       f"({(str(error).splitlines() or [type(error).__name__])[0]})")
         return []
     if isinstance(loaded, dict):
         loaded = [loaded]
-    return [entry for entry in loaded or [] if isinstance(entry, dict)]
+    if not isinstance(loaded, list):
+        return []
+    return [entry for entry in loaded if isinstance(entry, dict)]
 
 
 def _record_lines(text: str) -> list[str]:

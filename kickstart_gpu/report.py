@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import re
 import sys
@@ -38,19 +39,26 @@ class Counts:
     failed_attempts: int = 0
     without_gpu_events: int = 0
     damaged: list[str] = field(default_factory=list)
-    jobs: set[str] = field(default_factory=set)
-    tasks: set[tuple[str, Any]] = field(default_factory=set)  # (job, Pegasus' task id)
+    jobs: set[tuple[str, str]] = field(default_factory=set)  # (directory, job)
+    tasks: set[tuple[str, str, Any]] = field(default_factory=set)  # and Pegasus' task id
     task_tries: int = 0
 
 
 def find_records(paths: Iterable[str]) -> Iterator[str]:
+    """The records in ``paths``: regular files only (a FIFO would block the read), each once
+    however often the paths name it."""
+    seen: set[str] = set()
     for path in paths:
         if os.path.isdir(path):
             for directory, _, files in os.walk(path):
                 for name in sorted(files):
                     if _ATTEMPT.search(name) and not _NOT_A_RECORD.search(name):
-                        yield os.path.join(directory, name)
-        else:
+                        found = os.path.join(directory, name)
+                        if os.path.isfile(found) and os.path.realpath(found) not in seen:
+                            seen.add(os.path.realpath(found))
+                            yield found
+        elif os.path.realpath(path) not in seen:
+            seen.add(os.path.realpath(path))
             yield path
 
 
@@ -80,6 +88,8 @@ def _events_file(text: str, path: str) -> Record:
 
 def load(path: str) -> Record:
     """A record or an --events-file output, read once."""
+    if not os.path.isfile(path):  # a FIFO or a device named on the command line
+        raise NotARecord(f"{path} is not a regular file")
     try:
         with open(path, errors="replace") as handle:
             text = handle.read()
@@ -93,16 +103,18 @@ class NotARecord(ValueError):
     """A file named on the command line is neither a record nor an events file."""
 
 
-class _Rows(dict[tuple[str, str], Usage]):
-    """The rows found so far, by job and task."""
+class _Rows(dict[tuple[str, str, str], Usage]):
+    """The rows found so far, by directory (a sub-workflow's jobs are in their own), job and
+    task."""
 
     def row(self, job: str, task: str, record: Record, invocation: dict[str, Any] | None,
             failed: bool) -> Usage:
         """The row, counting this try for it."""
-        usage = self.get((job, task))
+        key = (os.path.dirname(record.path), job, task)
+        usage = self.get(key)
         if usage is None:
             named = [invocation] if invocation else record.invocations
-            usage = self[job, task] = Usage(
+            usage = self[key] = Usage(
                 job, task, transformation="+".join(sorted({str(i.get("transformation"))
                                                           for i in named})),
                 site=next((str(i["resource"]) for i in named if i.get("resource")), ""),
@@ -130,9 +142,27 @@ def _figures(blocks: list[GpuBlock], invocations: list[dict[str, Any]], path: st
     for block in blocks:
         try:
             found.append(block_figures(block.events, durations, keep_timeline))
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:
+        except Exception as error:  # whatever a damaged block holds: counted, never fatal
             counts.damaged.append(f"{path}: GPU events malformed ({error.__class__.__name__})")
-    return max(found, key=lambda f: f.wall_s, default=None)
+    finite = [f for f in found if all(math.isfinite(v) for v in (
+        f.wall_s, f.gpu_s, f.idle_gpu_s, f.throttled_gpu_s, f.energy_j or 0.0))]
+    if len(finite) < len(found):
+        counts.damaged.append(f"{path}: GPU events malformed (a figure is not a finite number)")
+    return max(finite, key=lambda f: f.wall_s, default=None)
+
+
+def _owners(record: Record) -> list[tuple[GpuBlock, int | None]]:
+    """Each block's task: the one the sidecar names (the ``-N`` of the kickstart it wrapped),
+    else the one whose record it follows. A sidecar around pegasus-cluster names none."""
+    by_derivation = {str(i.get("derivation")): index
+                     for index, i in enumerate(record.invocations)}
+    found = []
+    for block in record.gpu_blocks:
+        context = block.events["kickstart.inv.gpu.environment"].get("context")
+        named = context.get("derivation") if isinstance(context, dict) else None
+        found.append((block, by_derivation.get(str(named), block.owner) if named is not None
+                      else block.owner))
+    return found
 
 
 def _attribute(record: Record, job: str, rows: _Rows, counts: Counts,
@@ -145,16 +175,17 @@ def _attribute(record: Record, job: str, rows: _Rows, counts: Counts,
         if figures:
             usage.figures.add(figures)
         return
+    owners = _owners(record)
     inner = Figures()
     for index, invocation in enumerate(invocations):
         task = str(invocation.get("derivation") or f"task {index + 1}")
         usage = rows.row(job, task, record, invocation, _failed(invocation))
-        figures = _figures([b for b in record.gpu_blocks if b.owner == index], [invocation],
+        figures = _figures([b for b, owner in owners if owner == index], [invocation],
                            path, counts, keep_timeline)
         if figures:
             usage.figures.add(figures)
             inner.add(figures)
-    outer = _figures([b for b in record.gpu_blocks if b.owner is None], invocations, path,
+    outer = _figures([b for b, owner in owners if owner is None], invocations, path,
                      counts, keep_timeline)
     if outer and inner.gpu_count:  # what the tasks' own blocks left uncovered
         rows.row(job, OUTSIDE_TASKS, record, None, record.failed).figures.add(
@@ -168,17 +199,19 @@ def _collect_files(files: list[str], named: set[str],
     rows, counts = _Rows(), Counts()
     for path in files:
         record = load(path)
-        if path in named and not record.invocations and not record.gpu_blocks:
+        if path in named and not record.invocations and not record.gpu_blocks and \
+                not record.damaged and os.path.getsize(path):  # empty: killed before kickstart
             raise NotARecord(f"{path} is not a kickstart record (.out) or an --events-file "
                              "output")
         job = job_name(path)
+        where = os.path.dirname(path)  # a sub-workflow's jobs are its own
         counts.files += 1
         counts.failed_attempts += record.failed
         counts.damaged.extend(record.damaged)
-        counts.jobs.add(job)
+        counts.jobs.add((where, job))
         compute = [i for i in record.invocations if not _is_data(i)]
         counts.task_tries += len(compute)
-        counts.tasks.update((job, i.get("derivation")) for i in compute)
+        counts.tasks.update((where, job, i.get("derivation")) for i in compute)
         if not record.gpu_blocks:
             counts.without_gpu_events += 1
         _attribute(record, job, rows, counts, keep_timelines)
@@ -228,8 +261,10 @@ def collect(paths: Iterable[str], keep_timelines: bool = False) -> tuple[list[Us
             for part in pool.map(_collect_files, chunks, [named] * len(chunks),
                                  [keep_timelines] * len(chunks)):
                 _merge(rows, counts, *part)
+    for (directory, _, _), usage in rows.items():
+        usage.directory = directory
     return sorted((u for u in rows.values() if u.figures.gpu_count),
-                  key=lambda u: (u.job, u.task)), counts
+                  key=lambda u: (u.job, u.task, u.directory)), counts
 
 
 def label(usage: Usage) -> str:
@@ -252,7 +287,8 @@ def rollup(rows: list[Usage], by: str) -> list[dict[str, Any]]:
         memory = [u.figures.peaks["mem_bytes"] for u in members
                   if "mem_bytes" in u.figures.peaks]
         result.append({
-            by: name, "jobs": len({u.job for u in members}), "rows": len(members),
+            by: name, "jobs": len({(u.directory, u.job) for u in members}),
+            "rows": len(members),
             "gpu_hours": sum(u.gpu_hours for u in members),
             "idle_gpu_hours": sum(u.idle_gpu_hours for u in members),
             "throttled_gpu_hours": sum(u.figures.throttled_gpu_s for u in members) / 3600,
@@ -271,7 +307,8 @@ def totals(rows: list[Usage], counts: Counts) -> dict[str, Any]:
         "jobs": jobs, "tries": counts.files, "retries": counts.files - jobs,
         "tasks": tasks, "task_tries": counts.task_tries,
         "task_retries": counts.task_tries - tasks,
-        "jobs_with_gpu_events": len({u.job for u in rows}), "records": counts.files,
+        "jobs_with_gpu_events": len({(u.directory, u.job) for u in rows}),
+        "records": counts.files,
         "failed_attempts": counts.failed_attempts,
         "records_without_gpu_events": counts.without_gpu_events,
         "damaged_records": len(counts.damaged), "damaged": counts.damaged[:20],

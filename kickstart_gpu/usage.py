@@ -9,7 +9,7 @@ cluster`` starting, between tasks): every second and joule is counted once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from .nvml import THROTTLE_MASK
 
@@ -85,16 +85,16 @@ def block_figures(events: dict[str, Any], durations: list[float],
                  else max(times) - min(times))
     figures = Figures(wall_s=wall, gpu_s=wall * len(devices), gpu_count=len(devices),
                       gpus={f"{d.get('name')} {d.get('uuid') or d.get('id')}" for d in devices})
-    energy = [d["energy_used"] for d in maxima if d.get("energy_used") is not None]
+    energy = _numbers(d.get("energy_used") for d in maxima)
     if energy:
         figures.energy_j = sum(energy) / 1000  # mJ
     for key, device_key in (("gpu", "avg_gpu_utilization"), ("mem", "avg_mem_utilization")):
-        means = [d[device_key] for d in maxima if d.get(device_key) is not None]
+        means = _numbers(d.get(device_key) for d in maxima)
         if means:
             figures.util_s[key] = sum(means) / len(means) * wall
     for key, device_key in (("gpu", "max_gpu_usage"), ("mem", "max_mem_utilization"),
                             ("mem_bytes", "max_mem_usage")):
-        peaks = [d[device_key] for d in maxima if d.get(device_key) is not None]
+        peaks = _numbers(d.get(device_key) for d in maxima)
         if peaks:
             figures.peaks[key] = max(peaks)
     by_device: dict[Any, list[dict[str, Any]]] = {}
@@ -129,6 +129,14 @@ def block_figures(events: dict[str, Any], durations: list[float],
     return figures
 
 
+def _numbers(values: Iterable[Any]) -> list[float]:
+    """The values given (None for none); a block where one is no number is damaged."""
+    found = [v for v in values if v is not None]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in found):
+        raise TypeError("a figure is not a number")
+    return found
+
+
 def _idle_fraction(samples: list[dict[str, Any]]) -> float:
     """The share of the sampled time a GPU showed 0 % utilisation (by samples if no time)."""
     known = [s for s in samples if s.get("gpu_utilization") is not None]
@@ -151,6 +159,7 @@ class Usage:
     transformation: str = ""
     site: str = ""
     data_job: bool = False  # Pegasus' own: create-dir, transfers, cleanup, registration
+    directory: str = field(default="", repr=False)  # where its records are
     attempts: int = 0
     failed_attempts: int = 0
     figures: Figures = field(default_factory=Figures)

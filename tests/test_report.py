@@ -169,10 +169,11 @@ def test_a_missing_path_is_a_clear_error(capsys, tmp_path):
     assert "no such file or directory" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("path", ["/etc/passwd", "/dev/null"])
-def test_a_file_that_is_no_record_is_an_error(capsys, path):
+@pytest.mark.parametrize("path, why", [("/etc/passwd", "is not a kickstart record"),
+                                       ("/dev/null", "is not a regular file")])
+def test_a_file_that_is_no_record_is_an_error(capsys, path, why):
     assert main([path]) == 2
-    assert f"{path} is not a kickstart record" in capsys.readouterr().err
+    assert f"{path} {why}" in capsys.readouterr().err
 
 
 def test_a_plot_into_a_missing_directory_is_a_one_line_error(capsys, tmp_path):
@@ -292,3 +293,92 @@ def test_a_run_read_in_chunks_by_several_processes_reports_the_same(capsys, subm
     whole = report_json(capsys, str(submit_dir))
     monkeypatch.setattr("kickstart_gpu.report.CHUNK", 1)  # a process per record, merged
     assert report_json(capsys, str(submit_dir)) == whole
+
+
+def test_clustered_blocks_printed_apart_from_their_records_go_to_the_task_they_name(
+        capsys, tmp_path):
+    """PegasusLite prints $PEGASUS_MULTIPART_DIR after the job, so every task's block comes
+    after the cluster's summary: the sidecar names the kickstart -N it wrapped, and the block
+    goes to that task."""
+    text = CLUSTERED.read_text()
+    blocks = blocks_of(text)
+    for block in blocks:
+        text = text.replace(block, "")
+    named = [block.replace('"context":{', f'"context":{{"derivation":"task{i}",', 1)
+             for i, block in enumerate(blocks[:4])]
+    rows, _ = clustered_rows(capsys, tmp_path, text + "".join(named) + blocks[4])
+    assert sorted(rows) == ["(outside tasks)", "task0", "task1", "task2", "task3"]
+    assert [rows[f"task{i}"]["wall_s"] for i in range(4)] == durations(CLUSTERED.read_text())[:4]
+
+
+HOSTILE_LINES = {
+    "environment a list": '- kickstart.inv.gpu.environment: []',
+    "maxima a list": '- kickstart.inv.gpu.stats.max: []',
+    "a device a number": '- kickstart.inv.gpu.stats.max: {"duration":1,"devices":[1]}',
+    "errors a string": '- kickstart.inv.gpu.stats: [{"timestamp":1,"errors":"x"}]',
+    "memory a string": '- kickstart.inv.gpu.stats.max: {"duration":1,"devices":[{"max_mem_usage'
+                       '":"big"}]}',
+    "an infinite duration": '- kickstart.inv.gpu.stats.max: {"duration":1e400,"devices":[]}',
+    "JSON nested deeper than Python goes": '- kickstart.inv.gpu.stats: ' + "[" * 100_000,
+}
+
+
+@pytest.mark.parametrize("line", HOSTILE_LINES.values(), ids=HOSTILE_LINES.keys())
+def test_a_damaged_block_is_counted_never_fatal(capsys, tmp_path, line):
+    good = gpu_block("0").splitlines()
+    key = line.split(":", 1)[0]
+    damaged = "\n".join(line if entry.startswith(key + ":") else entry for entry in good) + "\n"
+    jobs = tmp_path / "submit"
+    jobs.mkdir()
+    (jobs / "bad_ID1.out.000").write_text((FIXTURES / "success_ls.out").read_text() + damaged)
+    (jobs / "good_ID2.out.000").write_text((FIXTURES / "success_ls.out").read_text()
+                                           + gpu_block("0"))
+    assert main([str(jobs), "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)  # valid JSON: no Infinity
+    assert [row["job"] for row in result["jobs"]] == ["good_ID2"]
+    assert result["totals"]["damaged_records"] == 1
+
+
+def test_a_multipart_block_that_is_no_list_of_entries_is_passed_over(capsys, tmp_path):
+    record = tmp_path / "odd_ID1.out"
+    record.write_text((FIXTURES / "success_ls.out").read_text() + MARKER + "\n-1\n")
+    assert report_json(capsys, str(record))["totals"]["records"] == 1
+
+
+def test_only_regular_files_are_read_and_each_once(capsys, submit_dir):
+    os.mkfifo(submit_dir / "00" / "00" / "stuck_ID9.out.000")  # reading it would block
+    again = submit_dir / "00" / "00" / "train_ID01.out.001"
+    totals = report_json(capsys, str(submit_dir), str(again))["totals"]
+    assert totals["records"] == 5  # the FIFO skipped, train's second try read once
+    assert main([str(submit_dir / "00" / "00" / "stuck_ID9.out.000")]) == 2
+    assert "is not a regular file" in capsys.readouterr().err
+
+
+def test_an_empty_record_named_on_the_command_line_is_a_try_without_gpu_events(capsys, tmp_path):
+    """A job killed before kickstart wrote anything leaves an empty .out: not an error."""
+    empty = tmp_path / "killed_ID1.out.000"
+    empty.write_text("")
+    totals = report_json(capsys, str(empty), str(CLUSTERED))["totals"]
+    assert (totals["records"], totals["records_without_gpu_events"]) == (2, 1)
+
+
+def test_jobs_of_the_same_name_in_two_sub_workflows_are_two_jobs(capsys, tmp_path):
+    for sub in ("sub_a.000", "sub_b.000"):
+        directory = tmp_path / "submit" / sub / "00" / "00"
+        directory.mkdir(parents=True)
+        (directory / "ls_ID0000001.out.000").write_text(
+            (FIXTURES / "success_ls.out").read_text() + gpu_block("0"))
+    result = report_json(capsys, str(tmp_path / "submit"))
+    assert (result["totals"]["jobs"], result["totals"]["retries"]) == (2, 0)
+    assert [row["attempts"] for row in result["jobs"]] == [1, 1]
+
+
+def test_quoted_names_read_as_pegasus_reads_them(tmp_path):
+    from Pegasus.tools.kickstart_parser import YAMLParser
+
+    record = tmp_path / "odd_ID1.out"
+    record.write_text((FIXTURES / "success_ls.out").read_text().replace(
+        'transformation: "ls"', 'transformation: "caf\\"\\u00e9\\tx"'))
+    (theirs,) = [e for e in YAMLParser(str(record)).parse_stampede() if e.get("invocation")]
+    assert read_record(record).invocations[0]["transformation"] == theirs["transformation"] \
+        == 'caf"\u00e9\tx'

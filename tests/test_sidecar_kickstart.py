@@ -338,3 +338,12 @@ def test_the_jobs_process_family_fares_as_under_kickstart_alone(pegasus, tmp_pat
     else:
         assert alone["exit"] == 143 and alone["job saw TERM"]
         assert alone["background child left running"] == (action == "top process")
+
+
+def test_the_block_names_the_task_of_the_kickstart_it_wrapped(pegasus, tmp_path):
+    """kickstart's -n and -N in the block's context: a clustered job's block printed apart from
+    its task's record (PegasusLite) still says which task it covered."""
+    result = kickstart(pegasus, "/bin/true", sidecar=True, cwd=tmp_path)
+    gpu = {k: v for e in parse(result.stdout) if e.get("multipart") for k, v in e.items()}
+    context = gpu["kickstart.inv.gpu.environment"]["context"]
+    assert (context["transformation"], context["derivation"]) == ("job", "ID1")
