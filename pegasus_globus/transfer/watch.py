@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-FIRST_POLL = 0.5  # seconds
+QUICK_POLL = 0.25  # seconds between polls while the task is young
+QUICK_PERIOD = 2.0  # seconds: how long a task counts as young
 POLL_GROWTH = 1.5
 LONGEST_POLL = 15.0
 TRANSIENT_POLL_FAILURES = 20  # consecutive failed polls tolerated before giving up
@@ -41,12 +42,17 @@ class TaskOutcome:
 
 
 def poll_delays() -> Any:
-    """0.5, 0.75, 1.1, 1.7, ... seconds, growing to 15 s: a short task is seen done within
-    about a second, an hour-long one costs a few hundred polls."""
-    delay = FIRST_POLL
+    """0 (at once: on an idle service a small task is done by the time it is asked about),
+    then every 0.25 s for 2 s (a service takes a second or two to pick a task up: the end of
+    a short task is seen within 0.25 s), then 0.375, 0.56, ... growing to 15 s: an hour-long
+    task costs a few hundred polls."""
+    yield 0.0
+    for _ in range(round(QUICK_PERIOD / QUICK_POLL)):
+        yield QUICK_POLL
+    delay = QUICK_POLL
     while True:
-        yield delay
         delay = min(delay * POLL_GROWTH, LONGEST_POLL)
+        yield delay
 
 
 def _human_bytes(count: float) -> str:
@@ -96,7 +102,8 @@ class TaskWatcher:
         path_error_since: float | None = None
         failures = polls = 0
         for delay in poll_delays():
-            self._sleep(delay)
+            if delay:
+                self._sleep(delay)
             try:
                 task = self._get_task(task_id)
                 polls += 1
