@@ -99,12 +99,12 @@ def write_record(events: Mapping[str, Any], output: str | None,
     block then goes to ``pegasus-kickstart-gpu-<pid>.yml`` in the working directory instead,
     and a line on standard error says so.
     """
-    from pegasus_globus import multipart  # only when the block is written
-
     entries = render_entries(events)
     if output:
         _append_whole(output, f"{MARKER}\n{entries}")
         return output
+    from pegasus_globus import multipart  # not for --output: its tempfile costs the job 3 ms
+
     directory = environ.get("PEGASUS_MULTIPART_DIR")
     if directory:
         os.makedirs(directory, exist_ok=True)
