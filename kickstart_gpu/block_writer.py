@@ -103,13 +103,16 @@ def write_record(events: Mapping[str, Any], output: str | None,
     if output:
         _append_whole(output, f"{MARKER}\n{entries}")
         return output
-    from pegasus_globus import multipart  # not for --output: its tempfile costs the job 3 ms
-
+    # pegasus_globus.multipart (tempfile, shutil: 3 ms) only where a file is published
     directory = environ.get("PEGASUS_MULTIPART_DIR")
     if directory:
+        from pegasus_globus import multipart
+
         os.makedirs(directory, exist_ok=True)
         return multipart.publish(directory, "gpu", entries)
     if inside_kickstart():
+        from pegasus_globus import multipart
+
         path = multipart.publish_as(os.getcwd(), f"pegasus-kickstart-gpu-{os.getpid()}.yml",
                                     f"{MARKER}\n{entries}")
         print(f"pegasus-kickstart-gpu: running inside pegasus-kickstart, whose standard output "
