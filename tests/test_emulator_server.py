@@ -430,3 +430,21 @@ def test_deeply_nested_json_is_a_400(emulator, transfer_client):
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=10)
     assert caught.value.code == 400  # not a 500 RecursionError
+
+
+def test_a_costly_state_write_spaces_the_next_ones_out(tmp_path):
+    """Writing the state serialises all of it under the lock: with a task of 100,000 items
+    each write takes about a second, and writing every 0.2 s made the task's run quadratic."""
+    from pegasus_globus.emulator.state import StateStore
+
+    store = StateStore(tmp_path)
+    try:
+        assert store.next_wait() == 0.2
+        store["tasks"]["big"] = {"items": list(range(100_000))}
+        store.mark_dirty()
+        store.flush()
+        assert store.next_wait() == max(0.2, 10 * store._last_flush) > 0
+        store._last_flush = 1.5  # as a write of a big state takes
+        assert store.next_wait() == 15.0
+    finally:
+        store.close()
