@@ -180,7 +180,8 @@ class Emulator:
         if mapped:
             return Path(mapped)
         path = self.root / "collections" / collection_id(collection)
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir():  # a stat: mkdir's refusal costs more, and this runs per path
+            path.mkdir(parents=True, exist_ok=True)
         return path
 
     def hand_over(self, path: Path) -> None:
