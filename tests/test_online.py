@@ -401,3 +401,24 @@ def test_a_young_task_is_polled_every_quarter_second_then_ever_less_often():
     assert delays[0] == 0 and young and max(young) <= 0.25
     assert max(delays) == 15.0 and delays == sorted(delays)
     assert sum(1 for t in elapsed if t <= 3600) < 260
+
+
+def test_a_long_task_about_to_end_is_polled_as_it_ends():
+    """At the rate its items have gone so far, the poll after the 98th of 100 items comes when
+    the task should end, not at the next step of a schedule grown to seconds."""
+    from pegasus_globus.transfer.watch import QUICK_POLL, TaskWatcher
+
+    now = [0.0]
+
+    def task(task_id: str) -> dict[str, Any]:  # 10 items a second, 100 in all
+        done = min(100, int(10 * now[0] + 1e-9))
+        return {"status": "SUCCEEDED" if done == 100 else "ACTIVE", "subtasks_total": 100,
+                "subtasks_succeeded": done, "subtasks_pending": 100 - done}
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+    watcher = TaskWatcher(task, cancel=lambda task_id: None, inactive_timeout=900,
+                          progress_interval=600, is_transient=lambda error: False,
+                          sleep=sleep, clock=lambda: now[0])
+    assert watcher.wait("task").status == "SUCCEEDED"
+    assert 10.0 <= now[0] <= 10.0 + QUICK_POLL + 1e-6
