@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -448,3 +449,24 @@ def test_a_costly_state_write_spaces_the_next_ones_out(tmp_path):
         assert store.next_wait() == 15.0
     finally:
         store.close()
+
+
+def test_closing_stops_every_task_worker_and_leaves_the_task_to_resume(tmp_path, monkeypatch):
+    """A task retrying a missing source kept writing after close: removing the emulator's
+    directory then failed with 'Directory not empty' (bench.register_timers)."""
+    from pegasus_globus.emulator import Emulator
+
+    emulator = Emulator(tmp_path / "globus").start()
+    for name, value in emulator.environment.items():
+        monkeypatch.setenv(name, value)
+    client = globus_sdk.TransferClient(authorizer=globus_sdk.AccessTokenAuthorizer(
+        login(TRANSFER)[1].by_resource_server["transfer.api.globus.org"]["access_token"]))
+    data = globus_sdk.TransferData(str(uuid.uuid4()), str(uuid.uuid4()))
+    data.add_item("/missing.txt", "/~/missing.txt")
+    task_id = client.submit_transfer(data)["task_id"]
+    wait_for(lambda: client.get_task(task_id)["nice_status"] == "FILE_NOT_FOUND")
+    emulator.close()
+    assert not [t for t in threading.enumerate() if t.name == f"task-{task_id[:8]}"]
+    saved = json.loads((tmp_path / "globus" / "state.json").read_text())
+    assert saved["tasks"][task_id]["doc"]["status"] == "ACTIVE"  # for a restart to resume
+    shutil.rmtree(tmp_path / "globus")

@@ -126,6 +126,7 @@ class Emulator:
             self._thread.join()
         self._httpd.server_close()
         self.timers.stop()
+        self.transfer.stop()
         with self.state.lock:
             self.state["meta"]["clock"] = self.clock.now()
             self.state.mark_dirty()
