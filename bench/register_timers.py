@@ -62,7 +62,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         with Emulator(root / "globus") as emulator:
-            env = {**os.environ, **emulator.environment, "HOME": str(root / "home")}
+            os.environ.update(emulator.environment)
+            env = {**os.environ, "HOME": str(root / "home")}
             env.pop("PEGASUS_GLOBUS_CONFIG", None)
             logged_in_store(emulator, root / "home" / ".pegasus" / "globus.conf")
             for files in sizes:

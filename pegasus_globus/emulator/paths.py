@@ -10,6 +10,7 @@ from pathlib import Path
 from .errors import ApiError
 
 
+@functools.lru_cache(maxsize=1024)  # asked several times per file a task moves
 def collection_id(text: str) -> str:
     """The canonical form of a collection id, or a Globus-style 400."""
     try:

@@ -523,7 +523,9 @@ class TransferService:
         for src_file, dst_file in self._file_pairs(src, dst, doc):
             self._check_live(task_id, doc)
             # a link inside a collection may point out of it: never read or write through one
-            if not (inside(roots[0], src_file) and inside(roots[1], dst_file)):
+            # (a file item's own paths were checked by resolve already)
+            if (src_file, dst_file) != (src, dst) and not (
+                    inside(roots[0], src_file) and inside(roots[1], dst_file)):
                 raise TaskFailure("PERMISSION_DENIED", f"{src_file.name}: a symbolic link out "
                                   "of the collection is not followed")
             if self._copy_file(task_id, src_file, dst_file, doc):
