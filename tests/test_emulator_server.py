@@ -179,12 +179,12 @@ def test_answers_are_sent_without_waiting_for_the_clients_ack(emulator, monkeypa
     from pegasus_globus.emulator import server
 
     seen = []
-    finish = server._Handler.finish
+    setup = server._Handler.setup
 
-    def recording(handler: Any) -> None:
+    def recording(handler: Any) -> None:  # before the request is read: before the answer
+        setup(handler)
         seen.append(handler.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-        finish(handler)
-    monkeypatch.setattr(server._Handler, "finish", recording)
+    monkeypatch.setattr(server._Handler, "setup", recording)
     assert raw(emulator, "GET", "/_emulator/settings")[0] == 200
     assert seen and all(seen)
 
