@@ -8,23 +8,45 @@ with the Transfer task our handler submits (pegasus_globus.transfer.operations).
 paths alternate within each round, so that the machine's drift falls on all alike; prints
 median wall seconds and MB/s for each, then the ratios (issue 25's targets: go->file and
 file->go each <= go->go for 100 files; upload >= 80 % of download for the single file).
-Loopback and one disk: it compares the paths' own overheads (requests, polling, renames),
-not networks.
+Loopback and one disk, the emulator in a process of its own: it compares the paths' own
+overheads (requests, polling, renames), not networks.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Iterator
 
-from pegasus_globus.emulator import Emulator, approve
+from pegasus_globus.emulator import approve
+from pegasus_globus.emulator.server import SERVICES
 from pegasus_globus.scopes import login_scopes
 from pegasus_globus.token_store import StoredToken, TokenStore
+
+
+@contextlib.contextmanager
+def emulator_process(root: Path) -> Iterator[Path]:
+    """The emulator in a process of its own, as Globus is to a job: in this one, its HTTP
+    threads would share the interpreter with the bridge's and slow both."""
+    process = subprocess.Popen([sys.executable, "-m", "pegasus_globus.emulator.cli", "--root",
+                                str(root)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True)
+    try:
+        for _ in SERVICES:  # its first lines: export GLOBUS_SDK_SERVICE_URL_...=...
+            name, value = process.stdout.readline().split(" ", 1)[1].strip().split("=", 1)
+            os.environ[name] = value
+        yield root
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def alternated(actions: dict, rounds: int) -> dict[str, float]:
@@ -45,8 +67,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     total = args.megabytes * 1_000_000
-    with tempfile.TemporaryDirectory() as scratch, Emulator(Path(scratch) / "g") as emulator:
-        os.environ.update(emulator.environment)
+    with tempfile.TemporaryDirectory() as scratch, emulator_process(Path(scratch) / "g") as root:
         import globus_sdk
 
         from pegasus_globus.online import transfer_client
@@ -76,9 +97,9 @@ def main() -> None:
         for count in (1, 100):
             size = total // count
             folder = f"/set{count}"
-            (emulator.collection_path(source) / folder[1:]).mkdir()
+            (root / "collections" / source / folder[1:]).mkdir(parents=True)
             for i in range(count):
-                (emulator.collection_path(source) / folder[1:] / f"{i}.dat").write_bytes(
+                (root / "collections" / source / folder[1:] / f"{i}.dat").write_bytes(
                     os.urandom(size))
             names = [f"{folder}/{i}.dat" for i in range(count)]
             results[count] = alternated({
