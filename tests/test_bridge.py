@@ -19,7 +19,7 @@ import yaml
 from pegasus_globus.scopes import login_scopes
 from pegasus_globus.token_store import StoredToken, TokenStore
 
-from .conftest import login
+from .conftest import admin, login
 
 BRIDGE = [sys.executable, "-m", "pegasus_globus.bridge_cli"]
 
@@ -444,3 +444,32 @@ def test_the_environments_proxies_are_read_once_per_collection(site, transfer_cl
     other = HttpsBridge(GlobusTransfers(transfer_client), store)
     assert other._settings(site.collection, "http://127.0.0.1:1/https/x")["proxies"] == {
         "http": "http://proxy.invalid:3128"}
+
+
+def test_downloads_from_one_directory_list_it_once_and_check_every_size(site, transfer_client):
+    """One listing per directory instead of a stat per file; a file the listing lacks (it came
+    after) is stat'ed, and a size that differs from the listing's is still refused."""
+    from pegasus_globus.transfer.bridge import HttpsBridge
+    from pegasus_globus.transfer.operations import GlobusTransfers
+    from pegasus_globus.transfer.urls import GoUrl
+    from pegasus_globus.transfer.watch import TransferFailed
+
+    root = site.emulator.collection_path(site.collection) / "many"
+    root.mkdir()
+    for index in range(5):
+        (root / f"f{index}").write_bytes(b"x" * index)
+    bridge = HttpsBridge(GlobusTransfers(transfer_client),
+                         TokenStore(site.home / ".pegasus" / "globus.conf"))
+    admin(site.emulator, "DELETE", "_emulator/stats")
+    for index in range(5):
+        assert bridge.download(GoUrl(site.collection, f"/many/f{index}"),
+                               site.scratch / f"f{index}") == index
+    calls = admin(site.emulator, "GET", "_emulator/stats")["requests"]
+    assert calls.get("GET /v0.10/operation/endpoint/{endpoint_id}/ls") == 1
+    assert "GET /v0.10/operation/endpoint/{endpoint_id}/stat" not in calls
+    (root / "late").write_bytes(b"late")
+    assert bridge.download(GoUrl(site.collection, "/many/late"), site.scratch / "late") == 4
+    (root / "f3").write_bytes(b"changed since it was listed")
+    with pytest.raises(TransferFailed, match="the collection lists 3"):
+        bridge.download(GoUrl(site.collection, "/many/f3"), site.scratch / "f3-again")
+    assert not (site.scratch / "f3-again").exists()
