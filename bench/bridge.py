@@ -1,46 +1,73 @@
 """The go<->file bridge against the go->go path, on one emulator.
 
-    python -m bench.bridge [--megabytes 32]
+    python -m bench.bridge [--megabytes 32] [--rounds 5]
 
 Moves the same bytes as 1 file and as 100 files: go->file (download through the collection's
 HTTPS server), file->go (upload) with pegasus_globus.transfer.bridge.HttpsBridge, and go->go
-with the Transfer task our handler submits (pegasus_globus.transfer.operations). Prints wall
-seconds and MB/s for each (median of 3). Loopback and one disk: it compares the paths' own
+with the Transfer task our handler submits (pegasus_globus.transfer.operations). The three
+paths alternate within each round, so that the machine's drift falls on all alike; prints
+median wall seconds and MB/s for each, then the ratios (issue 25's targets: go->file and
+file->go each <= go->go for 100 files; upload >= 80 % of download for the single file).
+Loopback and one disk, the emulator in a process of its own: it compares the paths' own
 overheads (requests, polling, renames), not networks.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Iterator
 
-from pegasus_globus.emulator import Emulator, approve
+from pegasus_globus.emulator import approve
+from pegasus_globus.emulator.server import SERVICES
 from pegasus_globus.scopes import login_scopes
 from pegasus_globus.token_store import StoredToken, TokenStore
 
 
-def timed(action) -> float:
-    """Median wall seconds of 3 runs; each gets its round number, for fresh targets."""
-    runs = []
-    for round_ in range(3):
-        started = time.perf_counter()
-        action(round_)
-        runs.append(time.perf_counter() - started)
-    return statistics.median(runs)
+@contextlib.contextmanager
+def emulator_process(root: Path) -> Iterator[Path]:
+    """The emulator in a process of its own, as Globus is to a job: in this one, its HTTP
+    threads would share the interpreter with the bridge's and slow both."""
+    process = subprocess.Popen([sys.executable, "-m", "pegasus_globus.emulator.cli", "--root",
+                                str(root)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True)
+    try:
+        for _ in SERVICES:  # its first lines: export GLOBUS_SDK_SERVICE_URL_...=...
+            name, value = process.stdout.readline().split(" ", 1)[1].strip().split("=", 1)
+            os.environ[name] = value
+        yield root
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def alternated(actions: dict, rounds: int) -> dict[str, float]:
+    """Median wall seconds of each action over ``rounds`` rounds, the actions alternating
+    within a round; each run gets its round number, for fresh targets."""
+    runs: dict[str, list[float]] = {name: [] for name in actions}
+    for round_ in range(rounds):
+        for name, action in actions.items():
+            started = time.perf_counter()
+            action(round_)
+            runs[name].append(time.perf_counter() - started)
+    return {name: statistics.median(times) for name, times in runs.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--megabytes", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     total = args.megabytes * 1_000_000
-    with tempfile.TemporaryDirectory() as scratch, Emulator(Path(scratch) / "g") as emulator:
-        os.environ.update(emulator.environment)
+    with tempfile.TemporaryDirectory() as scratch, emulator_process(Path(scratch) / "g") as root:
         import globus_sdk
 
         from pegasus_globus.online import transfer_client
@@ -60,27 +87,38 @@ def main() -> None:
         transfers = GlobusTransfers(transfer_client(Credentials(
             client.client_id, token.access_token, token.refresh_token, token.expires_at)))
         bridge = HttpsBridge(transfers, store)
+
+        def moved(jobs: list) -> None:
+            failed = [error for _, error in bridge.run(jobs) if isinstance(error, Exception)]
+            if failed:
+                raise SystemExit(f"{len(failed)} move(s) failed, the first: {failed[0]}")
         local = Path(scratch) / "local"
+        results: dict[int, dict[str, float]] = {}
         for count in (1, 100):
             size = total // count
             folder = f"/set{count}"
-            (emulator.collection_path(source) / folder[1:]).mkdir()
+            (root / "collections" / source / folder[1:]).mkdir(parents=True)
             for i in range(count):
-                (emulator.collection_path(source) / folder[1:] / f"{i}.dat").write_bytes(
+                (root / "collections" / source / folder[1:] / f"{i}.dat").write_bytes(
                     os.urandom(size))
             names = [f"{folder}/{i}.dat" for i in range(count)]
-            results = {
-                "go->file": timed(lambda r, names=names: bridge.run(
-                    [("download", GoUrl(source, n), local / str(r) / n[1:]) for n in names])),
-                "file->go": timed(lambda r, names=names: bridge.run(
+            results[count] = alternated({
+                "go->file": lambda r, names=names: moved(
+                    [("download", GoUrl(source, n), local / str(r) / n[1:]) for n in names]),
+                "file->go": lambda r, names=names: moved(
                     [("upload", GoUrl(destination, f"/up{r}{n}"), local / "0" / n[1:])
-                     for n in names])),
-                "go->go": timed(lambda r, names=names: transfers.transfer(
-                    source, destination, [(n, f"/gg{r}{n}") for n in names])),
-            }
-            for path, seconds in results.items():
+                     for n in names]),
+                "go->go": lambda r, names=names: transfers.transfer(
+                    source, destination, [(n, f"/gg{r}{n}") for n in names]),
+            }, args.rounds)
+            for path, seconds in results[count].items():
                 print(f"{count:>3} file(s) x {size / 1e6:g} MB {path:>8}: {seconds:6.2f} s, "
                       f"{total / 1e6 / seconds:7.1f} MB/s")
+    many, one = results[100], results[1]
+    print(f"100 files: go->file / go->go = {many['go->file'] / many['go->go']:.2f}, "
+          f"file->go / go->go = {many['file->go'] / many['go->go']:.2f} (targets <= 1); "
+          f"1 file: upload / download speed = {one['go->file'] / one['file->go']:.2f} "
+          f"(target >= 0.8)")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""Register the timers of a workflow with 10,000 files, twice.
+"""Register the timers of a workflow with N files, twice, for each N.
 
-    python -m bench.register_timers [FILES]
+    python -m bench.register_timers [N ...]   (default 1000 10000 100000)
 
 The files carry timer metadata spread over 3 collection pairs and 2 schedules (one job per
-100 files, written with Pegasus.api). Prints timers created, API calls and wall time for each
-run; the second run must create nothing.
+100 files, written with Pegasus.api; the timers start tomorrow, so no run competes with the
+measurement). Runs ``pegasus-globus-timer register`` twice per workflow and prints, for each
+run, the timers that exist, the API calls, the wall time and the peak resident memory; the
+second run must create nothing, with one API call. The last line is the curve's growth.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import uuid
 from pathlib import Path
 
 from bench.concurrent_refresh import logged_in_store
+from bench.scaling import run_measured
 from pegasus_globus.emulator import Emulator
-from pegasus_globus.timers.cli import main as timer_cli
+
+TIMER_CLI = str(Path(sys.executable).parent / "pegasus-globus-timer")
+START = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 86400))
 
 
 def write_workflow(path: Path, files: int) -> None:
@@ -36,6 +41,7 @@ def write_workflow(path: Path, files: int) -> None:
             data = File(f"f{index:05d}.dat")
             catalog.add_replica("globus", data, f"go://{source}/data/f{index:05d}.dat")
             data.add_metadata(**{"globus.timer.interval": interval,
+                                 "globus.timer.start": START,
                                  "globus.timer.destination": f"go://{destination}/backup/"})
             job.add_inputs(data)
         workflow.add_jobs(job)
@@ -51,23 +57,36 @@ def calls(emulator: Emulator, reset: bool = False) -> int:
 
 
 def main() -> int:
-    files = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    sizes = [int(n) for n in sys.argv[1:]] or [1000, 10_000, 100_000]
+    rows = []
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        started = time.monotonic()
-        write_workflow(root / "big.yml", files)
-        print(f"workflow with {files} files written in {time.monotonic() - started:.1f} s "
-              f"({(root / 'big.yml').stat().st_size / 1e6:.1f} MB)")
         with Emulator(root / "globus") as emulator:
-            os.environ.update(emulator.environment, HOME=str(root / "home"))
+            os.environ.update(emulator.environment)
+            env = {**os.environ, "HOME": str(root / "home")}
+            env.pop("PEGASUS_GLOBUS_CONFIG", None)
             logged_in_store(emulator, root / "home" / ".pegasus" / "globus.conf")
-            for attempt in ("first", "second"):
-                calls(emulator, reset=True)
+            for files in sizes:
+                workflow = root / f"wf-{files}.yml"
                 started = time.monotonic()
-                timer_cli(["register", str(root / "big.yml"), "--format", "json"])
-                wall = time.monotonic() - started
-                print(f"{attempt} run: {len(emulator.state['timers'])} timers exist, "
-                      f"{calls(emulator)} API calls, {wall:.2f} s", file=sys.stderr)
+                write_workflow(workflow, files)
+                print(f"workflow with {files} files written in {time.monotonic() - started:.1f}"
+                      f" s ({workflow.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+                for attempt in ("first", "second"):
+                    calls(emulator, reset=True)
+                    wall, mib, _ = run_measured(
+                        [TIMER_CLI, "register", str(workflow), "--format", "json"], env)
+                    rows.append((files, attempt, len(emulator.state["timers"]),
+                                 calls(emulator), wall, mib))
+    print(f"{'files':>7} {'run':<7}{'timers':>7}{'calls':>7}{'wall s':>8}{'peak MiB':>10}")
+    for files, attempt, timers, api_calls, wall, mib in rows:
+        print(f"{files:>7} {attempt:<7}{timers:>7}{api_calls:>7}{wall:>8.2f}{mib:>10.1f}")
+    first = {f: w for f, a, _, _, w, _ in rows if a == "first"}
+    growth = ", ".join(f"{small}->{big}: x{first[big] / first[small] / (big / small):.2f}"
+                       for small, big in zip(sizes, sizes[1:]))
+    second_calls = sorted({c for _, a, _, c, _, _ in rows if a == "second"})
+    print(f"second runs: {second_calls} API call(s) (target [1]); first run's time growth per "
+          f"file over linear: {growth or 'one size only'}")
     return 0
 
 

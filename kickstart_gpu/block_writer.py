@@ -99,17 +99,20 @@ def write_record(events: Mapping[str, Any], output: str | None,
     block then goes to ``pegasus-kickstart-gpu-<pid>.yml`` in the working directory instead,
     and a line on standard error says so.
     """
-    from pegasus_globus import multipart  # only when the block is written
-
     entries = render_entries(events)
     if output:
         _append_whole(output, f"{MARKER}\n{entries}")
         return output
+    # pegasus_globus.multipart (tempfile, shutil: 3 ms) only where a file is published
     directory = environ.get("PEGASUS_MULTIPART_DIR")
     if directory:
+        from pegasus_globus import multipart
+
         os.makedirs(directory, exist_ok=True)
         return multipart.publish(directory, "gpu", entries)
     if inside_kickstart():
+        from pegasus_globus import multipart
+
         path = multipart.publish_as(os.getcwd(), f"pegasus-kickstart-gpu-{os.getpid()}.yml",
                                     f"{MARKER}\n{entries}")
         print(f"pegasus-kickstart-gpu: running inside pegasus-kickstart, whose standard output "

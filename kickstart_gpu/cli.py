@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -10,12 +9,15 @@ from .launcher import Job, end_like, spawn_failure
 
 TYPE_CHECKING = False  # the job waits for everything imported before it starts
 if TYPE_CHECKING:
+    import argparse
     from typing import Any, Callable
 
 STOP_TIMEOUT = 10.0  # seconds the last sample may take before the record is written anyway
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse  # only for --help and mistakes: see _usual_arguments
+
     parser = argparse.ArgumentParser(
         prog="pegasus-kickstart-gpu",
         usage="%(prog)s [options] [--] COMMAND [ARGS...]\n       %(prog)s report PATH...",
@@ -55,6 +57,51 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# the options of _parser, for _usual_arguments: option -> (attribute, type)
+_VALUED = {"--interval": ("interval", float), "--backend": ("backend", str),
+           "--max-samples": ("max_samples", int), "--events-file": ("events_file", str),
+           "--output": ("output", str), "--mon-url": ("mon_url", str)}
+_SWITCHES = {"--no-pcie": "pcie", "--no-process-utilization": "process_utilization",
+             "--no-graphics-processes": "graphics_processes"}
+
+
+def _usual_arguments(argv: list[str]) -> Any:
+    """The command line as _parser reads it, read without argparse (its import and parser
+    cost every job about 10 ms); None for anything else (--help, an abbreviation, a value
+    that is no number), which _parser then reads and explains."""
+    from types import SimpleNamespace
+
+    values: dict[str, Any] = {
+        "interval": 10.0, "backend": "auto", "max_samples": 500, "events_file": None,
+        "output": None, "pcie": True, "process_utilization": True, "graphics_processes": True,
+        "mon_url": os.environ.get("KICKSTART_MON_URL")}
+    index = 0
+    while index < len(argv) and argv[index].startswith("-") and argv[index] != "--":
+        word = argv[index]
+        if word in _SWITCHES:
+            values[_SWITCHES[word]] = False
+            index += 1
+            continue
+        option, inline, value = word.partition("=")
+        if option not in _VALUED:
+            return None
+        if not inline:
+            if index + 1 == len(argv) or argv[index + 1].startswith("-"):
+                return None
+            value = argv[index + 1]
+        index += 1 if inline else 2
+        attribute, kind = _VALUED[option]
+        try:
+            values[attribute] = kind(value)
+        except ValueError:
+            return None
+    return SimpleNamespace(**values, command=argv[index:])
+
+
+def _fail(message: str) -> None:
+    _parser().error(message)  # exits 2 with the usage, as argparse's own errors
+
+
 def _library(args: argparse.Namespace, job_pid: int) -> tuple[Callable[[], Any] | None, str]:
     """What the monitor thread opens as NVML, and why there is nothing when there is not."""
     if args.backend == "none":
@@ -78,18 +125,18 @@ def _library(args: argparse.Namespace, job_pid: int) -> tuple[Callable[[], Any] 
     return nvml, ""
 
 
-def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def _check(args: argparse.Namespace) -> None:
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
     if not args.command:
-        parser.error("no command to run: pegasus-kickstart-gpu [options] [--] COMMAND [ARGS...]")
+        _fail("no command to run: pegasus-kickstart-gpu [options] [--] COMMAND [ARGS...]")
     if not 1 <= args.interval <= 3600:
-        parser.error(f"--interval {args.interval:g}: use 1 to 3600 seconds")
+        _fail(f"--interval {args.interval:g}: use 1 to 3600 seconds")
     if args.max_samples < 2:
-        parser.error(f"--max-samples {args.max_samples}: keep at least 2")
+        _fail(f"--max-samples {args.max_samples}: keep at least 2")
     backend = args.backend
     if backend not in ("auto", "nvml", "none") and not backend.startswith("replay:"):
-        parser.error(f"--backend {backend}: use auto, nvml, none or replay:TRACE")
+        _fail(f"--backend {backend}: use auto, nvml, none or replay:TRACE")
     args.trace = None
     if backend.startswith("replay:"):
         from .replay import TraceError, load_trace, trace_path
@@ -97,14 +144,14 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         try:  # a bad trace is a bad option: said before the job starts, like the others
             args.trace = load_trace(trace_path(backend[len("replay:"):]))
         except TraceError as error:
-            parser.error(f"--backend {backend}: {error}")
+            _fail(f"--backend {backend}: {error}")
     if args.mon_url:
         from .sinks import make_sink
 
         try:
             args.sink = make_sink(args.mon_url)
         except ValueError as error:
-            parser.error(f"--mon-url {error}")
+            _fail(f"--mon-url {error}")
     else:
         args.sink = None
 
@@ -115,9 +162,8 @@ def main(argv: list[str] | None = None) -> None:
         from .report import main as report
 
         sys.exit(report(argv[1:]))
-    parser = _parser()
-    args = parser.parse_args(argv)
-    _check(parser, args)
+    args = _usual_arguments(argv) or _parser().parse_args(argv)
+    _check(args)
     try:
         job = Job(args.command)  # first: nothing below may delay the job's start
     except OSError as error:

@@ -17,7 +17,6 @@ from types import FrameType
 from typing import Any, Iterator
 
 from .scopes import init_command
-from .token_store import TokenStore, TokenStoreError
 from .transfer.operations import GlobusTransfers, announced_retries
 from .transfer.options import VARIABLES, OptionError, TransferOptions
 from .transfer.spec import Credentials, Spec, SpecError, load_spec
@@ -120,9 +119,11 @@ def transfer_client(credentials: Credentials) -> Any:
                                  f"refreshed: run {init_command()}")
         authorizer = globus_sdk.AccessTokenAuthorizer(credentials.access_token)
     else:
+        from .lazy_refresh import LazyRefreshAuthorizer
+
         known_expiry = credentials.expires_at > 0  # without one, globus-sdk refreshes at once
-        authorizer = globus_sdk.RefreshTokenAuthorizer(
-            credentials.refresh_token, globus_sdk.NativeAppAuthClient(credentials.client_id),
+        authorizer = LazyRefreshAuthorizer(
+            credentials.refresh_token, credentials.client_id,
             access_token=credentials.access_token if known_expiry else None,
             expires_at=credentials.expires_at if known_expiry else None,
             on_refresh=lambda response: _write_back(credentials, response))
@@ -132,6 +133,8 @@ def transfer_client(credentials: Credentials) -> Any:
 
 def _write_back(credentials: Credentials, response: Any) -> None:
     """Save refreshed tokens by the token store's one rule (not over a newer login)."""
+    from .token_store import TokenStore, TokenStoreError  # only on a refresh
+
     try:
         store = TokenStore()
         if store.save_refreshed(response, credentials.refresh_token or ""):

@@ -285,8 +285,10 @@ class TokenStore:
             raise NotLoggedIn(f"not logged in to {service} (no token in {self.path}): "
                               f"run {fix}")
         if token.refreshable:
-            return globus_sdk.RefreshTokenAuthorizer(
-                token.refresh_token, globus_sdk.NativeAppAuthClient(self.client_id(parser)),
+            from .lazy_refresh import LazyRefreshAuthorizer
+
+            return LazyRefreshAuthorizer(
+                token.refresh_token, self.client_id(parser),
                 access_token=token.access_token, expires_at=token.expires_at,
                 on_refresh=self._on_refresh(token.refresh_token))
         if token.expired():

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,7 +19,7 @@ import yaml
 from pegasus_globus.scopes import login_scopes
 from pegasus_globus.token_store import StoredToken, TokenStore
 
-from .conftest import login
+from .conftest import admin, login
 
 BRIDGE = [sys.executable, "-m", "pegasus_globus.bridge_cli"]
 
@@ -410,3 +411,65 @@ def test_file_urls_are_read_as_the_stock_pegasus_transfer_reads_them(site, pegas
         assert result.returncode == 0, result.stdout + result.stderr
         landed[tool] = sorted(str(p.relative_to(cwd)) for p in cwd.rglob("*") if p.is_file())
     assert landed["bridge"] == landed["stock"] == ["rel/a%20b.bin", "rel2/c.bin", "rel3/d.bin"]
+
+
+def test_the_environments_proxies_are_read_once_per_collection(site, transfer_client,
+                                                              monkeypatch):
+    """requests read proxies from os.environ on every request (a scan of the environment,
+    2 ms a file on a small one); the bridge reads them once per collection, as requests
+    would, so a proxy in the environment is still used."""
+    import requests.sessions
+
+    from pegasus_globus.transfer.bridge import HttpsBridge
+    from pegasus_globus.transfer.operations import GlobusTransfers
+    from pegasus_globus.transfer.urls import GoUrl
+
+    asked: list[str] = []
+    original = requests.sessions.get_environ_proxies
+
+    def counting(url: str, no_proxy: Any = None) -> Any:
+        if "/https/" in url:
+            asked.append(url)
+        return original(url, no_proxy=no_proxy)
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counting)
+    store = TokenStore(site.home / ".pegasus" / "globus.conf")
+    bridge = HttpsBridge(GlobusTransfers(transfer_client), store)
+    for index in range(3):
+        bridge.download(GoUrl(site.collection, "/data/raw.csv"),
+                        site.scratch / f"copy{index}.csv")
+    assert len(asked) == 1
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    other = HttpsBridge(GlobusTransfers(transfer_client), store)
+    assert other._settings(site.collection, "http://127.0.0.1:1/https/x")["proxies"] == {
+        "http": "http://proxy.invalid:3128"}
+
+
+def test_downloads_from_one_directory_list_it_once_and_check_every_size(site, transfer_client):
+    """One listing per directory instead of a stat per file; a file the listing lacks (it came
+    after) is stat'ed, and a size that differs from the listing's is still refused."""
+    from pegasus_globus.transfer.bridge import HttpsBridge
+    from pegasus_globus.transfer.operations import GlobusTransfers
+    from pegasus_globus.transfer.urls import GoUrl
+    from pegasus_globus.transfer.watch import TransferFailed
+
+    root = site.emulator.collection_path(site.collection) / "many"
+    root.mkdir()
+    for index in range(5):
+        (root / f"f{index}").write_bytes(b"x" * index)
+    bridge = HttpsBridge(GlobusTransfers(transfer_client),
+                         TokenStore(site.home / ".pegasus" / "globus.conf"))
+    admin(site.emulator, "DELETE", "_emulator/stats")
+    for index in range(5):
+        assert bridge.download(GoUrl(site.collection, f"/many/f{index}"),
+                               site.scratch / f"f{index}") == index
+    calls = admin(site.emulator, "GET", "_emulator/stats")["requests"]
+    assert calls.get("GET /v0.10/operation/endpoint/{endpoint_id}/ls") == 1
+    assert "GET /v0.10/operation/endpoint/{endpoint_id}/stat" not in calls
+    (root / "late").write_bytes(b"late")
+    assert bridge.download(GoUrl(site.collection, "/many/late"), site.scratch / "late") == 4
+    (root / "f3").write_bytes(b"changed since it was listed")
+    with pytest.raises(TransferFailed, match="the collection lists 3"):
+        bridge.download(GoUrl(site.collection, "/many/f3"), site.scratch / "f3-again")
+    assert not (site.scratch / "f3-again").exists()

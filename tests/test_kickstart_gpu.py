@@ -489,3 +489,54 @@ def test_no_thread_to_be_had_still_waits_for_the_job_and_forwards(tmp_path):
     assert process.wait(timeout=30) == -signal.SIGUSR1
     errors = process.stderr.read()
     assert b"monitoring failed to start" in errors and b"Traceback" not in errors, errors
+
+
+USUAL_COMMAND_LINES = [
+    ["true"], ["--", "true", "-x"], ["--interval", "2.5", "--backend=none", "sleep", "1"],
+    ["--max-samples", "7", "--output", "out.yml", "--events-file=e.jsonl", "--no-pcie",
+     "--no-process-utilization", "--no-graphics-processes", "--mon-url", "file:///x", "--",
+     "job", "--interval", "3"],
+    ["--backend", "replay:a2x-a100-training", "job", "--", "-v"], ["--output=", "true"], [],
+]
+
+
+@pytest.mark.parametrize("argv", USUAL_COMMAND_LINES)
+def test_the_usual_command_line_is_read_as_argparse_reads_it(argv, monkeypatch):
+    from kickstart_gpu import cli
+
+    monkeypatch.setenv("KICKSTART_MON_URL", "file:///from-the-environment")
+    assert vars(cli._usual_arguments(argv)) == vars(cli._parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", [["-h"], ["--help"], ["--inter", "5", "true"],
+                                  ["--interval", "five", "true"], ["--interval", "-5", "true"],
+                                  ["--interval"], ["--no-pcie=1", "true"], ["-x", "true"]])
+def test_help_abbreviations_and_mistakes_are_left_to_argparse(argv):
+    from kickstart_gpu import cli
+
+    assert cli._usual_arguments(argv) is None
+
+
+def test_a_usual_run_never_imports_argparse():
+    """argparse's import and parser cost every job about 10 ms before it starts."""
+    script = ("import sys, kickstart_gpu.cli as cli\n"
+              "cli._check(cli._usual_arguments(['--interval', '5', 'true']))\n"
+              "print('argparse' in sys.modules)\n")
+    answer = subprocess.run([sys.executable, "-E", "-c", script], capture_output=True,
+                            text=True, check=True)
+    assert answer.stdout.strip() == "False"
+
+
+def test_a_replay_never_imports_pynvml_yet_fails_as_nvml_does(tmp_path):
+    """pynvml's import (about 20 ms) is for real GPUs only; a replayed error is read with the
+    reason NVML's would give."""
+    script = ("import sys\n"
+              "from kickstart_gpu.nvml import Nvml\n"
+              "from kickstart_gpu.replay import TraceLibrary, load_trace\n"
+              f"nvml = Nvml(TraceLibrary(load_trace({str(TRACE)!r})))\n"
+              "handle = nvml.query('nvmlDeviceGetHandleByIndex', 1)\n"
+              "print(nvml.query('nvmlDeviceGetPcieThroughput', handle, 0).reason)\n"
+              "print('pynvml' in sys.modules)\n")
+    answer = subprocess.run([sys.executable, "-E", "-c", script], capture_output=True,
+                            text=True, check=True)
+    assert answer.stdout.split() == ["NOT_SUPPORTED", "False"]

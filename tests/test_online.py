@@ -373,3 +373,52 @@ def test_a_failing_go_transfer_fails_pegasus_transfer(world):
     assert result.returncode != 0
     assert "FILE_NOT_FOUND" in result.stdout + result.stderr
     assert time.monotonic() - started < 300
+
+
+def test_the_first_status_request_comes_before_any_sleep():
+    """Stock polls at once; waiting first cost a small transfer on an idle service 0.5 s."""
+    from pegasus_globus.transfer.watch import TaskWatcher
+
+    happened: list[Any] = []
+    watcher = TaskWatcher(lambda task_id: happened.append("status") or {"status": "SUCCEEDED"},
+                          cancel=lambda task_id: None, inactive_timeout=900,
+                          progress_interval=60, is_transient=lambda error: False,
+                          sleep=happened.append)
+    assert watcher.wait("task").status == "SUCCEEDED"
+    assert happened == ["status"]
+
+
+def test_a_young_task_is_polled_every_quarter_second_then_ever_less_often():
+    """A task the service picks up after a second is seen done within 0.25 s of its end; an
+    hour-long one costs about as many polls as a 15 s interval would."""
+    from itertools import islice
+
+    from pegasus_globus.transfer.watch import poll_delays
+
+    delays = list(islice(poll_delays(), 300))
+    elapsed = [sum(delays[:n + 1]) for n in range(len(delays))]
+    young = [d for d, t in zip(delays[1:], elapsed[1:]) if t <= 2.0]
+    assert delays[0] == 0 and young and max(young) <= 0.25
+    assert max(delays) == 15.0 and delays == sorted(delays)
+    assert sum(1 for t in elapsed if t <= 3600) < 260
+
+
+def test_a_long_task_about_to_end_is_polled_as_it_ends():
+    """At the rate its items have gone so far, the poll after the 98th of 100 items comes when
+    the task should end, not at the next step of a schedule grown to seconds."""
+    from pegasus_globus.transfer.watch import QUICK_POLL, TaskWatcher
+
+    now = [0.0]
+
+    def task(task_id: str) -> dict[str, Any]:  # 10 items a second, 100 in all
+        done = min(100, int(10 * now[0] + 1e-9))
+        return {"status": "SUCCEEDED" if done == 100 else "ACTIVE", "subtasks_total": 100,
+                "subtasks_succeeded": done, "subtasks_pending": 100 - done}
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+    watcher = TaskWatcher(task, cancel=lambda task_id: None, inactive_timeout=900,
+                          progress_interval=600, is_transient=lambda error: False,
+                          sleep=sleep, clock=lambda: now[0])
+    assert watcher.wait("task").status == "SUCCEEDED"
+    assert 10.0 <= now[0] <= 10.0 + QUICK_POLL + 1e-6

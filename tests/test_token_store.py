@@ -176,3 +176,27 @@ def test_an_existing_pegasus_directory_keeps_its_mode(tmp_path):
 def test_logout_without_a_file_creates_nothing(tmp_path):
     assert TokenStore(tmp_path / ".pegasus" / "globus.conf").remove_tokens() == []
     assert not (tmp_path / ".pegasus").exists()
+
+
+def test_a_good_token_is_used_without_loading_the_auth_client(emulator, tmp_path):
+    """globus-sdk's Auth client (PyJWT, cryptography: about 80 ms of imports) is loaded only
+    to refresh; a token near its expiry is refreshed as before."""
+    import subprocess
+    import sys
+
+    store = logged_in_store(emulator, tmp_path / "globus.conf")
+    script = (
+        "import sys, globus_sdk\n"
+        "from pegasus_globus.token_store import TokenStore\n"
+        f"store = TokenStore({str(store.path)!r})\n"
+        f"client = globus_sdk.TransferClient(authorizer=store.authorizer({TRANSFER_RS!r}))\n"
+        "client.get_submission_id()\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('jwt', 'cryptography'))))\n")
+    answer = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True)
+    assert answer.stdout.strip() == "[]"
+    old = store.token(TRANSFER_RS)
+    store.save_tokens([StoredToken(TRANSFER_RS, old.access_token, 100, old.refresh_token,
+                                   old.scopes)])
+    globus_sdk.TransferClient(authorizer=store.authorizer(TRANSFER_RS)).get_submission_id()
+    assert store.token(TRANSFER_RS).access_token != old.access_token

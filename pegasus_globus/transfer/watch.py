@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-FIRST_POLL = 0.5  # seconds
+QUICK_POLL = 0.25  # seconds between polls while the task is young
+QUICK_PERIOD = 2.0  # seconds: how long a task counts as young
 POLL_GROWTH = 1.5
 LONGEST_POLL = 15.0
 TRANSIENT_POLL_FAILURES = 20  # consecutive failed polls tolerated before giving up
@@ -41,12 +42,28 @@ class TaskOutcome:
 
 
 def poll_delays() -> Any:
-    """0.5, 0.75, 1.1, 1.7, ... seconds, growing to 15 s: a short task is seen done within
-    about a second, an hour-long one costs a few hundred polls."""
-    delay = FIRST_POLL
+    """0 (at once: on an idle service a small task is done by the time it is asked about),
+    then every 0.25 s for 2 s (a service takes a second or two to pick a task up: the end of
+    a short task is seen within 0.25 s), then 0.375, 0.56, ... growing to 15 s: an hour-long
+    task costs a few hundred polls."""
+    yield 0.0
+    for _ in range(round(QUICK_PERIOD / QUICK_POLL)):
+        yield QUICK_POLL
+    delay = QUICK_POLL
     while True:
-        yield delay
         delay = min(delay * POLL_GROWTH, LONGEST_POLL)
+        yield delay
+
+
+def time_to_finish(task: dict[str, Any], elapsed: float) -> float | None:
+    """Seconds the task should still take at the rate its items have gone so far, or None
+    before any went (Globus counts items in ``subtasks_*``)."""
+    total = task.get("subtasks_total") or 0
+    done = sum(task.get(f"subtasks_{kind}") or 0 for kind in (
+        "succeeded", "failed", "canceled", "expired", "skipped_errors"))
+    if not total or not done or elapsed <= 0:
+        return None
+    return max(total - done, 0) * elapsed / done
 
 
 def _human_bytes(count: float) -> str:
@@ -75,13 +92,15 @@ class TaskWatcher:
         ``PATH_ERRORS``) before it is cancelled and reported as failed
     :param is_transient: says whether a polling error is worth polling again after
     :param sleep: for tests
+    :param clock: for tests
     """
 
     def __init__(self, get_task: Callable[[str], Any], cancel: Callable[[str], Any],
                  inactive_timeout: float, progress_interval: float,
                  is_transient: Callable[[BaseException], bool],
                  sleep: Callable[[float], None] = time.sleep,
-                 path_error_grace: float = 20.0) -> None:
+                 path_error_grace: float = 20.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._get_task = get_task
         self._cancel = cancel
         self._inactive_timeout = inactive_timeout
@@ -89,14 +108,19 @@ class TaskWatcher:
         self._is_transient = is_transient
         self._sleep = sleep
         self._path_error_grace = path_error_grace
+        self._clock = clock
 
     def wait(self, task_id: str) -> TaskOutcome:
-        started = last_progress = time.monotonic()
+        started = last_progress = self._clock()
         inactive_since: float | None = None
         path_error_since: float | None = None
         failures = polls = 0
+        expected: float | None = None  # seconds from now to the end, at the rate so far
         for delay in poll_delays():
-            self._sleep(delay)
+            if expected is not None:  # a long task about to end is seen ending, not 15 s on
+                delay = min(delay, max(expected, QUICK_POLL))
+            if delay:
+                self._sleep(delay)
             try:
                 task = self._get_task(task_id)
                 polls += 1
@@ -111,7 +135,8 @@ class TaskWatcher:
             status = task["status"]
             if status in ("SUCCEEDED", "FAILED"):
                 return TaskOutcome(task_id, status, task, polls)
-            now = time.monotonic()
+            now = self._clock()
+            expected = time_to_finish(task, now - started) if status == "ACTIVE" else None
             if status == "INACTIVE":
                 inactive_since = inactive_since or now
                 if now - inactive_since > self._inactive_timeout:

@@ -33,6 +33,10 @@ class TransferService:
     def routes(self) -> list[Route]:
         return [*self.tasks.routes(), *self.endpoints.routes(), *self.operations.routes()]
 
+    def stop(self) -> None:
+        """Stop every task's worker and wait for them (see :meth:`TaskWorker.stop`)."""
+        self.worker.stop()
+
     def resume_unfinished(self) -> None:
         """Restart the workers of tasks that were running when the emulator last stopped."""
         for task_id, task in list(self.emulator.state["tasks"].items()):

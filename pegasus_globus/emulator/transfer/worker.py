@@ -3,6 +3,7 @@ errors until the deadline as Globus does, and survives an emulator restart mid-i
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fnmatch
 import hashlib
@@ -94,6 +95,11 @@ def add_event(task: dict[str, Any], code: str, description: str, details: str = 
     })
 
 
+class _Closing(Exception):
+    """The emulator is closing: the task stops where it is, unfinished, and a restarted
+    emulator resumes it (``TransferService.resume_unfinished``)."""
+
+
 class TaskWorker:
     """Runs tasks, each in a thread of its own."""
 
@@ -101,10 +107,25 @@ class TaskWorker:
         self.emulator = emulator
         self.state = emulator.state
         self._cancelled: set[str] = set()
+        self._closing = threading.Event()
+        self._workers: list[threading.Thread] = []
 
     def start(self, task_id: str) -> None:
-        threading.Thread(target=self._run, args=(task_id,), name=f"task-{task_id[:8]}",
-                         daemon=True).start()
+        worker = threading.Thread(target=self._run, args=(task_id,), name=f"task-{task_id[:8]}",
+                                  daemon=True)
+        self._workers[:] = [w for w in self._workers if w.is_alive()] + [worker]
+        worker.start()
+
+    def stop(self) -> None:
+        """Stop every task's worker and wait for them: none writes in the collections or the
+        state once the emulator is closed (its directory can then be removed)."""
+        self._closing.set()
+        for worker in list(self._workers):
+            worker.join()
+
+    def _pause(self, seconds: float) -> None:
+        if self._closing.wait(seconds):
+            raise _Closing()
 
     def cancel(self, task_id: str) -> None:
         """Stop the task's copy in flight (its document says FAILED already)."""
@@ -116,9 +137,13 @@ class TaskWorker:
         return [c for c in (doc["source_endpoint_id"], doc["destination_endpoint_id"]) if c]
 
     def _run(self, task_id: str) -> None:
+        with contextlib.suppress(_Closing):  # left unfinished, for a restart to resume
+            self._run_task(task_id)
+
+    def _run_task(self, task_id: str) -> None:
         task = self.state["tasks"][task_id]
         doc = task["doc"]
-        time.sleep(self.emulator.settings["task_latency"])
+        self._pause(self.emulator.settings["task_latency"])
         while any(self.emulator.collection_flags(c).get("inactive")
                   for c in self._collections(doc)):
             with self.state.lock:
@@ -128,7 +153,7 @@ class TaskWorker:
                     doc.update(status="INACTIVE", nice_status="INACTIVE",
                                nice_status_details="A collection of this task is inactive")
                     self.state.mark_dirty()
-            time.sleep(INACTIVE_POLL)
+            self._pause(INACTIVE_POLL)
         with self.state.lock:
             if doc["status"] in TERMINAL:
                 return
@@ -187,7 +212,7 @@ class TaskWorker:
                                nice_status_short_description=failure.code.replace("_", " ")
                                .lower(), is_ok=False, faults=doc["faults"] + 1)
                     self.state.mark_dirty()
-                time.sleep(PATH_ERROR_RETRY)
+                self._pause(PATH_ERROR_RETRY)
                 self._check_live(task_id, doc)
                 continue
             with self.state.lock:
@@ -216,6 +241,8 @@ class TaskWorker:
             self.state.mark_dirty()
 
     def _check_live(self, task_id: str, doc: dict[str, Any]) -> None:
+        if self._closing.is_set():
+            raise _Closing()
         if task_id in self._cancelled or doc["status"] in TERMINAL:
             raise TaskFailure("CANCELED", "The task was canceled")
         if time.time() > deadline_epoch(doc["deadline"]):
@@ -345,7 +372,7 @@ class TaskWorker:
             until = time.monotonic() + self.emulator.clock.real_seconds(size / bandwidth)
             while time.monotonic() < until:
                 self._check_live(task_id, doc)
-                time.sleep(min(0.05, max(0.0, until - time.monotonic())))
+                self._pause(min(0.05, max(0.0, until - time.monotonic())))
         dst.parent.mkdir(parents=True, exist_ok=True)
         # copy beside the target, then rename: a reader never sees half a file
         fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
