@@ -185,6 +185,7 @@ def _start_monitor(job_pid: int, args: argparse.Namespace) -> Any:
                           graphics_processes=args.graphics_processes,
                           events_file=args.events_file, sink=args.sink)
         monitor = Monitor(library, options, os.environ, job_pid, reason)
+        monitor.command = args.command  # named in the record: the task it wraps
         monitor.start()
         return monitor
     except Exception as error:  # no monitoring, and the job goes on untouched
@@ -203,5 +204,18 @@ def _write_record(monitor: Any, args: argparse.Namespace) -> None:
         print(f"pegasus-kickstart-gpu: could not write the GPU record: {error}", file=sys.stderr)
 
 
+def _interrupted() -> None:
+    """Ctrl-C before the job started (after, SIGINT is blocked and forwarded): end by SIGINT,
+    as the job would have, not with Python's KeyboardInterrupt traceback and exit 1."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        _interrupted()

@@ -25,22 +25,17 @@ CONTEXT_VARIABLES = {"PEGASUS_WF_UUID": "wf_uuid", "PEGASUS_WF_LABEL": "wf_label
                      "PEGASUS_SITE": "site"}
 
 
-def _kickstart_task(pid: int) -> dict[str, str]:
+def _kickstart_task(command: list[str]) -> dict[str, str]:
     """The task a wrapped ``pegasus-kickstart`` runs, from its command line (``-n``
     transformation, ``-N`` derivation): names the block's task where a clustered job's blocks
     are printed apart from their records (PegasusLite prints $PEGASUS_MULTIPART_DIR at the
     end)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            argv = cmdline.read().decode(errors="replace").split("\0")
-    except OSError:
-        return {}
-    if not argv[0].endswith("pegasus-kickstart"):
+    if not command or not command[0].endswith("pegasus-kickstart"):
         return {}
     found = {}
     for flag, name in (("-n", "transformation"), ("-N", "derivation")):
-        if flag in argv[:-1]:
-            found[name] = argv[argv.index(flag) + 1]
+        if flag in command[:-1]:
+            found[name] = command[command.index(flag) + 1]
     return found
 
 
@@ -228,6 +223,7 @@ class Monitor:
         self._nvml: Nvml | None = None
         self._events_file: Any = None
         self._thread = threading.Thread(target=self._run, name="gpu-monitor", daemon=True)
+        self.command: list[str] = []  # what the job runs, when it is known
 
     def start(self) -> None:
         self._thread.start()
@@ -308,7 +304,7 @@ class Monitor:
         context = {name: self._environ[var] for var, name in CONTEXT_VARIABLES.items()
                    if self._environ.get(var)}
         context["hostname"] = os.uname().nodename
-        context.update(_kickstart_task(self.job_pid))
+        context.update(_kickstart_task(self.command))
         return context
 
     def take_sample(self) -> list[dict[str, Any]]:
