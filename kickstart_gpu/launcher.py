@@ -38,6 +38,9 @@ FORWARDED = {getattr(signal, name) for name in (
 # Python ignores these at start-up, and ignored dispositions survive exec: without a reset a
 # job's `yes | head` would spin on EPIPE and a job over `ulimit -f` would not die of SIGXFSZ.
 PYTHON_IGNORED = {signal.SIGPIPE, signal.SIGXFSZ}
+# taken by the forwarder: these two too, when another process sends them (the launcher's own
+# write to a closed pipe or past `ulimit -f` raises them at itself, and gets its error)
+TAKEN = FORWARDED | PYTHON_IGNORED
 # the launcher script passes the SigIgn mask it inherited, which Python's start-up overwrites
 INHERITED_IGNORED_VARIABLE = "PEGASUS_KICKSTART_GPU_SIGIGN"
 GROUP_WAIT = 0.1  # seconds a signal to the group may take to reach the canary after us
@@ -123,7 +126,7 @@ class Job:
     def __init__(self, argv: list[str]) -> None:
         self._ignored = inherited_ignored()
         # take the signals in a thread, with their sender, instead of at random points
-        self._original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        self._original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, TAKEN)
         self.pid = self._spawn(argv)
         # after the job: a signal to the group that the canary holds reached the job too
         self._canary = Canary()
@@ -161,9 +164,12 @@ class Job:
 
     def _forward(self) -> None:
         while True:
-            info = signal.sigwaitinfo(FORWARDED)  # sleeps: no CPU until a signal comes
+            info = signal.sigwaitinfo(TAKEN)  # sleeps: no CPU until a signal comes
             if self._done.is_set():
                 return
+            if info.si_signo in PYTHON_IGNORED and (info.si_pid == os.getpid()
+                                                    or info.si_signo in self._ignored):
+                continue  # our own write's, or one the job ignores as we were told to
             if self._canary.reached_the_group(info.si_signo):
                 # the job has it; so may we, a second time, if the group's came while we
                 # looked: that one is the same signal

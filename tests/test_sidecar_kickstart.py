@@ -218,8 +218,9 @@ def running(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("signum", [signal.SIGALRM, signal.SIGXCPU, signal.SIGRTMIN + 2],
-                         ids=["SIGALRM", "SIGXCPU", "SIGRTMIN+2"])
+@pytest.mark.parametrize("signum", [signal.SIGALRM, signal.SIGXCPU, signal.SIGRTMIN + 2,
+                                    signal.SIGPIPE, signal.SIGXFSZ],
+                         ids=["SIGALRM", "SIGXCPU", "SIGRTMIN+2", "SIGPIPE", "SIGXFSZ"])
 def test_any_ending_signal_ends_it_as_it_ends_kickstart_alone(pegasus, tmp_path, signum):
     """A signal that would end the sidecar by default goes to kickstart: the parent sees the
     same status as with kickstart alone, and kickstart never outlives the sidecar."""
