@@ -214,8 +214,13 @@ def _interrupted() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The launcher script's entry point: main, and Ctrl-C before the job started."""
     try:
         main()
     except KeyboardInterrupt:
         _interrupted()
+
+
+if __name__ == "__main__":
+    run()

@@ -25,7 +25,9 @@ def console_scripts() -> dict[str, str]:
     entries = setup["options.entry_points"]["console_scripts"].strip().splitlines()
     commands = dict(line.replace(" ", "").split("=") for line in entries)
     for script in setup["options"]["scripts"].split():
-        module = re.search(r" -m ([\w.]+)", (ROOT / script).read_text()).group(1)
+        module = re.search(r" -m ([\w.]+)|from ([\w.]+) import run", (ROOT / script)
+                           .read_text()).group(1, 2)
+        module = module[0] or module[1]
         commands[Path(script).name] = f"{module}:main"
     return commands
 

@@ -540,3 +540,16 @@ def test_a_replay_never_imports_pynvml_yet_fails_as_nvml_does(tmp_path):
     answer = subprocess.run([sys.executable, "-E", "-c", script], capture_output=True,
                             text=True, check=True)
     assert answer.stdout.split() == ["NOT_SUPPORTED", "False"]
+
+
+def test_modules_in_the_jobs_working_directory_never_replace_the_sidecars(tmp_path):
+    """Jobs run in directories full of their own files: a json.py there must not be imported
+    by the sidecar (with `python -m` the working directory came first on sys.path, and the job
+    never ran)."""
+    for name in ("json", "signal", "threading", "kickstart_gpu"):
+        (tmp_path / f"{name}.py").write_text("raise SystemExit('the job directory was imported')\n")
+    launcher = Path(sys.executable).parent / "pegasus-kickstart-gpu"
+    result = subprocess.run([str(launcher), "--backend", "none", "--output", os.devnull, "--",
+                             "sh", "-c", "exit 3"], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (3, "")
