@@ -9,9 +9,11 @@ TIMELINE_JOBS = 6  # the busiest jobs by GPU-hours get a time line each
 DPI = 150
 
 
-def draw(jobs: list[Any], summary: dict[str, Any], path: str) -> list[str]:
+def draw(jobs: list[Any], summary: dict[str, Any], path: str,
+         timelines: list[Any] = ()) -> list[str]:
     """Write the run's summary to ``path`` (per job, per transformation and per site) and job
-    time lines beside it; returns the paths. ``jobs`` are :class:`~.usage.Usage` rows."""
+    time lines beside it (from ``jobs``, and ``timelines``: rows of --events-file runs given
+    with the records); returns the paths. Both are :class:`~.usage.Usage` rows."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed
@@ -19,7 +21,8 @@ def draw(jobs: list[Any], summary: dict[str, Any], path: str) -> list[str]:
 
     written = [_summary(plt, jobs, summary, path)]
     # a record keeps few samples (8 GPUs: only the last): time lines need --events-file series
-    series = [j for j in jobs if any(len(s) >= 3 for s in j.figures.timeline.values())]
+    series = [j for j in [*jobs, *timelines]
+              if any(len(s) >= 3 for s in j.figures.timeline.values())]
     busiest = sorted(series, key=lambda j: -j.gpu_hours)[:TIMELINE_JOBS]
     if busiest:
         stem, extension = os.path.splitext(path)

@@ -61,6 +61,7 @@ class Record:
     damaged: list[str] = field(default_factory=list)
     gpu_blocks: list[GpuBlock] = field(default_factory=list)
     clustered: bool = False  # pegasus-cluster's task or summary lines are in it
+    events_file: bool = False  # an --events-file output, not a kickstart record
 
     @property
     def failed(self) -> bool:

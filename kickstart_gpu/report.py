@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-from .record_reader import GPU_KEYS, GpuBlock, Record, parse_record
+from .record_reader import GpuBlock, Record, parse_record
 from .usage import OUTSIDE_TASKS, Figures, Usage, block_figures
 
 _ATTEMPT = re.compile(r"\.out(\.\d+)?$")
@@ -42,6 +42,7 @@ class Counts:
     jobs: set[tuple[str, str]] = field(default_factory=set)  # (directory, job)
     tasks: set[tuple[str, str, Any]] = field(default_factory=set)  # and Pegasus' task id
     task_tries: int = 0
+    timelines: list[Usage] = field(default_factory=list)  # --events-file runs beside records
 
 
 def find_records(paths: Iterable[str]) -> Iterator[str]:
@@ -67,22 +68,28 @@ def job_name(path: str) -> str:
 
 
 def _events_file(text: str, path: str) -> Record:
-    """An --events-file output, read as one try."""
-    record = Record(path)
-    found: dict[str, Any] = {"kickstart.inv.gpu.stats": []}
+    """An --events-file output: a block per run (each run starts with its inventory, and
+    several runs may append to one file)."""
+    record = Record(path, events_file=True)
+    found: dict[str, Any] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         try:
             event = json.loads(line)
-        except ValueError:
-            record.damaged.append(f"{path}, line {number}: not JSON")
+        except (ValueError, RecursionError):
+            event = None
+        if not isinstance(event, dict):
+            if line.strip():
+                record.damaged.append(f"{path}, line {number}: not a JSON event")
             continue
         name = event.get("event")
-        if name == "kickstart.inv.gpu.stats":
+        if name == "kickstart.inv.gpu.environment":  # a run starts
+            found = {name: event, "kickstart.inv.gpu.stats": []}
+        elif name == "kickstart.inv.gpu.stats" and found:
             found[name].append(event)
-        elif name in GPU_KEYS:
+        elif name == "kickstart.inv.gpu.stats.max" and found:
             found[name] = event
-    if set(found) == set(GPU_KEYS):
-        record.gpu_blocks.append(GpuBlock(found, None))
+            record.gpu_blocks.append(GpuBlock(found, None))
+            found = {}
     return record
 
 
@@ -95,7 +102,7 @@ def load(path: str) -> Record:
             text = handle.read()
     except OSError as error:
         return Record(path, damaged=[f"{path}: {error.strerror}"])
-    return _events_file(text, path) if text.startswith('{"event":') else \
+    return _events_file(text, path) if text.lstrip().startswith('{"') else \
         parse_record(text, path)
 
 
@@ -195,27 +202,42 @@ def _attribute(record: Record, job: str, rows: _Rows, counts: Counts,
 
 
 def _collect_files(files: list[str], named: set[str],
-                   keep_timelines: bool) -> tuple[_Rows, Counts]:
-    rows, counts = _Rows(), Counts()
+                   keep_timelines: bool) -> tuple[_Rows, Counts, _Rows, Counts]:
+    """The rows and counts of the kickstart records, and apart those of --events-file
+    outputs (a try per run)."""
+    rows, counts, event_rows, event_counts = _Rows(), Counts(), _Rows(), Counts()
     for path in files:
         record = load(path)
         if path in named and not record.invocations and not record.gpu_blocks and \
                 not record.damaged and os.path.getsize(path):  # empty: killed before kickstart
             raise NotARecord(f"{path} is not a kickstart record (.out) or an --events-file "
                              "output")
-        job = job_name(path)
-        where = os.path.dirname(path)  # a sub-workflow's jobs are its own
-        counts.files += 1
-        counts.failed_attempts += record.failed
+        if record.events_file:
+            event_counts.damaged.extend(record.damaged)
+            for block in record.gpu_blocks or [None]:
+                run = Record(path, gpu_blocks=[block] if block else [], events_file=True)
+                _count(run, event_rows, event_counts, keep_timelines)
+        else:
+            _count(record, rows, counts, keep_timelines)
+    return rows, counts, event_rows, event_counts
+
+
+def _count(record: Record, rows: _Rows, counts: Counts, keep_timelines: bool) -> None:
+    """One try: counted as pegasus-statistics counts, and its blocks attributed."""
+    path = record.path
+    job = job_name(path)
+    where = os.path.dirname(path)  # a sub-workflow's jobs are its own
+    counts.files += 1
+    counts.failed_attempts += record.failed
+    if not record.events_file:
         counts.damaged.extend(record.damaged)
-        counts.jobs.add((where, job))
-        compute = [i for i in record.invocations if not _is_data(i)]
-        counts.task_tries += len(compute)
-        counts.tasks.update((where, job, i.get("derivation")) for i in compute)
-        if not record.gpu_blocks:
-            counts.without_gpu_events += 1
-        _attribute(record, job, rows, counts, keep_timelines)
-    return rows, counts
+    counts.jobs.add((where, job))
+    compute = [i for i in record.invocations if not _is_data(i)]
+    counts.task_tries += len(compute)
+    counts.tasks.update((where, job, i.get("derivation")) for i in compute)
+    if not record.gpu_blocks:
+        counts.without_gpu_events += 1
+    _attribute(record, job, rows, counts, keep_timelines)
 
 
 def _merge(rows: _Rows, counts: Counts, more_rows: _Rows, more: Counts) -> None:
@@ -246,12 +268,14 @@ def collect(paths: Iterable[str], keep_timelines: bool = False) -> tuple[list[Us
     chunks = [files[start:start + CHUNK] for start in range(0, len(files), CHUNK)]
     workers = min(len(chunks), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                   else os.cpu_count() or 1)
-    rows, counts = _Rows(), Counts()
+    rows, counts, event_rows, event_counts = _Rows(), Counts(), _Rows(), Counts()
+
+    def merge(part: tuple[_Rows, Counts, _Rows, Counts]) -> None:
+        _merge(rows, counts, part[0], part[1])
+        _merge(event_rows, event_counts, part[2], part[3])
     if workers < 2:
-        parts: Iterable[tuple[_Rows, Counts]] = (
-            _collect_files(chunk, named, keep_timelines) for chunk in chunks)
-        for part in parts:
-            _merge(rows, counts, *part)
+        for chunk in chunks:
+            merge(_collect_files(chunk, named, keep_timelines))
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -260,11 +284,19 @@ def collect(paths: Iterable[str], keep_timelines: bool = False) -> tuple[list[Us
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             for part in pool.map(_collect_files, chunks, [named] * len(chunks),
                                  [keep_timelines] * len(chunks)):
-                _merge(rows, counts, *part)
+                merge(part)
+    if counts.files:  # the records say what was used; their runs' events add time lines
+        counts.timelines = _finished(event_rows)
+    else:
+        rows, counts = event_rows, event_counts
+    return _finished(rows), counts
+
+
+def _finished(rows: _Rows) -> list[Usage]:
     for (directory, _, _), usage in rows.items():
         usage.directory = directory
     return sorted((u for u in rows.values() if u.figures.gpu_count),
-                  key=lambda u: (u.job, u.task, u.directory)), counts
+                  key=lambda u: (u.job, u.task, u.directory))
 
 
 def label(usage: Usage) -> str:
@@ -479,7 +511,7 @@ def main(argv: list[str]) -> int:
     if args.plot:
         from .plot import draw
 
-        for written in draw(rows, summary, args.plot):
+        for written in draw(rows, summary, args.plot, counts.timelines):
             print(f"figure: {written}", file=sys.stderr)
     return 0
 

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kickstart_gpu.block_writer import MARKER, render_entries
 from kickstart_gpu.monitor import Monitor, Options
@@ -382,3 +383,29 @@ def test_quoted_names_read_as_pegasus_reads_them(tmp_path):
     (theirs,) = [e for e in YAMLParser(str(record)).parse_stampede() if e.get("invocation")]
     assert read_record(record).invocations[0]["transformation"] == theirs["transformation"] \
         == 'caf"\u00e9\tx'
+
+
+def events_of(run_seconds: range) -> str:
+    """An --events-file run's lines, as the sidecar appends them."""
+    entries = yaml.safe_load(gpu_block("0", run_seconds).split(MARKER + "\n")[1])
+    lines = [entries[0]["kickstart.inv.gpu.environment"], *entries[1]["kickstart.inv.gpu.stats"],
+             entries[2]["kickstart.inv.gpu.stats.max"]]
+    return "".join(json.dumps(line) + "\n" for line in lines)
+
+
+def test_runs_appended_to_one_events_file_are_tries_each(capsys, tmp_path):
+    events = tmp_path / "train.events.jsonl"
+    events.write_text(events_of(range(0, 10, 2)) + events_of(range(0, 20, 2)))
+    (row,) = report_json(capsys, str(events))["jobs"]
+    assert (row["attempts"], row["wall_s"]) == (2, 8.0 + 18.0)
+
+
+def test_an_events_file_given_with_its_record_adds_no_usage(capsys, tmp_path):
+    """The README tells to give --events-file outputs with the records for time lines: the
+    run is in the record already, and is counted once."""
+    record = tmp_path / "train_ID1.out"
+    record.write_text((FIXTURES / "success_ls.out").read_text() + gpu_block("0"))
+    events = tmp_path / "train.events.jsonl"
+    events.write_text(events_of(range(0, 60, 2)))
+    alone = report_json(capsys, str(record))
+    assert report_json(capsys, str(record), str(events)) == alone
