@@ -47,20 +47,29 @@ class Counts:
 
 def find_records(paths: Iterable[str]) -> Iterator[str]:
     """The records in ``paths``: regular files only (a FIFO would block the read), each once
-    however often the paths name it."""
+    however often the paths name it. (Told by the directory entry's type, no stat a file:
+    a stat and a realpath of each of 100,000 records took seconds.)"""
     seen: set[str] = set()
+
+    def walk(directory: str) -> Iterator[str]:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError:
+            return
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from walk(entry.path)
+            elif _ATTEMPT.search(entry.name) and not _NOT_A_RECORD.search(entry.name) and \
+                    entry.is_file():
+                yield entry.path
+
     for path in paths:
-        if os.path.isdir(path):
-            for directory, _, files in os.walk(path):
-                for name in sorted(files):
-                    if _ATTEMPT.search(name) and not _NOT_A_RECORD.search(name):
-                        found = os.path.join(directory, name)
-                        if os.path.isfile(found) and os.path.realpath(found) not in seen:
-                            seen.add(os.path.realpath(found))
-                            yield found
-        elif os.path.realpath(path) not in seen:
-            seen.add(os.path.realpath(path))
-            yield path
+        found = walk(path) if os.path.isdir(path) else iter([path])
+        for record in found:
+            absolute = os.path.abspath(record)
+            if absolute not in seen:
+                seen.add(absolute)
+                yield record
 
 
 def job_name(path: str) -> str:
