@@ -387,3 +387,65 @@ def test_globus_out_of_reach_is_one_line(world, emulator):
     assert line.startswith("Globus: cannot reach it (GlobusConnectionError)")
     assert line.endswith("; fix: check the network, or GLOBUS_SDK_SERVICE_URL_TRANSFER and "
                          "GLOBUS_SDK_SERVICE_URL_AUTH")
+
+
+def _alias_bomb(tail: str) -> str:
+    """Nine levels of lists of nine aliases: 9**9 leaves, in a few hundred bytes."""
+    levels = ["a0: &a0 [x]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]"
+                                for i in range(1, 10)]
+    return "\n".join([*levels, tail]) + "\n"
+
+
+MALFORMED = {
+    "alias bomb as jobs": (_alias_bomb("jobs: *a9"), "jobs[0] should be a mapping, not a list"),
+    "alias bomb as replicas": (_alias_bomb("jobs: []\nreplicaCatalog: {replicas: *a9}"),
+                               "replicaCatalog replicas[0] should be a mapping, not a list"),
+    "alias bomb as metadata": (
+        _alias_bomb("jobs: []\nmetadata: {globus.timer.interval: *a9}"),
+        "the workflow's metadata 'globus.timer.interval' should be a text or a number, not a "
+        "list"),
+    "replica catalog a list": ("jobs: []\nreplicaCatalog: [1, 2]\n",
+                               "replicaCatalog should be a mapping, not a list [1, 2]"),
+    "job and transformation names lists": (
+        "jobs: [{id: j, name: [1], uses: []}]\n"
+        "transformationCatalog: {transformations: [{name: [1]}]}\n",
+        "job 'j' name should be a text or a number, not a list [1] (and 1 more)"),
+    "replica lfn a list": (
+        "jobs: [{id: j, name: x, uses: [{lfn: a, type: input}]}]\n"
+        "replicaCatalog: {replicas: [{lfn: [1], pfns: [{pfn: 'go://x/y'}]}]}\n",
+        "replicaCatalog replicas[0] lfn should be a text or a number, not a list [1]"),
+    "jobs a number": ("jobs: 5\n", "jobs should be a list, not int 5"),
+    "replicas a number": ("jobs: []\nreplicaCatalog: {replicas: 5}\n",
+                          "replicaCatalog replicas should be a list, not int 5"),
+    "uses a number": ("jobs: [{id: j, name: x, uses: 7}]\n",
+                      "job 'j' uses should be a list, not int 7"),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_a_workflow_of_the_wrong_shape_is_exit_2_in_one_line(tmp_path, name):
+    """Fields of the wrong type (and YAML alias bombs, which expand to billions of nodes when
+    walked or printed) are one line and exit 2, at once, from the check and from
+    pegasus-globus-timer register alike; never a traceback, never a timer fix."""
+    text, said = MALFORMED[name]
+    (tmp_path / "wf.yml").write_text(text)
+    env = {**os.environ, "HOME": str(tmp_path)}
+    for command, prog in (([*SETUP, "check", "--workflow", "wf.yml"], "pegasus-globus-setup"),
+                          ([sys.executable, "-m", "pegasus_globus.timers.cli", "register",
+                            "wf.yml", "--dry-run"], "pegasus-globus-timer")):
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60,
+                                cwd=tmp_path)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stdout == ""
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"{prog}: wf.yml is not a Pegasus 5 workflow: {said}"), line
+
+
+def test_a_replica_catalog_file_of_the_wrong_shape(world, tmp_path):
+    (tmp_path / "replicas.yml").write_text("replicas: [{lfn: raw.csv, pfns: [{pfn: [1]}]}]\n")
+    result = world.check("--replicas", str(tmp_path / "replicas.yml"))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"pegasus-globus-setup: replica catalog {tmp_path / 'replicas.yml'} is not a Pegasus 5 "
+        "replica catalog: replica 'raw.csv' pfns[0] pfn should be a text or a number, not a "
+        "list [1]"]

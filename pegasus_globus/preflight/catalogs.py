@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..timers.shape import catalog_problems, summary, workflow_problems
 from ..timers.workflow import PlanError, TimerPlan, plan, read_yaml
 from ..transfer.urls import parse_go_url
 
@@ -142,13 +143,23 @@ def read_properties(thing: Any) -> dict[str, str]:
 def _catalog(explicit: Any, inline: Any, properties: dict[str, str], key: str, default: str,
              what: str) -> dict[str, Any]:
     if explicit is not None:
-        return as_document(explicit, what)
+        return _shaped(as_document(explicit, what), explicit, what)
     if isinstance(inline, dict):
-        return inline
+        return inline  # checked with the workflow
     named = properties.get(key)
     if named:
-        return as_document(named, f"{what} ({key})")
-    return as_document(default, what) if Path(default).is_file() else {}
+        return _shaped(as_document(named, f"{what} ({key})"), named, f"{what} ({key})")
+    return _shaped(as_document(default, what), default, what) if Path(default).is_file() else {}
+
+
+def _shaped(document: dict[str, Any], source: Any, what: str) -> dict[str, Any]:
+    """``document`` once its fields have the schema's types (nothing reads them before)."""
+    problems = catalog_problems(document, what.split()[0])
+    if problems:
+        shown = source if isinstance(source, (str, Path)) else "given"
+        raise CatalogError(f"{what} {shown} is not a Pegasus 5 {what.split()[0]} catalog: "
+                           f"{summary(problems)}")
+    return document
 
 
 def _list(value: Any) -> list[Any]:
@@ -165,8 +176,12 @@ def read_run(workflow: Any, site_catalog: Any = None, replica_catalog: Any = Non
     :raises CatalogError: an input cannot be read (the message names it)
     """
     document = as_document(workflow, "workflow")
+    shown = workflow if isinstance(workflow, (str, Path)) else "the workflow"
     if "jobs" not in document:
-        raise CatalogError(f"{workflow} is not a Pegasus 5 workflow (no 'jobs')")
+        raise CatalogError(f"{shown} is not a Pegasus 5 workflow (no 'jobs')")
+    problems = workflow_problems(document)  # before anything walks or prints a value
+    if problems:
+        raise CatalogError(f"{shown} is not a Pegasus 5 workflow: {summary(problems)}")
     props = read_properties(properties)
     sites = _catalog(site_catalog, document.get("siteCatalog"), props,
                      "pegasus.catalog.site.file", "sites.yml", "site catalog")
