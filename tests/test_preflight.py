@@ -58,7 +58,10 @@ class World:
         import configparser
 
         parser = configparser.RawConfigParser()
-        parser.read(Path(self.env["HOME"]) / ".pegasus" / "globus.conf")
+        try:
+            parser.read(Path(self.env["HOME"]) / ".pegasus" / "globus.conf")
+        except (configparser.Error, UnicodeDecodeError):
+            return []  # a damaged file, put there by the test
         return [value for section in parser.sections() for key, value in parser.items(section)
                 if key in ("transfer_at", "transfer_rt", "access_token", "refresh_token")]
 
@@ -449,3 +452,36 @@ def test_a_replica_catalog_file_of_the_wrong_shape(world, tmp_path):
         f"pegasus-globus-setup: replica catalog {tmp_path / 'replicas.yml'} is not a Pegasus 5 "
         "replica catalog: replica 'raw.csv' pfns[0] pfn should be a text or a number, not a "
         "list [1]"]
+
+
+@pytest.mark.parametrize("damage", [b"hello\n[oauth\nfoo", b"\xff\xfe\x00\x81random bytes"])
+def test_a_damaged_token_file_is_moved_aside_by_its_fix(world, damage):
+    """online-init will not overwrite a damaged file, so a plain login is no fix: the fix
+    moves it aside first, and works as given."""
+    store = Path(world.env["HOME"]) / ".pegasus" / "globus.conf"
+    store.parent.mkdir(parents=True)
+    store.write_bytes(damage)
+    [line] = problems(world.check())
+    assert line.startswith(f"Globus login: {store} is not a valid token file (")
+    assert "permissions" not in line
+    move, login = line.split("; fix: ", 1)[1].split(" && ")
+    assert shlex.split(move) == ["mv", str(store), f"{store}.damaged"]
+    subprocess.run(shlex.split(move), check=True)
+    world.run_fix(f"; fix: {login}")
+    assert world.check().returncode == 0
+    assert Path(f"{store}.damaged").read_bytes() == damage
+
+
+def test_a_token_file_others_can_read_is_the_problem_the_host_check_names(world):
+    world.login("--permanent", "--timers")
+    store = Path(world.env["HOME"]) / ".pegasus" / "globus.conf"
+    store.chmod(0o644)
+    host = subprocess.run([*SETUP, "check"], capture_output=True, text=True, env=world.env,
+                          timeout=120)
+    assert f"fail token file: {store} (mode 0644)\n     fix: chmod 600 {store}" in host.stdout
+    result = world.check()
+    assert result.returncode == 1
+    assert problems(result) == [f"token file: {store} is readable by others (mode 0644); "
+                                f"fix: chmod 600 {store}"]
+    subprocess.run(["chmod", "600", str(store)], check=True)
+    assert world.check().returncode == 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 import os
 import posixpath
+import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -155,13 +156,21 @@ class _Check:
     def _globus(self, collections: dict[str, str]) -> None:
         import globus_sdk
 
-        from ..token_store import TokenStoreError
+        from ..token_store import DamagedStore, TokenStoreError
 
         try:
             tokens = self.store.tokens()
+        except DamagedStore as error:  # online-init will not overwrite it: moved aside first
+            path = shlex.quote(str(self.store.path))
+            self.problem("Globus login", f"{self.store.path} is not a valid token file "
+                         f"({error.reason})", f"mv {path} {path}.damaged && {LOGIN}")
+            return
         except TokenStoreError as error:
             self.problem("Globus login", str(error), LOGIN)
             return
+        exposure = self.store.exposure()
+        if exposure:
+            self.problem("token file", *exposure)
         if not self._tokens_usable(tokens):
             return
         try:
@@ -395,7 +404,7 @@ class _Check:
         collections, https = self._login_collections()
         login = init_command(collections, timers=self.run_.registers_timers, https=https)
         self.report.problems = list(dict.fromkeys(
-            Problem(p.where, p.what, login if p.fix == LOGIN else p.fix)
+            Problem(p.where, p.what, p.fix.replace(LOGIN, login))
             for p in self.report.problems))
         return self.report
 
