@@ -485,3 +485,21 @@ def test_a_token_file_others_can_read_is_the_problem_the_host_check_names(world)
                                 f"fix: chmod 600 {store}"]
     subprocess.run(["chmod", "600", str(store)], check=True)
     assert world.check().returncode == 0
+
+
+@pytest.mark.parametrize("expects_directory", [False, True])
+def test_a_suggested_name_is_of_the_kind_the_job_expects(world, emulator, expects_directory):
+    """A file is never corrected to a directory of a close name, nor a directory to a file."""
+    world.login("--permanent", "--timers")
+    data = emulator.collection_path(world.data) / "data"
+    (data / "raw.csv").unlink()
+    wrong, right = (data / "raw.csy", data / "raw.csx")  # difflib prefers raw.csy on a tie
+    (right if expects_directory else wrong).mkdir()
+    (wrong if expects_directory else right).write_text("1,1\n")
+    url = f"go://{world.data}/data/raw.csv" + ("/" if expects_directory else "")
+    world.replica(f"go://{world.data}/data/raw.csv", url)
+    [line] = problems(world.check())
+    assert line.endswith(f"fix: correct its replica to go://{world.data}/data/raw.csx"
+                         + ("/" if expects_directory else "")), line
+    world.replica(url, f"go://{world.data}/data/raw.csx" + ("/" if expects_directory else ""))
+    assert world.check().returncode == 0

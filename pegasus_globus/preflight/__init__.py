@@ -308,7 +308,9 @@ class _Check:
                 continue
             kind = listing.get(name) if name else "dir"
             if kind is None:
-                close = difflib.get_close_matches(name, listing, n=1, cutoff=0.6)
+                alike = [entry for entry, what in listing.items()  # a name of its kind
+                         if (what == "dir") == item.expects_directory]
+                close = difflib.get_close_matches(name, alike, n=1, cutoff=0.6)
                 if close:
                     self.problem(item.where, f"{item.url} does not exist ({shown} has "
                                  f"{close[0]})", f"correct its replica to {shown}{close[0]}"
