@@ -414,12 +414,15 @@ class _Check:
         """What a login asks for: data_access (and https) on mapped GCSv5 collections that
         are not high-assurance (globus-cli's rule for data_access), https alone on the other
         collections the bridge reaches. Never data_access on a guest collection: Auth has no
-        such scope for one."""
+        such scope for one. Collections whose kind is unknown (not logged in yet) are left
+        out, as a guest collection in --collections fails the whole login; only those the
+        last login consented to are kept, and the next check names what the others need."""
         data, https = [], []
+        consented = self._consented()
         for collection in [*self.run_.collections(), *self.run_.https]:
             document = self.documents.get(collection)
             if document is None:
-                if not self.documents:  # nothing could be asked: name them all
+                if not self.documents and collection in consented:
                     data.append(collection)
                 continue
             if document.get("entity_type") == "GCSv5_mapped_collection" and not document.get(
@@ -428,3 +431,12 @@ class _Check:
             elif collection in self.run_.https:
                 https.append(collection)
         return list(dict.fromkeys(data)), list(dict.fromkeys(https))
+
+    def _consented(self) -> set[str]:
+        """The collections the last login gave data_access to (Auth accepted them)."""
+        from ..token_store import TokenStoreError
+
+        try:
+            return set(self.store.meta().get("collections", "").split())
+        except TokenStoreError:
+            return set()
