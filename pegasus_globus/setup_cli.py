@@ -385,6 +385,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .preflight.catalogs import CatalogError
+    from .timers.shape import one_line
 
     parser = _parser()
     args = parser.parse_args(argv)
@@ -394,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (SetupError, OSError, CatalogError) as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
+        print(one_line(f"{PROG}: {error}"), file=sys.stderr)
         return 2
 
 

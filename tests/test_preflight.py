@@ -517,3 +517,33 @@ def test_a_suggested_name_is_of_the_kind_the_job_expects(world, emulator, expect
                          + ("/" if expects_directory else "")), line
     world.replica(url, f"go://{world.data}/data/raw.csx" + ("/" if expects_directory else ""))
     assert world.check().returncode == 0
+
+
+def test_a_url_above_the_collections_root_is_a_url_to_correct(world):
+    world.login("--permanent", "--timers")
+    good = f"go://{world.data}/data/raw.csv"
+    world.replica(good, f"go://{world.data}/../../etc/passwd")
+    [line] = problems(world.check())
+    assert line == (f"input raw.csv of job analyse: go://{world.data}/../../etc/passwd is "
+                    f"outside collection {world.data}; fix: correct the URL: go://<collection "
+                    "uuid>/<absolute path>, with no .. above its root")
+    world.replica(f"go://{world.data}/../../etc/passwd", good)
+    assert world.check().returncode == 0
+
+
+def test_line_breaks_and_control_characters_are_escaped(world):
+    """A URL holding an escape sequence, a replica URL holding a line break: each problem
+    stays one line, and nothing reaches the terminal raw."""
+    world.login("--permanent", "--timers")
+    good = f"go://{world.data}/data/raw.csv"
+    world.replica(good, f'"go://{world.data}/data/raw\\e[2J.csv"')
+    result = world.check()
+    [line] = problems(result)
+    assert "\x1b" not in result.stdout
+    assert f"go://{world.data}/data/raw\\x1b[2J.csv does not exist" in line
+    world.replica(f'"go://{world.data}/data/raw\\e[2J.csv"', f'"go://{world.data}/data/\\nraw"')
+    result = world.check()
+    [line] = problems(result)
+    assert f"'go://{world.data}/data/\\nraw' is not a go:// URL" in line
+    world.replica(f'"go://{world.data}/data/\\nraw"', good)
+    assert world.check().returncode == 0

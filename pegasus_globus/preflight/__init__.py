@@ -38,6 +38,7 @@ from ..scopes import (
     init_command,
     transfer_scope,
 )
+from ..timers.shape import one_line
 from ..transfer.urls import parse_go_url
 from .catalogs import CatalogError, Run, read_run
 from .listings import (
@@ -46,6 +47,7 @@ from .listings import (
     DENIED,
     MISSING,
     NOT_A_DIRECTORY,
+    OUTSIDE,
     SESSION,
     THREADS,
     Failure,
@@ -57,6 +59,7 @@ from .listings import (
 __all__ = ["CatalogError", "Problem", "Report", "check"]
 
 LOGIN = "\0login"  # stands for the one login command that fixes every token problem
+OUTSIDE_FIX = "correct the URL: go://<collection uuid>/<absolute path>, with no .. above its root"
 STAGING_RECIPE = ("stage through a Globus collection instead: a site whose scratch is a "
                   "collection (pegasus-globus-setup snippets --scratch-collection)")
 
@@ -70,7 +73,7 @@ class Problem:
     fix: str
 
     def line(self) -> str:
-        return f"{self.where}: {self.what}; fix: {self.fix}"
+        return one_line(f"{self.where}: {self.what}; fix: {self.fix}")
 
 
 @dataclass
@@ -93,7 +96,7 @@ class Report:
         return f"{self.workflow}: {len(self.problems)} problem(s) ({checked})"
 
     def text(self) -> str:
-        return "\n".join([*(p.line() for p in self.problems), self.summary()])
+        return "\n".join([*(p.line() for p in self.problems), one_line(self.summary())])
 
     def as_dict(self) -> dict[str, Any]:
         return {"workflow": self.workflow, "ok": self.ok,
@@ -295,7 +298,10 @@ class _Check:
             listing = self.listings.get(url.collection, directory)
             shown = f"go://{url.collection}{directory.rstrip('/')}/"
             if isinstance(listing, Failure):
-                if listing.kind in COLLECTION_WIDE or listing.kind not in (
+                if listing.kind == OUTSIDE:
+                    self.problem(item.where, f"{item.url} is outside collection "
+                                 f"{url.collection}", OUTSIDE_FIX)
+                elif listing.kind in COLLECTION_WIDE or listing.kind not in (
                         MISSING, NOT_A_DIRECTORY):
                     self._collection_failure(url.collection, item.where, listing)
                 elif listing.kind == MISSING:
@@ -345,6 +351,10 @@ class _Check:
                     self.problem(place.where, f"{place.url} cannot be written: {shown} is a "
                                  "file, not a directory", "choose another directory (site "
                                  "catalog or metadata), or move the file away")
+                    break
+                if listing.kind == OUTSIDE:
+                    self.problem(place.where, f"{place.url} is outside collection "
+                                 f"{url.collection}", OUTSIDE_FIX)
                     break
                 if listing.kind != MISSING:
                     self._collection_failure(url.collection, place.where, listing)

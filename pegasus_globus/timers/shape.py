@@ -22,6 +22,15 @@ def shown(value: Any) -> str:
     return _REPR.repr(value)
 
 
+def one_line(text: str) -> str:
+    """``text`` with its line breaks and terminal control characters escaped, as Python
+    writes them (``\\n``, ``\\x1b``): a name from a catalog never breaks a line, or a
+    terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def _kind(value: Any) -> str:
     return {list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
 
