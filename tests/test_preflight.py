@@ -547,3 +547,45 @@ def test_line_breaks_and_control_characters_are_escaped(world):
     assert f"'go://{world.data}/data/\\nraw' is not a go:// URL" in line
     world.replica(f'"go://{world.data}/data/\\nraw"', good)
     assert world.check().returncode == 0
+
+
+def test_the_local_site_pegasus_makes_when_the_catalog_has_none(tmp_path, emulator):
+    """With no site ``local`` in the catalog, pegasus-plan 5.1.2 makes one (scratch
+    wf-scratch/LOCAL, storage wf-output, below the directory it runs in, as file:// URLs)
+    and, under condorio, stages go:// inputs to it: the bridge's go->file move needs the
+    input collection's https scope."""
+    from Pegasus.api import SiteCatalog
+
+    from pegasus_globus.sites import globus_storage_site
+
+    world = build(tmp_path / "nightly", emulator, data_configuration="condorio")
+    SiteCatalog().add_sites(globus_storage_site("results", world.results, "/nightly")).write(
+        str(world.directory / "sites.yml"))
+    world.login("--permanent", "--timers")
+    lines = problems(world.check())
+    scratch = world.directory / "wf-scratch" / "LOCAL"
+    assert lines[0].startswith(f"input raw.csv of job analyse, staged in to file://{scratch}: "
+                               f"the bridge moves this through collection {world.data}'s "
+                               "HTTPS server"), lines
+    world.run_fix(lines[0])
+    assert world.check().returncode == 0
+
+
+def test_a_sites_data_configuration_profile_wins_over_the_properties(world):
+    """The planner takes a site's ``pegasus: {data.configuration: ...}`` profile before
+    pegasus.data.configuration: nonsharedfs here pulls the go:// scratch to the worker."""
+    sites = yaml.safe_load((world.directory / "sites.yml").read_text())
+    [local] = [site for site in sites["sites"] if site["name"] == "local"]
+    local.setdefault("profiles", {}).setdefault("pegasus", {})["data.configuration"] = \
+        "nonsharedfs"
+    (world.directory / "sites.yml").write_text(yaml.safe_dump(sites))
+    world.login("--permanent", "--timers")
+    [line] = problems(world.check())
+    assert line.startswith("site local's scratch, pulled to the worker (nonsharedfs): the bridge "
+                           f"moves this through collection {world.scratch}'s HTTPS server")
+    local["profiles"]["pegasus"]["data.configuration"] = "nfs"
+    (world.directory / "sites.yml").write_text(yaml.safe_dump(sites))
+    wrong = world.check()
+    assert wrong.returncode == 2 and wrong.stderr.strip() == (
+        "pegasus-globus-setup: site local: pegasus profile data.configuration = nfs: use one "
+        "of sharedfs, nonsharedfs, condorio")

@@ -6,7 +6,11 @@ they are embedded in it, else from the files the properties name
 ``pegasus.catalog.transformation.file``), else from ``sites.yml``, ``replicas.yml`` and
 ``transformations.yml`` in the working directory; properties from ``--conf``, else
 ``pegasus.properties`` in the working directory. Replicas are read from the workflow and the
-file both (the planner consults both). Nothing here talks to Globus.
+file both (the planner consults both). A site catalog without a site ``local`` gets the one
+the planner makes (:func:`default_local_site`); a site's ``data.configuration`` Pegasus profile
+wins over the properties' ``pegasus.data.configuration``, as in the planner. Every field read
+has its schema type checked first (:mod:`pegasus_globus.timers.shape`). Nothing here talks to
+Globus.
 
 Which go:// collections the bridge (``pegasus-globus-transfer``) moves data through is decided
 by the bridge's own rule (:func:`pegasus_globus.bridge_cli.split`), applied to the transfers the
@@ -238,12 +242,15 @@ def read_run(workflow: Any, site_catalog: Any = None, replica_catalog: Any = Non
         run.timer_problems = error.problems
     run.registers_timers = run.registers_timers or bool(run.timers)
 
-    site_docs = {str(s.get("name")): s for s in _list(sites.get("sites"))}
-    compute = _compute_sites(transformations, executables, site_docs)
+    given = {str(s.get("name")): s for s in _list(sites.get("sites"))}
+    site_docs = {"local": default_local_site(Path.cwd()), **given}
+    compute = _compute_sites(transformations, executables, site_docs, given)
+    configurations = {name: _configuration(site_docs.get(name, {}), run.data_configuration,
+                                           name) for name in compute}
     storage = [(name, url) for name, site in site_docs.items()
                for url in _directory_urls(site, STORAGE_TYPES)]
     for name in compute:
-        staging = "local" if run.data_configuration == "condorio" else name
+        staging = "local" if configurations[name] == "condorio" else name
         for url in _directory_urls(site_docs.get(staging, {}), SCRATCH_TYPES):
             run.places.append(Place(url, f"site {staging}, sharedScratch"))
     for name, url in storage:
@@ -263,18 +270,44 @@ def read_run(workflow: Any, site_catalog: Any = None, replica_catalog: Any = Non
             run.places.remove(place)
             run.bad_urls.append((place.where, str(error)))
     run.places = list(dict.fromkeys(run.places))
-    run.https = _bridged(run, compute, site_docs, storage, staged_out, props)
+    run.https = _bridged(run, compute, configurations, site_docs, storage, staged_out, props)
     return run
 
 
+def default_local_site(directory: Path) -> dict[str, Any]:
+    """The site ``local`` the planner makes when the site catalog has none: scratch in
+    ``wf-scratch/LOCAL`` and storage in ``wf-output`` below the directory it runs in."""
+    scratch, storage = directory / "wf-scratch" / "LOCAL", directory / "wf-output"
+    return {"name": "local", "directories": [
+        {"type": "sharedScratch", "path": str(scratch),
+         "fileServers": [{"url": f"file://{scratch}", "operation": "all"}]},
+        {"type": "localStorage", "path": str(storage),
+         "fileServers": [{"url": f"file://{storage}", "operation": "all"}]}]}
+
+
+def _configuration(site: dict[str, Any], default: str, name: str) -> str:
+    """The site's own ``data.configuration`` Pegasus profile, which the planner prefers to
+    the properties' ``pegasus.data.configuration``."""
+    profiles = site.get("profiles") if isinstance(site.get("profiles"), dict) else {}
+    pegasus = profiles.get("pegasus") if isinstance(profiles.get("pegasus"), dict) else {}
+    value = pegasus.get("data.configuration")
+    if value is None:
+        return default
+    configuration = str(value).strip().lower()
+    if configuration not in DATA_CONFIGURATIONS:
+        raise CatalogError(f"site {name}: pegasus profile data.configuration = {configuration}: "
+                           f"use one of {', '.join(DATA_CONFIGURATIONS)}")
+    return configuration
+
+
 def _compute_sites(transformations: dict[str, Any], executables: set[str],
-                   sites: dict[str, Any]) -> list[str]:
+                   sites: dict[str, Any], given: dict[str, Any]) -> list[str]:
     """Where the jobs can run: the transformation catalog's sites for the workflow's
-    transformations; without one, every site with a scratch directory."""
+    transformations; without one, every site of the catalog with a scratch directory."""
     named = [str(site.get("name")) for entry in _list(transformations.get("transformations"))
              if entry.get("name") in executables for site in _list(entry.get("sites"))]
     named = [name for name in dict.fromkeys(named) if name in sites]
-    return named or [name for name, site in sites.items()
+    return named or [name for name, site in given.items()
                      if _directory_urls(site, SCRATCH_TYPES)]
 
 
@@ -287,8 +320,8 @@ def _directory_urls(site: dict[str, Any], types: tuple[str, ...]) -> list[str]:
     return urls
 
 
-def _bridged(run: Run, compute: list[str], sites: dict[str, Any],
-             storage: list[tuple[str, str]], staged_out: list[str],
+def _bridged(run: Run, compute: list[str], configurations: dict[str, str],
+             sites: dict[str, Any], storage: list[tuple[str, str]], staged_out: list[str],
              props: dict[str, str]) -> dict[str, str]:
     """Collections the bridge moves data through: the planner's transfers for this data
     configuration, put through the bridge's own go<->file rule."""
@@ -302,15 +335,15 @@ def _bridged(run: Run, compute: list[str], sites: dict[str, Any],
                         "dest_urls": [{"url": target}]})
 
     for name in compute:
-        staging = "local" if run.data_configuration == "condorio" else name
+        configuration = configurations[name]
+        staging = "local" if configuration == "condorio" else name
         for scratch in _directory_urls(sites.get(staging, {}), SCRATCH_TYPES):
             scratch = scratch.rstrip("/")
             for item in run.inputs:
-                target = WORKER if bypass and run.data_configuration == "nonsharedfs" \
-                    else scratch
+                target = WORKER if bypass and configuration == "nonsharedfs" else scratch
                 transfer(f"{item.where}, staged in to {target}", item.url,
                          posixpath.join(target, item.lfn))
-            if run.data_configuration == "nonsharedfs":  # PegasusLite on the worker
+            if configuration == "nonsharedfs":  # PegasusLite on the worker
                 transfer(f"site {staging}'s scratch, pulled to the worker (nonsharedfs)",
                          f"{scratch}/f", f"{WORKER}/f")
                 transfer(f"site {staging}'s scratch, pushed to from the worker (nonsharedfs)",
