@@ -353,7 +353,8 @@ def _parser() -> argparse.ArgumentParser:
         "input (one listing per directory), the places written to, and the timer metadata. "
         "Each problem is one line: where in the workflow, what, and the command that fixes "
         "it. Nothing is changed.", epilog="Exit status: 0 nothing wrong, 1 a problem, 2 bad "
-        "usage or an input that cannot be read.")
+        "usage, or an input that cannot be read or is no Pegasus 5 workflow or catalog (a "
+        "field of the wrong type).")
     sub.add_argument("--workflow", metavar="WORKFLOW.yml",
                      help="check this Pegasus 5 workflow instead of the host")
     sub.add_argument("--sites", metavar="SITES.yml", help="site catalog (default: as "
