@@ -12,7 +12,7 @@ from typing import Any
 
 from .scopes import TIMERS_RS, TRANSFER_RS, init_command
 from .sites import go_url
-from .token_store import TokenStore, TokenStoreError
+from .token_store import DamagedStore, TokenStore, TokenStoreError
 from .transfer.urls import parse_go_url
 
 PROG = "pegasus-globus-setup"
@@ -143,6 +143,9 @@ def check_rows() -> list[dict[str, Any]]:
             if token["usable"]:
                 row(f"{name} service", *_service(store, server))
         row("collection consents", "ok", ", ".join(report["collections"]) or "none requested")
+    except DamagedStore as error:  # online-init will not overwrite it
+        row("token file", "fail", f"{store.path} is not a valid token file ({error.reason})",
+            store.aside(init_command()))
     except TokenStoreError as error:
         row("token file", "fail", str(error), init_command())
     row("GPU monitoring", *_nvml())

@@ -157,6 +157,12 @@ class TokenStore:
         return DamagedStore(f"{self.path} is not a valid configuration file ({reason}): "
                             f"repair it, or remove it and run {INIT_COMMAND}", reason)
 
+    def aside(self, login: str) -> str:
+        """The fix for a damaged file: moved aside (kept, online-init will not overwrite
+        it), then ``login``."""
+        path = shlex.quote(str(self.path))
+        return f"mv {path} {path}.damaged && {login}"
+
     def exposure(self) -> tuple[str, str] | None:
         """When others may read the file (it holds secrets): the problem and its fix."""
         try:

@@ -480,6 +480,9 @@ def test_a_damaged_token_file_is_moved_aside_by_its_fix(world, damage):
     assert "permissions" not in line
     move, login = line.split("; fix: ", 1)[1].split(" && ")
     assert shlex.split(move) == ["mv", str(store), f"{store}.damaged"]
+    host = subprocess.run([*SETUP, "check"], capture_output=True, text=True, env=world.env,
+                          timeout=120)  # the host check gives the same fix
+    assert f"     fix: {move} && pegasus-globus-online-init --permanent\n" in host.stdout
     subprocess.run(shlex.split(move), check=True)
     world.run_fix(f"; fix: {login}")
     assert world.check().returncode == 0

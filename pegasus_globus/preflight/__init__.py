@@ -23,7 +23,6 @@ from __future__ import annotations
 import difflib
 import os
 import posixpath
-import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -164,9 +163,8 @@ class _Check:
         try:
             tokens = self.store.tokens()
         except DamagedStore as error:  # online-init will not overwrite it: moved aside first
-            path = shlex.quote(str(self.store.path))
             self.problem("Globus login", f"{self.store.path} is not a valid token file "
-                         f"({error.reason})", f"mv {path} {path}.damaged && {LOGIN}")
+                         f"({error.reason})", self.store.aside(LOGIN))
             return
         except TokenStoreError as error:
             self.problem("Globus login", str(error), LOGIN)
