@@ -592,3 +592,19 @@ def test_a_sites_data_configuration_profile_wins_over_the_properties(world):
     assert wrong.returncode == 2 and wrong.stderr.strip() == (
         "pegasus-globus-setup: site local: pegasus profile data.configuration = nfs: use one "
         "of sharedfs, nonsharedfs, condorio")
+
+
+def test_a_login_redone_before_the_kinds_are_known_keeps_its_consents(world, emulator):
+    """A revoked login stops the check before any endpoint document: the login it gives asks
+    again for the data_access the last login had (Auth granted it), and for nothing else."""
+    emulator.mark_collection(world.data, consent_required=True)
+    world.login("--permanent", "--timers", "--collections", world.data)
+    store = Path(world.env["HOME"]) / ".pegasus" / "globus.conf"
+    text = store.read_text()
+    assert run_init(world.env, "--logout", "--revoke", code=None).returncode == 0
+    store.write_text(text)  # revoked at Globus, still in the file
+    [line] = problems(world.check())
+    assert line.endswith(f"; fix: pegasus-globus-online-init --permanent --timers --collections "
+                         f"{world.data}")
+    world.run_fix(line)
+    assert world.check().returncode == 0
