@@ -608,3 +608,16 @@ def test_a_login_redone_before_the_kinds_are_known_keeps_its_consents(world, emu
                          f"{world.data}")
     world.run_fix(line)
     assert world.check().returncode == 0
+
+
+def test_timer_register_escapes_line_breaks_in_its_problems(tmp_path):
+    (tmp_path / "wf.yml").write_text(
+        'jobs: [{id: j, name: x, uses: [{lfn: "a\\nb\\e[2J", type: output, metadata: '
+        '{globus.timer.interval: 30s}}]}]\n')
+    result = subprocess.run([sys.executable, "-m", "pegasus_globus.timers.cli", "register",
+                             "wf.yml", "--dry-run"], capture_output=True, text=True,
+                            env={**os.environ, "HOME": str(tmp_path)}, timeout=60,
+                            cwd=tmp_path)
+    assert result.returncode == 2 and "\x1b" not in result.stderr
+    assert all(line.startswith("pegasus-globus-timer: job j, file a\\nb\\x1b[2J: ")
+               for line in result.stderr.splitlines()), result.stderr
