@@ -200,11 +200,11 @@ def status_report(store: TokenStore) -> dict[str, Any]:
         "collections": collections, "tokens": {}, "problems": [], "next_steps": [],
     }
     if store.path.exists():
-        mode = stat.S_IMODE(store.path.stat().st_mode)
-        report["mode"] = f"{mode:04o}"
-        if mode & 0o077:
-            report["problems"].append(f"{store.path} is readable by others (mode {mode:04o})")
-            report["next_steps"].append(f"chmod 600 {store.path}")
+        report["mode"] = f"{stat.S_IMODE(store.path.stat().st_mode):04o}"
+    exposure = store.exposure()
+    if exposure:
+        report["problems"].append(exposure[0])
+        report["next_steps"].append(exposure[1])
     fix = init_command(collections, timers=TIMERS_RS in tokens)
     for name, server in (("transfer", TRANSFER_RS), ("timers", TIMERS_RS)):
         token = tokens.get(server)

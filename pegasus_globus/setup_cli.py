@@ -12,7 +12,7 @@ from typing import Any
 
 from .scopes import TIMERS_RS, TRANSFER_RS, init_command
 from .sites import go_url
-from .token_store import TokenStore, TokenStoreError
+from .token_store import DamagedStore, TokenStore, TokenStoreError
 from .transfer.urls import parse_go_url
 
 PROG = "pegasus-globus-setup"
@@ -143,6 +143,9 @@ def check_rows() -> list[dict[str, Any]]:
             if token["usable"]:
                 row(f"{name} service", *_service(store, server))
         row("collection consents", "ok", ", ".join(report["collections"]) or "none requested")
+    except DamagedStore as error:  # online-init will not overwrite it
+        row("token file", "fail", f"{store.path} is not a valid token file ({error.reason})",
+            store.aside(init_command()))
     except TokenStoreError as error:
         row("token file", "fail", str(error), init_command())
     row("GPU monitoring", *_nvml())
@@ -353,7 +356,8 @@ def _parser() -> argparse.ArgumentParser:
         "input (one listing per directory), the places written to, and the timer metadata. "
         "Each problem is one line: where in the workflow, what, and the command that fixes "
         "it. Nothing is changed.", epilog="Exit status: 0 nothing wrong, 1 a problem, 2 bad "
-        "usage or an input that cannot be read.")
+        "usage, or an input that cannot be read or is no Pegasus 5 workflow or catalog (a "
+        "field of the wrong type).")
     sub.add_argument("--workflow", metavar="WORKFLOW.yml",
                      help="check this Pegasus 5 workflow instead of the host")
     sub.add_argument("--sites", metavar="SITES.yml", help="site catalog (default: as "
@@ -385,6 +389,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .preflight.catalogs import CatalogError
+    from .timers.shape import one_line
 
     parser = _parser()
     args = parser.parse_args(argv)
@@ -394,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (SetupError, OSError, CatalogError) as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
+        print(one_line(f"{PROG}: {error}"), file=sys.stderr)
         return 2
 
 

@@ -15,6 +15,8 @@ import contextlib
 import errno
 import fcntl
 import os
+import shlex
+import stat
 import sys
 import tempfile
 import time
@@ -37,6 +39,14 @@ META_SECTION = "pegasus-globus"
 
 class TokenStoreError(Exception):
     """A problem with the stored tokens. The message says what to run; it never holds a token."""
+
+
+class DamagedStore(TokenStoreError):
+    """The file is there but is no configuration file: ``reason`` says why, in a few words."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class NotLoggedIn(TokenStoreError):
@@ -113,7 +123,9 @@ class TokenStore:
             return ""
         except NotADirectoryError:
             raise self._not_a_directory() from None
-        except (OSError, UnicodeDecodeError) as error:
+        except UnicodeDecodeError:
+            raise self._damaged("not UTF-8 text") from None
+        except OSError as error:
             raise TokenStoreError(f"cannot read {self.path} ({error.__class__.__name__}: "
                                   f"{getattr(error, 'strerror', None) or error}): fix its "
                                   f"permissions, or remove it and run {INIT_COMMAND}") from None
@@ -138,11 +150,29 @@ class TokenStore:
         try:
             parser.read_string(text, source=str(self.path))
         except configparser.Error as error:
-            first_line = str(error).splitlines()[0]
-            raise TokenStoreError(f"{self.path} is not a valid configuration file "
-                                  f"({first_line}): repair it, or remove it and run "
-                                  f"{INIT_COMMAND}") from None
+            raise self._damaged(str(error).splitlines()[0]) from None
         return parser
+
+    def _damaged(self, reason: str) -> DamagedStore:
+        return DamagedStore(f"{self.path} is not a valid configuration file ({reason}): "
+                            f"repair it, or remove it and run {INIT_COMMAND}", reason)
+
+    def aside(self, login: str) -> str:
+        """The fix for a damaged file: moved aside (kept, online-init will not overwrite
+        it), then ``login``."""
+        path = shlex.quote(str(self.path))
+        return f"mv {path} {path}.damaged && {login}"
+
+    def exposure(self) -> tuple[str, str] | None:
+        """When others may read the file (it holds secrets): the problem and its fix."""
+        try:
+            mode = stat.S_IMODE(self.path.stat().st_mode)
+        except OSError:
+            return None
+        if not mode & 0o077:
+            return None
+        return (f"{self.path} is readable by others (mode {mode:04o})",
+                f"chmod 600 {shlex.quote(str(self.path))}")
 
     def client_id(self, parser: configparser.RawConfigParser | None = None) -> str:
         parser = parser or self.read()

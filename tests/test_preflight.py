@@ -58,7 +58,10 @@ class World:
         import configparser
 
         parser = configparser.RawConfigParser()
-        parser.read(Path(self.env["HOME"]) / ".pegasus" / "globus.conf")
+        try:
+            parser.read(Path(self.env["HOME"]) / ".pegasus" / "globus.conf")
+        except (configparser.Error, UnicodeDecodeError):
+            return []  # a damaged file, put there by the test
         return [value for section in parser.sections() for key, value in parser.items(section)
                 if key in ("transfer_at", "transfer_rt", "access_token", "refresh_token")]
 
@@ -115,9 +118,24 @@ def test_not_logged_in_is_one_line_and_its_login_fixes_it(world):
     assert result.returncode == 1
     [line] = problems(result)
     assert line.startswith("Globus login: not logged in (no Transfer token in ")
-    fix = line.split("; fix: ")[1].split()
-    assert fix[:4] == ["pegasus-globus-online-init", "--permanent", "--timers", "--collections"]
-    assert sorted(fix[4:]) == sorted([world.data, world.scratch, world.results, world.archive])
+    # the collections' kinds are unknown yet: none is named (a guest one fails the login)
+    assert line.endswith("; fix: pegasus-globus-online-init --permanent --timers")
+    world.run_fix(line)
+    assert world.check().returncode == 0
+
+
+def test_not_logged_in_with_a_guest_collection_the_login_given_works(world, emulator):
+    """Guest collections have no data_access scope: asking for it fails the login, so before
+    the kinds are known no collection is asked for; the next check names what each needs."""
+    emulator.mark_collection(world.archive, guest=True)
+    emulator.mark_collection(world.data, consent_required=True)
+    [line] = problems(world.check())
+    assert world.archive not in line
+    world.run_fix(line)  # succeeds: Auth is asked for no guest collection's data_access
+    [line] = problems(world.check())
+    assert line.startswith(f"input raw.csv of job analyse: collection {world.data} needs your "
+                           "consent to its data_access scope")
+    assert world.archive not in line.split("; fix: ")[1]
     world.run_fix(line)
     assert world.check().returncode == 0
 
@@ -336,8 +354,7 @@ def test_a_revoked_login_is_one_line(world):
     store.write_text(text)  # revoked at Globus, still in the file
     [line] = problems(world.check())
     assert line.startswith("Globus login: Globus Auth refused to refresh the token (401 "
-                           "invalid_grant); fix: pegasus-globus-online-init --permanent --timers "
-                           "--collections ")
+                           "invalid_grant); fix: pegasus-globus-online-init --permanent --timers")
     world.run_fix(line)
     assert world.check().returncode == 0
 
@@ -387,3 +404,220 @@ def test_globus_out_of_reach_is_one_line(world, emulator):
     assert line.startswith("Globus: cannot reach it (GlobusConnectionError)")
     assert line.endswith("; fix: check the network, or GLOBUS_SDK_SERVICE_URL_TRANSFER and "
                          "GLOBUS_SDK_SERVICE_URL_AUTH")
+
+
+def _alias_bomb(tail: str) -> str:
+    """Nine levels of lists of nine aliases: 9**9 leaves, in a few hundred bytes."""
+    levels = ["a0: &a0 [x]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]"
+                                for i in range(1, 10)]
+    return "\n".join([*levels, tail]) + "\n"
+
+
+MALFORMED = {
+    "alias bomb as jobs": (_alias_bomb("jobs: *a9"), "jobs[0] should be a mapping, not a list"),
+    "alias bomb as replicas": (_alias_bomb("jobs: []\nreplicaCatalog: {replicas: *a9}"),
+                               "replicaCatalog replicas[0] should be a mapping, not a list"),
+    "alias bomb as metadata": (
+        _alias_bomb("jobs: []\nmetadata: {globus.timer.interval: *a9}"),
+        "the workflow's metadata 'globus.timer.interval' should be a text or a number, not a "
+        "list"),
+    "replica catalog a list": ("jobs: []\nreplicaCatalog: [1, 2]\n",
+                               "replicaCatalog should be a mapping, not a list [1, 2]"),
+    "job and transformation names lists": (
+        "jobs: [{id: j, name: [1], uses: []}]\n"
+        "transformationCatalog: {transformations: [{name: [1]}]}\n",
+        "job 'j' name should be a text or a number, not a list [1] (and 1 more)"),
+    "replica lfn a list": (
+        "jobs: [{id: j, name: x, uses: [{lfn: a, type: input}]}]\n"
+        "replicaCatalog: {replicas: [{lfn: [1], pfns: [{pfn: 'go://x/y'}]}]}\n",
+        "replicaCatalog replicas[0] lfn should be a text or a number, not a list [1]"),
+    "jobs a number": ("jobs: 5\n", "jobs should be a list, not int 5"),
+    "replicas a number": ("jobs: []\nreplicaCatalog: {replicas: 5}\n",
+                          "replicaCatalog replicas should be a list, not int 5"),
+    "uses a number": ("jobs: [{id: j, name: x, uses: 7}]\n",
+                      "job 'j' uses should be a list, not int 7"),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_a_workflow_of_the_wrong_shape_is_exit_2_in_one_line(tmp_path, name):
+    """Fields of the wrong type (and YAML alias bombs, which expand to billions of nodes when
+    walked or printed) are one line and exit 2, at once, from the check and from
+    pegasus-globus-timer register alike; never a traceback, never a timer fix."""
+    text, said = MALFORMED[name]
+    (tmp_path / "wf.yml").write_text(text)
+    env = {**os.environ, "HOME": str(tmp_path)}
+    for command, prog in (([*SETUP, "check", "--workflow", "wf.yml"], "pegasus-globus-setup"),
+                          ([sys.executable, "-m", "pegasus_globus.timers.cli", "register",
+                            "wf.yml", "--dry-run"], "pegasus-globus-timer")):
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60,
+                                cwd=tmp_path)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stdout == ""
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"{prog}: wf.yml is not a Pegasus 5 workflow: {said}"), line
+
+
+def test_a_replica_catalog_file_of_the_wrong_shape(world, tmp_path):
+    (tmp_path / "replicas.yml").write_text("replicas: [{lfn: raw.csv, pfns: [{pfn: [1]}]}]\n")
+    result = world.check("--replicas", str(tmp_path / "replicas.yml"))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"pegasus-globus-setup: replica catalog {tmp_path / 'replicas.yml'} is not a Pegasus 5 "
+        "replica catalog: replica 'raw.csv' pfns[0] pfn should be a text or a number, not a "
+        "list [1]"]
+
+
+@pytest.mark.parametrize("damage", [b"hello\n[oauth\nfoo", b"\xff\xfe\x00\x81random bytes"])
+def test_a_damaged_token_file_is_moved_aside_by_its_fix(world, damage):
+    """online-init will not overwrite a damaged file, so a plain login is no fix: the fix
+    moves it aside first, and works as given."""
+    store = Path(world.env["HOME"]) / ".pegasus" / "globus.conf"
+    store.parent.mkdir(parents=True)
+    store.write_bytes(damage)
+    [line] = problems(world.check())
+    assert line.startswith(f"Globus login: {store} is not a valid token file (")
+    assert "permissions" not in line
+    move, login = line.split("; fix: ", 1)[1].split(" && ")
+    assert shlex.split(move) == ["mv", str(store), f"{store}.damaged"]
+    host = subprocess.run([*SETUP, "check"], capture_output=True, text=True, env=world.env,
+                          timeout=120)  # the host check gives the same fix
+    assert f"     fix: {move} && pegasus-globus-online-init --permanent\n" in host.stdout
+    subprocess.run(shlex.split(move), check=True)
+    world.run_fix(f"; fix: {login}")
+    assert world.check().returncode == 0
+    assert Path(f"{store}.damaged").read_bytes() == damage
+
+
+def test_a_token_file_others_can_read_is_the_problem_the_host_check_names(world):
+    world.login("--permanent", "--timers")
+    store = Path(world.env["HOME"]) / ".pegasus" / "globus.conf"
+    store.chmod(0o644)
+    host = subprocess.run([*SETUP, "check"], capture_output=True, text=True, env=world.env,
+                          timeout=120)
+    assert f"fail token file: {store} (mode 0644)\n     fix: chmod 600 {store}" in host.stdout
+    result = world.check()
+    assert result.returncode == 1
+    assert problems(result) == [f"token file: {store} is readable by others (mode 0644); "
+                                f"fix: chmod 600 {store}"]
+    subprocess.run(["chmod", "600", str(store)], check=True)
+    assert world.check().returncode == 0
+
+
+@pytest.mark.parametrize("expects_directory", [False, True])
+def test_a_suggested_name_is_of_the_kind_the_job_expects(world, emulator, expects_directory):
+    """A file is never corrected to a directory of a close name, nor a directory to a file."""
+    world.login("--permanent", "--timers")
+    data = emulator.collection_path(world.data) / "data"
+    (data / "raw.csv").unlink()
+    wrong, right = (data / "raw.csy", data / "raw.csx")  # difflib prefers raw.csy on a tie
+    (right if expects_directory else wrong).mkdir()
+    (wrong if expects_directory else right).write_text("1,1\n")
+    url = f"go://{world.data}/data/raw.csv" + ("/" if expects_directory else "")
+    world.replica(f"go://{world.data}/data/raw.csv", url)
+    [line] = problems(world.check())
+    assert line.endswith(f"fix: correct its replica to go://{world.data}/data/raw.csx"
+                         + ("/" if expects_directory else "")), line
+    world.replica(url, f"go://{world.data}/data/raw.csx" + ("/" if expects_directory else ""))
+    assert world.check().returncode == 0
+
+
+def test_a_url_above_the_collections_root_is_a_url_to_correct(world):
+    world.login("--permanent", "--timers")
+    good = f"go://{world.data}/data/raw.csv"
+    world.replica(good, f"go://{world.data}/../../etc/passwd")
+    [line] = problems(world.check())
+    assert line == (f"input raw.csv of job analyse: go://{world.data}/../../etc/passwd is "
+                    f"outside collection {world.data}; fix: correct the URL: go://<collection "
+                    "uuid>/<absolute path>, with no .. above its root")
+    world.replica(f"go://{world.data}/../../etc/passwd", good)
+    assert world.check().returncode == 0
+
+
+def test_line_breaks_and_control_characters_are_escaped(world):
+    """A URL holding an escape sequence, a replica URL holding a line break: each problem
+    stays one line, and nothing reaches the terminal raw."""
+    world.login("--permanent", "--timers")
+    good = f"go://{world.data}/data/raw.csv"
+    world.replica(good, f'"go://{world.data}/data/raw\\e[2J.csv"')
+    result = world.check()
+    [line] = problems(result)
+    assert "\x1b" not in result.stdout
+    assert f"go://{world.data}/data/raw\\x1b[2J.csv does not exist" in line
+    world.replica(f'"go://{world.data}/data/raw\\e[2J.csv"', f'"go://{world.data}/data/\\nraw"')
+    result = world.check()
+    [line] = problems(result)
+    assert f"'go://{world.data}/data/\\nraw' is not a go:// URL" in line
+    world.replica(f'"go://{world.data}/data/\\nraw"', good)
+    assert world.check().returncode == 0
+
+
+def test_the_local_site_pegasus_makes_when_the_catalog_has_none(tmp_path, emulator):
+    """With no site ``local`` in the catalog, pegasus-plan 5.1.2 makes one (scratch
+    wf-scratch/LOCAL, storage wf-output, below the directory it runs in, as file:// URLs)
+    and, under condorio, stages go:// inputs to it: the bridge's go->file move needs the
+    input collection's https scope."""
+    from Pegasus.api import SiteCatalog
+
+    from pegasus_globus.sites import globus_storage_site
+
+    world = build(tmp_path / "nightly", emulator, data_configuration="condorio")
+    SiteCatalog().add_sites(globus_storage_site("results", world.results, "/nightly")).write(
+        str(world.directory / "sites.yml"))
+    world.login("--permanent", "--timers")
+    lines = problems(world.check())
+    scratch = world.directory / "wf-scratch" / "LOCAL"
+    assert lines[0].startswith(f"input raw.csv of job analyse, staged in to file://{scratch}: "
+                               f"the bridge moves this through collection {world.data}'s "
+                               "HTTPS server"), lines
+    world.run_fix(lines[0])
+    assert world.check().returncode == 0
+
+
+def test_a_sites_data_configuration_profile_wins_over_the_properties(world):
+    """The planner takes a site's ``pegasus: {data.configuration: ...}`` profile before
+    pegasus.data.configuration: nonsharedfs here pulls the go:// scratch to the worker."""
+    sites = yaml.safe_load((world.directory / "sites.yml").read_text())
+    [local] = [site for site in sites["sites"] if site["name"] == "local"]
+    local.setdefault("profiles", {}).setdefault("pegasus", {})["data.configuration"] = \
+        "nonsharedfs"
+    (world.directory / "sites.yml").write_text(yaml.safe_dump(sites))
+    world.login("--permanent", "--timers")
+    [line] = problems(world.check())
+    assert line.startswith("site local's scratch, pulled to the worker (nonsharedfs): the bridge "
+                           f"moves this through collection {world.scratch}'s HTTPS server")
+    local["profiles"]["pegasus"]["data.configuration"] = "nfs"
+    (world.directory / "sites.yml").write_text(yaml.safe_dump(sites))
+    wrong = world.check()
+    assert wrong.returncode == 2 and wrong.stderr.strip() == (
+        "pegasus-globus-setup: site local: pegasus profile data.configuration = nfs: use one "
+        "of sharedfs, nonsharedfs, condorio")
+
+
+def test_a_login_redone_before_the_kinds_are_known_keeps_its_consents(world, emulator):
+    """A revoked login stops the check before any endpoint document: the login it gives asks
+    again for the data_access the last login had (Auth granted it), and for nothing else."""
+    emulator.mark_collection(world.data, consent_required=True)
+    world.login("--permanent", "--timers", "--collections", world.data)
+    store = Path(world.env["HOME"]) / ".pegasus" / "globus.conf"
+    text = store.read_text()
+    assert run_init(world.env, "--logout", "--revoke", code=None).returncode == 0
+    store.write_text(text)  # revoked at Globus, still in the file
+    [line] = problems(world.check())
+    assert line.endswith(f"; fix: pegasus-globus-online-init --permanent --timers --collections "
+                         f"{world.data}")
+    world.run_fix(line)
+    assert world.check().returncode == 0
+
+
+def test_timer_register_escapes_line_breaks_in_its_problems(tmp_path):
+    (tmp_path / "wf.yml").write_text(
+        'jobs: [{id: j, name: x, uses: [{lfn: "a\\nb\\e[2J", type: output, metadata: '
+        '{globus.timer.interval: 30s}}]}]\n')
+    result = subprocess.run([sys.executable, "-m", "pegasus_globus.timers.cli", "register",
+                             "wf.yml", "--dry-run"], capture_output=True, text=True,
+                            env={**os.environ, "HOME": str(tmp_path)}, timeout=60,
+                            cwd=tmp_path)
+    assert result.returncode == 2 and "\x1b" not in result.stderr
+    assert all(line.startswith("pegasus-globus-timer: job j, file a\\nb\\x1b[2J: ")
+               for line in result.stderr.splitlines()), result.stderr

@@ -358,11 +358,11 @@ def test_a_changed_group_is_reported_and_replaced_only_when_asked(capsys, home, 
 
 @pytest.mark.parametrize("document,message", [
     ({"jobs": "x"}, "jobs should be a list, not str"),
-    ({"jobs": ["j1"]}, "a job should be a mapping, not str"),
-    ({"jobs": [{"id": "J1", "uses": ["x"]}]}, "job J1 uses entry should be a mapping"),
-    ({"jobs": [{"id": "J1", "metadata": ["x"]}]}, "job J1 metadata should be a mapping"),
+    ({"jobs": ["j1"]}, "jobs[0] should be a mapping, not str"),
+    ({"jobs": [{"id": "J1", "uses": ["x"]}]}, "job 'J1' uses[0] should be a mapping"),
+    ({"jobs": [{"id": "J1", "metadata": ["x"]}]}, "job 'J1' metadata should be a mapping"),
     ({"jobs": [], "metadata": "x"}, "the workflow's metadata should be a mapping"),
-    ({"jobs": [], "replicaCatalog": ["x"]}, "a replica catalog should be a mapping"),
+    ({"jobs": [], "replicaCatalog": ["x"]}, "replicaCatalog should be a mapping"),
 ])
 def test_workflow_shapes_pegasus_would_refuse_are_named(capsys, home, emulator, tmp_path,
                                                         document, message):
@@ -379,7 +379,8 @@ def test_a_replica_catalog_that_is_a_list_is_named(capsys, home, emulator, tmp_p
     catalog = tmp_path / "rc.yml"
     catalog.write_text("- lfn: a\n")
     status, _, err = run(capsys, "register", str(path), "--replica-catalog", str(catalog))
-    assert status == 2 and "a replica catalog should be a mapping, not list" in err
+    assert status == 2 and ("is not a Pegasus 5 replica catalog: the catalog should be a "
+                            "mapping, not a list") in err
 
 
 def test_bad_metadata_is_all_reported_and_nothing_is_created(capsys, home, emulator,

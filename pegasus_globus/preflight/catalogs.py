@@ -6,7 +6,11 @@ they are embedded in it, else from the files the properties name
 ``pegasus.catalog.transformation.file``), else from ``sites.yml``, ``replicas.yml`` and
 ``transformations.yml`` in the working directory; properties from ``--conf``, else
 ``pegasus.properties`` in the working directory. Replicas are read from the workflow and the
-file both (the planner consults both). Nothing here talks to Globus.
+file both (the planner consults both). A site catalog without a site ``local`` gets the one
+the planner makes (:func:`default_local_site`); a site's ``data.configuration`` Pegasus profile
+wins over the properties' ``pegasus.data.configuration``, as in the planner. Every field read
+has its schema type checked first (:mod:`pegasus_globus.timers.shape`). Nothing here talks to
+Globus.
 
 Which go:// collections the bridge (``pegasus-globus-transfer``) moves data through is decided
 by the bridge's own rule (:func:`pegasus_globus.bridge_cli.split`), applied to the transfers the
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..timers.shape import catalog_problems, summary, workflow_problems
 from ..timers.workflow import PlanError, TimerPlan, plan, read_yaml
 from ..transfer.urls import parse_go_url
 
@@ -142,13 +147,23 @@ def read_properties(thing: Any) -> dict[str, str]:
 def _catalog(explicit: Any, inline: Any, properties: dict[str, str], key: str, default: str,
              what: str) -> dict[str, Any]:
     if explicit is not None:
-        return as_document(explicit, what)
+        return _shaped(as_document(explicit, what), explicit, what)
     if isinstance(inline, dict):
-        return inline
+        return inline  # checked with the workflow
     named = properties.get(key)
     if named:
-        return as_document(named, f"{what} ({key})")
-    return as_document(default, what) if Path(default).is_file() else {}
+        return _shaped(as_document(named, f"{what} ({key})"), named, f"{what} ({key})")
+    return _shaped(as_document(default, what), default, what) if Path(default).is_file() else {}
+
+
+def _shaped(document: dict[str, Any], source: Any, what: str) -> dict[str, Any]:
+    """``document`` once its fields have the schema's types (nothing reads them before)."""
+    problems = catalog_problems(document, what.split()[0])
+    if problems:
+        shown = source if isinstance(source, (str, Path)) else "given"
+        raise CatalogError(f"{what} {shown} is not a Pegasus 5 {what.split()[0]} catalog: "
+                           f"{summary(problems)}")
+    return document
 
 
 def _list(value: Any) -> list[Any]:
@@ -165,8 +180,12 @@ def read_run(workflow: Any, site_catalog: Any = None, replica_catalog: Any = Non
     :raises CatalogError: an input cannot be read (the message names it)
     """
     document = as_document(workflow, "workflow")
+    shown = workflow if isinstance(workflow, (str, Path)) else "the workflow"
     if "jobs" not in document:
-        raise CatalogError(f"{workflow} is not a Pegasus 5 workflow (no 'jobs')")
+        raise CatalogError(f"{shown} is not a Pegasus 5 workflow (no 'jobs')")
+    problems = workflow_problems(document)  # before anything walks or prints a value
+    if problems:
+        raise CatalogError(f"{shown} is not a Pegasus 5 workflow: {summary(problems)}")
     props = read_properties(properties)
     sites = _catalog(site_catalog, document.get("siteCatalog"), props,
                      "pegasus.catalog.site.file", "sites.yml", "site catalog")
@@ -223,12 +242,15 @@ def read_run(workflow: Any, site_catalog: Any = None, replica_catalog: Any = Non
         run.timer_problems = error.problems
     run.registers_timers = run.registers_timers or bool(run.timers)
 
-    site_docs = {str(s.get("name")): s for s in _list(sites.get("sites"))}
-    compute = _compute_sites(transformations, executables, site_docs)
+    given = {str(s.get("name")): s for s in _list(sites.get("sites"))}
+    site_docs = {"local": default_local_site(Path.cwd()), **given}
+    compute = _compute_sites(transformations, executables, site_docs, given)
+    configurations = {name: _configuration(site_docs.get(name, {}), run.data_configuration,
+                                           name) for name in compute}
     storage = [(name, url) for name, site in site_docs.items()
                for url in _directory_urls(site, STORAGE_TYPES)]
     for name in compute:
-        staging = "local" if run.data_configuration == "condorio" else name
+        staging = "local" if configurations[name] == "condorio" else name
         for url in _directory_urls(site_docs.get(staging, {}), SCRATCH_TYPES):
             run.places.append(Place(url, f"site {staging}, sharedScratch"))
     for name, url in storage:
@@ -248,18 +270,44 @@ def read_run(workflow: Any, site_catalog: Any = None, replica_catalog: Any = Non
             run.places.remove(place)
             run.bad_urls.append((place.where, str(error)))
     run.places = list(dict.fromkeys(run.places))
-    run.https = _bridged(run, compute, site_docs, storage, staged_out, props)
+    run.https = _bridged(run, compute, configurations, site_docs, storage, staged_out, props)
     return run
 
 
+def default_local_site(directory: Path) -> dict[str, Any]:
+    """The site ``local`` the planner makes when the site catalog has none: scratch in
+    ``wf-scratch/LOCAL`` and storage in ``wf-output`` below the directory it runs in."""
+    scratch, storage = directory / "wf-scratch" / "LOCAL", directory / "wf-output"
+    return {"name": "local", "directories": [
+        {"type": "sharedScratch", "path": str(scratch),
+         "fileServers": [{"url": f"file://{scratch}", "operation": "all"}]},
+        {"type": "localStorage", "path": str(storage),
+         "fileServers": [{"url": f"file://{storage}", "operation": "all"}]}]}
+
+
+def _configuration(site: dict[str, Any], default: str, name: str) -> str:
+    """The site's own ``data.configuration`` Pegasus profile, which the planner prefers to
+    the properties' ``pegasus.data.configuration``."""
+    profiles = site.get("profiles") if isinstance(site.get("profiles"), dict) else {}
+    pegasus = profiles.get("pegasus") if isinstance(profiles.get("pegasus"), dict) else {}
+    value = pegasus.get("data.configuration")
+    if value is None:
+        return default
+    configuration = str(value).strip().lower()
+    if configuration not in DATA_CONFIGURATIONS:
+        raise CatalogError(f"site {name}: pegasus profile data.configuration = {configuration}: "
+                           f"use one of {', '.join(DATA_CONFIGURATIONS)}")
+    return configuration
+
+
 def _compute_sites(transformations: dict[str, Any], executables: set[str],
-                   sites: dict[str, Any]) -> list[str]:
+                   sites: dict[str, Any], given: dict[str, Any]) -> list[str]:
     """Where the jobs can run: the transformation catalog's sites for the workflow's
-    transformations; without one, every site with a scratch directory."""
+    transformations; without one, every site of the catalog with a scratch directory."""
     named = [str(site.get("name")) for entry in _list(transformations.get("transformations"))
              if entry.get("name") in executables for site in _list(entry.get("sites"))]
     named = [name for name in dict.fromkeys(named) if name in sites]
-    return named or [name for name, site in sites.items()
+    return named or [name for name, site in given.items()
                      if _directory_urls(site, SCRATCH_TYPES)]
 
 
@@ -272,8 +320,8 @@ def _directory_urls(site: dict[str, Any], types: tuple[str, ...]) -> list[str]:
     return urls
 
 
-def _bridged(run: Run, compute: list[str], sites: dict[str, Any],
-             storage: list[tuple[str, str]], staged_out: list[str],
+def _bridged(run: Run, compute: list[str], configurations: dict[str, str],
+             sites: dict[str, Any], storage: list[tuple[str, str]], staged_out: list[str],
              props: dict[str, str]) -> dict[str, str]:
     """Collections the bridge moves data through: the planner's transfers for this data
     configuration, put through the bridge's own go<->file rule."""
@@ -287,15 +335,15 @@ def _bridged(run: Run, compute: list[str], sites: dict[str, Any],
                         "dest_urls": [{"url": target}]})
 
     for name in compute:
-        staging = "local" if run.data_configuration == "condorio" else name
+        configuration = configurations[name]
+        staging = "local" if configuration == "condorio" else name
         for scratch in _directory_urls(sites.get(staging, {}), SCRATCH_TYPES):
             scratch = scratch.rstrip("/")
             for item in run.inputs:
-                target = WORKER if bypass and run.data_configuration == "nonsharedfs" \
-                    else scratch
+                target = WORKER if bypass and configuration == "nonsharedfs" else scratch
                 transfer(f"{item.where}, staged in to {target}", item.url,
                          posixpath.join(target, item.lfn))
-            if run.data_configuration == "nonsharedfs":  # PegasusLite on the worker
+            if configuration == "nonsharedfs":  # PegasusLite on the worker
                 transfer(f"site {staging}'s scratch, pulled to the worker (nonsharedfs)",
                          f"{scratch}/f", f"{WORKER}/f")
                 transfer(f"site {staging}'s scratch, pushed to from the worker (nonsharedfs)",

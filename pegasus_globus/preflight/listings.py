@@ -16,8 +16,8 @@ PAGE = 100_000  # the most entries Globus Transfer lists at once
 THREADS = 8
 
 # why a listing failed
-MISSING, NOT_A_DIRECTORY, CONSENT, SESSION, DENIED, REFUSED = (
-    "missing", "not a directory", "consent", "session", "denied", "refused")
+MISSING, NOT_A_DIRECTORY, CONSENT, SESSION, DENIED, REFUSED, OUTSIDE = (
+    "missing", "not a directory", "consent", "session", "denied", "refused", "outside")
 COLLECTION_WIDE = (CONSENT, SESSION, DENIED)  # the same for every path of the collection
 
 
@@ -42,6 +42,8 @@ def classify(error: Any) -> Failure:
         return Failure(CONSENT)  # its authorization_parameters name the scopes
     if error.info.authorization_parameters:
         return Failure(SESSION, error.info.authorization_parameters.session_message or "")
+    if code.endswith("PathOutsideCollection"):  # the URL's fault (.. above the root)
+        return Failure(OUTSIDE)
     if error.http_status == 404 or code.endswith("NotFound"):
         return Failure(MISSING)
     if code.endswith("NotDirectory"):

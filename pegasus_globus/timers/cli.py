@@ -25,6 +25,7 @@ from .schedule import (
     utc_iso,
 )
 from .service import CommandError, Context, api_errors
+from .shape import one_line
 from .workflow import PlanError
 
 PROG = "pegasus-globus-timer"
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if isinstance(error, NotLoggedIn) else 2
     except PlanError as error:  # every problem, one line each, and nothing created
         for problem in error.problems:
-            print(f"{PROG}: {problem}", file=sys.stderr)
+            print(one_line(f"{PROG}: {problem}"), file=sys.stderr)
         return 2
     except ValueError as error:  # bad input found after parsing (items file, dates)
         print(f"{PROG}: {error}", file=sys.stderr)

@@ -18,6 +18,7 @@ from ..files import write_atomically
 from . import display
 from .schedule import end_condition, format_interval, parse_datetime
 from .service import api_errors
+from .shape import catalog_problems, summary
 from .workflow import PlanError, TimerPlan, load_workflow, plan, read_yaml
 
 
@@ -137,9 +138,14 @@ def load_workflow_catalog(path: str) -> dict[str, Any]:
     import yaml
 
     try:
-        return read_yaml(Path(path).read_text()) or {}
+        catalog = read_yaml(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
         raise PlanError([f"cannot read replica catalog {path}: {error}"]) from None
+    problems = catalog_problems(catalog, "replica")
+    if problems:
+        raise PlanError([f"replica catalog {path} is not a Pegasus 5 replica catalog: "
+                         f"{summary(problems)}"])
+    return catalog
 
 
 def add_register_commands(groups: Any, command: Callable[..., argparse.ArgumentParser]) -> None:

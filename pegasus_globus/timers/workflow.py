@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from ..transfer.urls import parse_go_url
 from .schedule import parse_bool, parse_datetime, parse_interval, parse_sync_level, utc_iso
+from .shape import catalog_problems, shown, summary, workflow_problems
 
 PREFIX = "globus.timer."
 KEYS = {"interval", "start", "stop_after_runs", "stop_after_date", "destination", "source",
@@ -70,6 +71,9 @@ def load_workflow(path: str | Path) -> dict[str, Any]:
         raise PlanError([f"{path} is not YAML: {str(error).splitlines()[0]}"]) from None
     if not isinstance(document, dict) or "jobs" not in document:
         raise PlanError([f"{path} is not a Pegasus 5 workflow (no 'jobs')"])
+    problems = workflow_problems(document)
+    if problems:
+        raise PlanError([f"{path} is not a Pegasus 5 workflow: {summary(problems)}"])
     return document
 
 
@@ -81,7 +85,7 @@ def _shaped(kind: type, value: Any, what: str, problems: list[str]) -> Any:
     if isinstance(value, kind):
         return value
     problems.append(f"{what} should be a {'list' if kind is list else 'mapping'}, not "
-                    f"{type(value).__name__} {str(value)[:40]!r}: see Pegasus' workflow schema")
+                    f"{type(value).__name__} {shown(value)}: see Pegasus' workflow schema")
     return kind()
 
 
@@ -112,6 +116,14 @@ def _go_replicas(workflow: dict[str, Any], catalogs: Iterable[Any],
 
 def plan(workflow: dict[str, Any], catalogs: Iterable[Any] = ()) -> list[TimerPlan]:
     """The timers the workflow asks for, grouped; PlanError lists every problem found."""
+    shape = workflow_problems(workflow)  # before anything walks or prints a value
+    if shape:
+        raise PlanError([f"not a Pegasus 5 workflow: {summary(shape)}"])
+    catalogs = list(catalogs)
+    for catalog in catalogs:
+        shape = catalog_problems(catalog, "replica")
+        if shape:
+            raise PlanError([f"not a Pegasus 5 replica catalog: {summary(shape)}"])
     problems: list[str] = []
     name = str(workflow.get("name") or "workflow")
     workflow_keys = _timer_keys(workflow.get("metadata"), "the workflow's", problems)
