@@ -71,8 +71,10 @@ class Record:
 def _scalar(text: str) -> Any:
     """A YAML plain or quoted scalar, typed as YAML would type it."""
     text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] == '"':  # YAML's escapes, as JSON has them
-        try:
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        if "\\" not in text:  # nothing escaped: as it stands (most names; json.loads is slow)
+            return text[1:-1]
+        try:  # YAML's escapes, as JSON has them
             return json.loads(text)
         except ValueError:
             return text[1:-1]

@@ -452,10 +452,11 @@ def render_table(rows: list[Usage], summary: dict[str, Any]) -> str:
 def write_json(rows: list[Usage], summary: dict[str, Any]) -> None:
     """``jobs`` a row a line, written as they go (100,000 rows at once held 700 MB), then
     ``by_transformation``, ``by_site`` and ``totals``."""
-    write = sys.stdout.write
+    write, encode = sys.stdout.write, json.JSONEncoder().encode
     write('{"jobs": [')
-    for index, usage in enumerate(rows):
-        write(("\n  " if index == 0 else ",\n  ") + json.dumps(usage.row()))
+    for start in range(0, len(rows), 1000):
+        write(("\n  " if start == 0 else ",\n  ")
+              + ",\n  ".join(encode(usage.row()) for usage in rows[start:start + 1000]))
     write("\n],\n")
     rest = {"by_transformation": rollup(rows, "transformation"), "by_site": rollup(rows, "site"),
             "totals": summary}
