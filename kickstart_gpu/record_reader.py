@@ -98,9 +98,15 @@ def _scalar(text: str) -> Any:
 
 def _invocation(text: str) -> dict[str, Any]:
     found: dict[str, Any] = {"invocation": True}
-    for key, value in _TOP_FIELDS.findall(text):
-        found[key] = _scalar(value)
     mainjob = _MAINJOB.search(text)
+    # kickstart writes the four fields before mainjob: the rest (most of the record) is read
+    # for them only if one is missing there
+    head = text[:mainjob.start()] if mainjob else text
+    fields = _TOP_FIELDS.findall(head)
+    if len({key for key, _ in fields}) < 4 and mainjob:
+        fields += _TOP_FIELDS.findall(text, mainjob.end())
+    for key, value in fields:
+        found[key] = _scalar(value)
     if mainjob:
         for key, value in _MAINJOB_FIELDS.findall(mainjob.group(1)):
             found[key] = _scalar(value)
