@@ -7,6 +7,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from ..auth import TRANSFER_RS
+from ..gcs import ENDPOINT_ID, gcs_manager_url, mapped_collection_of
 from ..https import https_server
 from ..paths import collection_id
 from ..web import Request, Response, Route
@@ -30,8 +31,8 @@ class EndpointService:
         endpoint = collection_id(endpoint_id)
         flags = self.emulator.collection_flags(endpoint)
         auth = self.emulator.auth
-        host = str(uuid.uuid5(uuid.NAMESPACE_URL, f"emulator:mapped-for:{endpoint}")) \
-            if flags.get("guest") else None
+        host = mapped_collection_of(endpoint) if flags.get("guest") else None
+        address = request.headers.get("host", "127.0.0.1")
         return Response(200, {
             "DATA_TYPE": "endpoint", "id": endpoint,
             "display_name": f"Emulated collection {endpoint[:8]}", "organization": "Emulator",
@@ -43,10 +44,11 @@ class EndpointService:
             "high_assurance": bool(flags.get("high_assurance")),
             "authentication_timeout_mins": HIGH_ASSURANCE_TIMEOUT_MINUTES
             if flags.get("high_assurance") else None,
-            "gcs_version": "5.4.87", "owner_id": auth.identity_id, "owner_string": auth.username,
-            "https_server": https_server(flags, endpoint,
-                                         request.headers.get("host", "127.0.0.1")),
-            "gcs_manager_url": None, "public": False,
+            # a GCSv5 collection's owner is its endpoint (globus-cli finds the endpoint by
+            # it); the owner string is what the endpoint advertises
+            "gcs_version": "5.4.87", "owner_id": ENDPOINT_ID, "owner_string": auth.username,
+            "https_server": https_server(flags, endpoint, address),
+            "gcs_manager_url": gcs_manager_url(address), "public": False,
             "french_english_bilingual": False, "is_globus_connect": False,
             "globus_connect_setup_key": None, "gcp_connected": None, "gcp_paused": None,
             "s3_url": None, "s3_owner_activated": False,
