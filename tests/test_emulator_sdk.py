@@ -385,6 +385,7 @@ def test_the_gcs_manager_api_shows_a_collection_to_a_manage_collections_token(
     endpoint, manager = shown["owner_id"], shown["gcs_manager_url"]
     assert manager.startswith("https://") and transfer_client.get_endpoint(guest)[
         "gcs_manager_url"] == manager
+    assert transfer_client.get_endpoint(endpoint)["entity_type"] == "GCSv5_endpoint"
     scope = globus_sdk.scopes.GCSEndpointScopes(endpoint).manage_collections
 
     refused = globus_sdk.GCSClient(manager, authorizer=transfer_client.authorizer)

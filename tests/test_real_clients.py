@@ -229,6 +229,7 @@ def test_collection_show_on_a_mapped_and_a_guest_collection_after_a_gcs_login(cl
         return json.loads(shown.stdout)
 
     endpoint = endpoint_document(mapped)["owner_id"]
+    assert cli.json("endpoint", "show", endpoint)["entity_type"] == "GCSv5_endpoint"
     unconsented = cli.run("collection", "show", mapped)
     assert unconsented.returncode != 0
     assert f"globus login --gcs {endpoint}" in unconsented.stderr + unconsented.stdout

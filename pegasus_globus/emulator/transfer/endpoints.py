@@ -33,7 +33,7 @@ class EndpointService:
         auth = self.emulator.auth
         host = mapped_collection_of(endpoint) if flags.get("guest") else None
         address = request.headers.get("host", "127.0.0.1")
-        return Response(200, {
+        document = {
             "DATA_TYPE": "endpoint", "id": endpoint,
             "display_name": f"Emulated collection {endpoint[:8]}", "organization": "Emulator",
             "username": "u_emulator", "description": "A directory of the Globus emulator",
@@ -65,7 +65,13 @@ class EndpointService:
             "DATA": [{"DATA_TYPE": "server", "hostname": "127.0.0.1", "uri":
                       "gsiftp://127.0.0.1:2811", "port": 2811, "scheme": "gsiftp", "id": 1,
                       "subject": None}],
-        })
+        }
+        if endpoint == ENDPOINT_ID:  # the GCS endpoint itself, which holds no data
+            document.update({"entity_type": "GCSv5_endpoint", "display_name": "Emulated GCS "
+                             "endpoint", "owner_string": f"{ENDPOINT_ID}@clients.auth.globus.org",
+                             "https_server": None, "non_functional": True,
+                             "host_endpoint": None, "host_endpoint_id": None})
+        return Response(200, document)
 
     def autoactivate(self, request: Request, endpoint_id: str) -> Response:
         """Removed from globus-sdk 4, still called by globus-sdk 3 (stock Pegasus 5.1)."""
