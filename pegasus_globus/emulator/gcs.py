@@ -25,6 +25,7 @@ ENDPOINT_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "emulator:gcs-endpoint"))
 POSIX_CONNECTOR = "145812c8-decc-41f1-83cf-bb2a85a2a70b"  # globus-sdk's ConnectorTable: POSIX
 STORAGE_GATEWAY_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "emulator:storage-gateway"))
 DEFAULT_AUTHENTICATION_TIMEOUT = 15840  # minutes, GCS's default
+HIGH_ASSURANCE_TIMEOUT_MINUTES = 30  # a high-assurance collection's authentication timeout
 
 
 def manage_collections_scope(endpoint: str = ENDPOINT_ID) -> str:
@@ -79,7 +80,8 @@ class GcsService:
             "collection_base_path": "/", "public": False, "organization": "Emulator",
             "description": "A directory of the Globus emulator",
             "high_assurance": bool(flags.get("high_assurance")),
-            "authentication_timeout_mins": DEFAULT_AUTHENTICATION_TIMEOUT,
+            "authentication_timeout_mins": HIGH_ASSURANCE_TIMEOUT_MINUTES
+            if flags.get("high_assurance") else DEFAULT_AUTHENTICATION_TIMEOUT,
             "require_mfa": False, "force_encryption": False, "disable_verify": False,
             "disable_anonymous_writes": False, "enable_https": not flags.get("no_https"),
             "https_url": https_server(flags, collection, host),
@@ -87,10 +89,6 @@ class GcsService:
             "manager_url": gcs_manager_url(host),
             "policies": {"DATA_TYPE": "posix_collection_policies#1.1.0"},
         }
-        if flags.get("high_assurance"):
-            # imported here: the transfer package imports this module for its documents
-            from .transfer.common import HIGH_ASSURANCE_TIMEOUT_MINUTES
-            document["authentication_timeout_mins"] = HIGH_ASSURANCE_TIMEOUT_MINUTES
         if guest:
             document["mapped_collection_id"] = mapped_collection_of(collection)
         else:

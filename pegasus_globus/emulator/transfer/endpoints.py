@@ -7,11 +7,15 @@ import uuid
 from typing import TYPE_CHECKING
 
 from ..auth import TRANSFER_RS
-from ..gcs import ENDPOINT_ID, gcs_manager_url, mapped_collection_of
+from ..gcs import (
+    ENDPOINT_ID,
+    HIGH_ASSURANCE_TIMEOUT_MINUTES,
+    gcs_manager_url,
+    mapped_collection_of,
+)
 from ..https import https_server
 from ..paths import collection_id
 from ..web import Request, Response, Route
-from .common import HIGH_ASSURANCE_TIMEOUT_MINUTES
 
 if TYPE_CHECKING:
     from ..host import Host
