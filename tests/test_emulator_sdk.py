@@ -373,6 +373,38 @@ def test_collection_kinds_show_in_endpoint_documents_and_guest_data_access_is_re
         emulator.mark_collection(guest, consent_required=True)
 
 
+def test_the_gcs_manager_api_shows_a_collection_to_a_manage_collections_token(
+        emulator, transfer_client):
+    """A GCSv5 collection's endpoint document names its endpoint (owner_id) and that
+    endpoint's Manager URL, an https:// one (globus-cli takes no other), which the emulator
+    serves on its own port with a certificate GLOBUS_SDK_VERIFY_SSL trusts. The Manager API
+    wants the endpoint's manage_collections scope; a Transfer token is refused, 401."""
+    mapped, guest = str(uuid.uuid4()), str(uuid.uuid4())
+    emulator.mark_collection(guest, guest=True)
+    shown = transfer_client.get_endpoint(mapped)
+    endpoint, manager = shown["owner_id"], shown["gcs_manager_url"]
+    assert manager.startswith("https://") and transfer_client.get_endpoint(guest)[
+        "gcs_manager_url"] == manager
+    assert transfer_client.get_endpoint(endpoint)["entity_type"] == "GCSv5_endpoint"
+    scope = globus_sdk.scopes.GCSEndpointScopes(endpoint).manage_collections
+
+    refused = globus_sdk.GCSClient(manager, authorizer=transfer_client.authorizer)
+    with pytest.raises(globus_sdk.GCSAPIError) as caught:
+        refused.get_collection(mapped)
+    assert (caught.value.http_status, caught.value.code) == (401, "unauthorized")
+
+    _, tokens = login(str(scope))
+    gcs = globus_sdk.GCSClient(manager, authorizer=globus_sdk.AccessTokenAuthorizer(
+        tokens.by_resource_server[endpoint]["access_token"]))
+    for collection, kind in ((mapped, "mapped"), (guest, "guest")):
+        document = gcs.get_collection(collection)
+        assert (document["id"], document["collection_type"], document["display_name"]) == (
+            collection, kind, transfer_client.get_endpoint(collection)["display_name"])
+    assert gcs.get_collection(guest)["mapped_collection_id"] == transfer_client.get_endpoint(
+        guest)["host_endpoint_id"]
+    assert os.environ["GLOBUS_SDK_VERIFY_SSL"] == str(emulator.certificate)
+
+
 def test_a_high_assurance_collection_wants_a_login_younger_than_its_timeout(emulator):
     """A refresh is no authentication: once the login is older than the collection's
     timeout, its operations fail with authorization_parameters (a GARE asking for a fresh

@@ -618,3 +618,46 @@ def test_closing_stops_every_task_worker_and_leaves_the_task_to_resume(tmp_path,
     saved = json.loads((tmp_path / "globus" / "state.json").read_text())
     assert saved["tasks"][task_id]["doc"]["status"] == "ACTIVE"  # for a restart to resume
     shutil.rmtree(tmp_path / "globus")
+
+
+def test_tls_and_plain_http_share_the_port_and_a_refused_certificate_is_quiet(emulator,
+                                                                              monkeypatch):
+    """A connection opening with a TLS handshake is answered over TLS with the root's
+    certificate; a client that refuses it only gets its own error: the emulator prints no
+    traceback for it (socketserver's default) and goes on serving plain HTTP on that port."""
+    import socketserver
+    import ssl
+
+    from pegasus_globus.emulator.server import _Server
+
+    printed: list[BaseException | None] = []
+    handled: list[BaseException | None] = []
+    monkeypatch.setattr(socketserver.BaseServer, "handle_error",
+                        lambda server, request, address: printed.append(sys.exc_info()[1]))
+    quiet = _Server.handle_error
+
+    def spy(server: Any, request: Any, address: Any) -> None:
+        quiet(server, request, address)
+        handled.append(sys.exc_info()[1])
+
+    monkeypatch.setattr(_Server, "handle_error", spy)
+    clock = emulator.url.replace("http://", "https://") + "_emulator/clock"
+    trusting = ssl.create_default_context(cafile=str(emulator.certificate))
+    with urllib.request.urlopen(clock, context=trusting, timeout=10) as answer:
+        assert "time_scale" in json.load(answer)
+    with pytest.raises(urllib.error.URLError) as caught:
+        urllib.request.urlopen(clock, context=ssl.create_default_context(), timeout=10)
+    assert isinstance(caught.value.reason, ssl.SSLCertVerificationError)
+    wait_for(lambda: handled, timeout=10)  # the server saw the handshake fail
+    assert isinstance(handled[0], ssl.SSLError) and printed == []
+    assert raw(emulator, "GET", "/_emulator/clock")[0] == 200
+
+
+def test_the_certificate_is_made_once_per_root(tmp_path):
+    from pegasus_globus.emulator import Emulator
+
+    with Emulator(tmp_path / "g") as first:
+        made = first.certificate.read_bytes()
+    with Emulator(tmp_path / "g") as second:
+        assert second.certificate.read_bytes() == made
+        assert oct(second.certificate.with_name("key.pem").stat().st_mode & 0o777) == "0o600"

@@ -215,6 +215,41 @@ def test_a_once_timer_without_a_start_runs_now(cli, emulator, collections):
     wait_for(lambda: emulator.resolve(destination, "/~/once.txt").exists(), timeout=30)
 
 
+def test_collection_show_on_a_mapped_and_a_guest_collection_after_a_gcs_login(cli, emulator):
+    """`globus collection show` reads the collection from its endpoint's GCS Manager API
+    (it crashed on a null gcs_manager_url): without the endpoint's manage_collections
+    consent the CLI says which login gives it, and after that login it shows each
+    collection's type and name, as Transfer's endpoint document has them."""
+    mapped, guest = str(uuid.uuid4()), str(uuid.uuid4())
+    emulator.mark_collection(guest, guest=True)
+
+    def endpoint_document(collection: str) -> dict[str, Any]:
+        shown = cli.run("api", "transfer", "GET", f"/endpoint/{collection}")
+        assert shown.returncode == 0, shown.stderr
+        return json.loads(shown.stdout)
+
+    endpoint = endpoint_document(mapped)["owner_id"]
+    assert cli.json("endpoint", "show", endpoint)["entity_type"] == "GCSv5_endpoint"
+    unconsented = cli.run("collection", "show", mapped)
+    assert unconsented.returncode != 0
+    assert f"globus login --gcs {endpoint}" in unconsented.stderr + unconsented.stdout
+    login = _login([str(cli.executable), "login", "--no-local-server", "--gcs", endpoint],
+                   cli.env)
+    assert login.returncode == 0, login.stdout
+    for collection, kind in ((mapped, "mapped"), (guest, "guest")):
+        name = endpoint_document(collection)["display_name"]
+        shown = cli.run("collection", "show", collection)
+        assert shown.returncode == 0, shown.stderr
+        fields = dict(re.findall(r"^([^:\n]+):\s+(.*)$", shown.stdout, re.MULTILINE))
+        assert (fields["Collection Type"], fields["Display Name"], fields["ID"]) == (
+            kind, name, collection)
+        assert fields["Owner"] == "user@example.org"
+        document = cli.json("collection", "show", collection)
+        assert (document["collection_type"], document["display_name"]) == (kind, name)
+    assert cli.json("collection", "show", guest)["mapped_collection_id"] == endpoint_document(
+        guest)["host_endpoint_id"]
+
+
 class LegacyTimerCli:
     """globus-timer-cli 0.2.9 pointed at the emulator as its globus-sdk 2 allows: an
     environment of its own in ``~/.globus.cfg`` (GLOBUS_SDK_ENVIRONMENT), and the Timer service

@@ -27,6 +27,8 @@ def service_of(path: str) -> str:
         return "auth"
     if path.startswith("/https/"):
         return "https"
+    if path.startswith("/gcs/"):
+        return "gcs"
     return "emulator"
 
 
@@ -47,6 +49,10 @@ def error_body(service: str, error: ApiError, resource: str) -> dict[str, Any]:
             ],
             **error.extra,
         }
+    if service == "gcs":  # GCS wraps errors in its result envelope, as its answers
+        return {"DATA_TYPE": "result#1.0.0", "code": error.code, "detail": None,
+                "http_response_code": error.status, "message": error.message, "data": [],
+                "has_next_page": False, **error.extra}
     if service == "timer":
         return {"error": {"code": error.code, "detail": error.message, "status": error.status},
                 **error.extra}

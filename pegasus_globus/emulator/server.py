@@ -1,4 +1,5 @@
-"""One HTTP server that answers as Globus Auth, Transfer and Timers at a single base URL."""
+"""One HTTP server that answers as Globus Auth, Transfer and Timers at a single base URL, and
+as a GCS endpoint's Manager API over TLS on the same port."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import errno
 import os
 import random
 import socket
+import ssl
+import sys
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,10 +20,12 @@ from urllib.parse import parse_qs, urlsplit
 from .auth import AuthService
 from .clock import ScaledClock
 from .errors import ApiError, error_body, service_of
+from .gcs import GcsService
 from .https import HttpsService
 from .paths import collection_id, resolve
 from .state import StateStore
 from .timers import TimersService
+from .tls import certificate, server_context, wants_tls
 from .transfer import TransferService
 from .web import Request, Response, Route
 
@@ -79,13 +84,16 @@ class Emulator:
         self.transfer = TransferService(self)
         self.timers = TimersService(self, self.transfer)
         self.https = HttpsService(self)
+        self.gcs = GcsService(self)
         self.routes: list[Route] = [
             *self.auth.routes(), *self.transfer.routes(), *self.timers.routes(),
-            *self.https.routes(),
+            *self.https.routes(), *self.gcs.routes(),
             *self._admin_routes(),
         ]
+        self.certificate = certificate(self.root / "tls", host)
         self._httpd = _Server((host, port), _Handler)
         self._httpd.emulator = self
+        self._httpd.tls = server_context(self.certificate)
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -97,8 +105,10 @@ class Emulator:
 
     @property
     def environment(self) -> dict[str, str]:
-        """The variables that point globus-sdk at this emulator."""
-        return {f"GLOBUS_SDK_SERVICE_URL_{name}": self.url for name in SERVICES}
+        """The variables that point globus-sdk at this emulator, and make it trust the
+        emulator's certificate (its GCS Manager API is only called over TLS)."""
+        return {**{f"GLOBUS_SDK_SERVICE_URL_{name}": self.url for name in SERVICES},
+                "GLOBUS_SDK_VERIFY_SSL": str(self.certificate)}
 
     def _begin(self) -> None:
         """Restart unfinished tasks and the timers' scheduler, before serving."""
@@ -340,6 +350,13 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     emulator: Emulator
+    tls: ssl.SSLContext
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet about a client that hung up or refused the certificate (its own error says
+        so); a bug still prints its traceback."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 MAX_BODY = 64 * 1024 * 1024  # bytes; Globus documents are small, and nothing is read past it
@@ -355,7 +372,11 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: request lines would end up in test output and demo logs."""
 
     def setup(self) -> None:
-        """Count the connection: how many a client opens for its requests is in the stats."""
+        """Count the connection: how many a client opens for its requests is in the stats.
+        A connection that opens with a TLS handshake is answered over TLS."""
+        self.request.settimeout(self.timeout)
+        if wants_tls(self.request):
+            self.request = self.server.tls.wrap_socket(self.request, server_side=True)
         super().setup()
         # an answer goes out as two writes (head, then body): with Nagle's algorithm the body
         # waits for the client's delayed ACK of the head, up to 40 ms per request on Linux

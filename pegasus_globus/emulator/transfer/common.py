@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..auth import TRANSFER_SCOPE, data_access_scope, granted_data_access
 from ..errors import ApiError
+from ..gcs import HIGH_ASSURANCE_TIMEOUT_MINUTES
 from ..web import Request
 
 if TYPE_CHECKING:
@@ -34,9 +35,6 @@ def require_consent(emulator: Host, collections: list[str], token: dict[str, Any
                 "required_scopes": required,
             },
         )
-
-
-HIGH_ASSURANCE_TIMEOUT_MINUTES = 30  # a high-assurance collection's authentication timeout
 
 
 def require_session(emulator: Host, collection: str, token: dict[str, Any],

@@ -7,10 +7,15 @@ import uuid
 from typing import TYPE_CHECKING
 
 from ..auth import TRANSFER_RS
+from ..gcs import (
+    ENDPOINT_ID,
+    HIGH_ASSURANCE_TIMEOUT_MINUTES,
+    gcs_manager_url,
+    mapped_collection_of,
+)
 from ..https import https_server
 from ..paths import collection_id
 from ..web import Request, Response, Route
-from .common import HIGH_ASSURANCE_TIMEOUT_MINUTES
 
 if TYPE_CHECKING:
     from ..host import Host
@@ -30,9 +35,9 @@ class EndpointService:
         endpoint = collection_id(endpoint_id)
         flags = self.emulator.collection_flags(endpoint)
         auth = self.emulator.auth
-        host = str(uuid.uuid5(uuid.NAMESPACE_URL, f"emulator:mapped-for:{endpoint}")) \
-            if flags.get("guest") else None
-        return Response(200, {
+        host = mapped_collection_of(endpoint) if flags.get("guest") else None
+        address = request.headers.get("host", "127.0.0.1")
+        document = {
             "DATA_TYPE": "endpoint", "id": endpoint,
             "display_name": f"Emulated collection {endpoint[:8]}", "organization": "Emulator",
             "username": "u_emulator", "description": "A directory of the Globus emulator",
@@ -43,10 +48,11 @@ class EndpointService:
             "high_assurance": bool(flags.get("high_assurance")),
             "authentication_timeout_mins": HIGH_ASSURANCE_TIMEOUT_MINUTES
             if flags.get("high_assurance") else None,
-            "gcs_version": "5.4.87", "owner_id": auth.identity_id, "owner_string": auth.username,
-            "https_server": https_server(flags, endpoint,
-                                         request.headers.get("host", "127.0.0.1")),
-            "gcs_manager_url": None, "public": False,
+            # a GCSv5 collection's owner is its endpoint (globus-cli finds the endpoint by
+            # it); the owner string is what the endpoint advertises
+            "gcs_version": "5.4.87", "owner_id": ENDPOINT_ID, "owner_string": auth.username,
+            "https_server": https_server(flags, endpoint, address),
+            "gcs_manager_url": gcs_manager_url(address), "public": False,
             "french_english_bilingual": False, "is_globus_connect": False,
             "globus_connect_setup_key": None, "gcp_connected": None, "gcp_paused": None,
             "s3_url": None, "s3_owner_activated": False,
@@ -63,7 +69,13 @@ class EndpointService:
             "DATA": [{"DATA_TYPE": "server", "hostname": "127.0.0.1", "uri":
                       "gsiftp://127.0.0.1:2811", "port": 2811, "scheme": "gsiftp", "id": 1,
                       "subject": None}],
-        })
+        }
+        if endpoint == ENDPOINT_ID:  # the GCS endpoint itself, which holds no data
+            document.update({"entity_type": "GCSv5_endpoint", "display_name": "Emulated GCS "
+                             "endpoint", "owner_string": f"{ENDPOINT_ID}@clients.auth.globus.org",
+                             "https_server": None, "non_functional": True,
+                             "host_endpoint": None, "host_endpoint_id": None})
+        return Response(200, document)
 
     def autoactivate(self, request: Request, endpoint_id: str) -> Response:
         """Removed from globus-sdk 4, still called by globus-sdk 3 (stock Pegasus 5.1)."""
