@@ -222,6 +222,7 @@ def test_collection_show_on_a_mapped_and_a_guest_collection_after_a_gcs_login(cl
     collection's type and name, as Transfer's endpoint document has them."""
     mapped, guest = str(uuid.uuid4()), str(uuid.uuid4())
     emulator.mark_collection(guest, guest=True)
+    cli.env.update(emulator.tls_environment)  # the Manager API is called over TLS
 
     def endpoint_document(collection: str) -> dict[str, Any]:
         shown = cli.run("api", "transfer", "GET", f"/endpoint/{collection}")

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    exports = "".join(f"export {name}={value}\n" for name, value in emulator.environment.items())
+    exports = "".join(f"export {name}={value}\n" for name, value in
+                      {**emulator.environment, **emulator.tls_environment}.items())
     print(exports, end="", flush=True)
     if args.env_file:
         try:

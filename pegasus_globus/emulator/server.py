@@ -105,10 +105,16 @@ class Emulator:
 
     @property
     def environment(self) -> dict[str, str]:
-        """The variables that point globus-sdk at this emulator, and make it trust the
-        emulator's certificate (its GCS Manager API is only called over TLS)."""
-        return {**{f"GLOBUS_SDK_SERVICE_URL_{name}": self.url for name in SERVICES},
-                "GLOBUS_SDK_VERIFY_SSL": str(self.certificate)}
+        """The variables that point globus-sdk at this emulator (all a job needs)."""
+        return {f"GLOBUS_SDK_SERVICE_URL_{name}": self.url for name in SERVICES}
+
+    @property
+    def tls_environment(self) -> dict[str, str]:
+        """What makes globus-sdk trust the emulator's certificate, for its GCS Manager API,
+        the one part clients call over TLS (``globus collection show``). Apart from
+        :attr:`environment`: globus-sdk refuses to start where the file cannot be read, as
+        under another account than the emulator's (a pool's jobs)."""
+        return {"GLOBUS_SDK_VERIFY_SSL": str(self.certificate)}
 
     def _begin(self) -> None:
         """Restart unfinished tasks and the timers' scheduler, before serving."""
