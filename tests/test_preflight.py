@@ -75,7 +75,7 @@ def problems(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 
 def build(directory: Path, emulator, file_scratch: bool = False,
-          data_configuration: str = "sharedfs") -> World:
+          data_configuration: str = "sharedfs", site_name: str = "local") -> World:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
     from Pegasus.api import SiteCatalog
     from rehearsal import example, local_site
@@ -88,9 +88,9 @@ def build(directory: Path, emulator, file_scratch: bool = False,
     (directory / "scratch").mkdir(parents=True)
     emulator.map_collection(scratch, directory / "scratch")
     workflow = example("nightly_backup").build(data, results, archive, directory, nights=3,
-                                               site="local")
+                                               site=site_name)
     site = (local_site(directory / "scratch", directory / "outputs") if file_scratch
-            else globus_scratch_site("local", scratch, str(directory / "scratch")))
+            else globus_scratch_site(site_name, scratch, str(directory / "scratch")))
     SiteCatalog().add_sites(site, globus_storage_site("results", results, "/nightly")).write(
         str(directory / "sites.yml"))
     properties = directory / "pegasus.properties"
@@ -111,6 +111,18 @@ def test_the_nightly_example_is_ready_once_logged_in(world):
     result = world.check()
     assert result.returncode == 0, result.stdout
     assert result.stdout.startswith("nightly-backup: ready for Globus (1 go:// input(s)")
+
+
+def test_the_nightly_example_as_its_readme_plans_it_is_ready(tmp_path, emulator):
+    """Site condorpool and the results collection, no site local in the catalog (pegasus-plan
+    makes one): the local site's wf-output is no output place unless `-o local`, so the run
+    `--output-sites results` needs no https scope for its scratch (it was asked for one it
+    never uses)."""
+    world = build(tmp_path / "nightly", emulator, site_name="condorpool")
+    world.login("--permanent", "--timers", "--collections", world.data, world.results,
+                world.archive)  # no https scope for the scratch: go->go needs none
+    result = world.check()
+    assert result.returncode == 0, result.stdout
 
 
 def test_not_logged_in_is_one_line_and_its_login_fixes_it(world):

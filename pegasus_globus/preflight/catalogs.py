@@ -247,7 +247,10 @@ def read_run(workflow: Any, site_catalog: Any = None, replica_catalog: Any = Non
     compute = _compute_sites(transformations, executables, site_docs, given)
     configurations = {name: _configuration(site_docs.get(name, {}), run.data_configuration,
                                            name) for name in compute}
-    storage = [(name, url) for name, site in site_docs.items()
+    # outputs go to the sites the catalog names (pegasus-plan --output-sites): the local site
+    # the planner makes up is one only with `-o local`, which the check cannot see, and
+    # counting it asked the nightly example (-o results) for a scope its run never uses
+    storage = [(name, url) for name, site in given.items()
                for url in _directory_urls(site, STORAGE_TYPES)]
     for name in compute:
         staging = "local" if configurations[name] == "condorio" else name
