@@ -61,8 +61,10 @@ def trial(kickstart: str, mode: str, sidecar: bool, directory: Path) -> tuple[bo
     command = [kickstart, "-n", "job", "-N", "ID1", "-R", "local", "/bin/sh", str(script)]
     if sidecar:
         command = [SIDECAR, "--interval", "1", "--backend", f"replay:{TRACE}", *command]
+    # kickstart's $TMPDIR/ks.* files, which a kill leaves, go with the trials' directory
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               start_new_session=True, cwd=directory)
+                               start_new_session=True, cwd=directory,
+                               env={**os.environ, "TMPDIR": str(directory)})
     deadline = time.monotonic() + 20
     while not ready.exists():
         if time.monotonic() > deadline or process.poll() is not None:

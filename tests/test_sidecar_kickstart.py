@@ -25,6 +25,13 @@ SIDECAR = str(Path(sys.executable).parent / "pegasus-kickstart-gpu")
 HOSTILE = "nightly [cluster-task run] - invocation: raw: 3 <status [seqexec-summary"
 
 
+@pytest.fixture(autouse=True)
+def kickstarts_temporary_files_in_the_tests_directory(tmp_path, monkeypatch):
+    """kickstart keeps the job's stdout and stderr in $TMPDIR/ks.*: a kickstart killed by a
+    signal (as several tests here kill it, alone and behind the sidecar) leaves them."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+
+
 def kickstart(pegasus, *job: str, sidecar: bool, cwd: Path, env: dict | None = None,
               backend: str = f"replay:{TRACE}",
               preexec_fn: Any = None) -> subprocess.CompletedProcess:
