@@ -75,6 +75,14 @@ def measure(emulator: Emulator, command: list[str], spec: dict[str, Any], workdi
             "calls": {k: v for k, v in sorted(stats["requests"].items())}}
 
 
+def spec_credentials(emulator: Emulator, home: Path) -> dict[str, Any]:
+    """Log in under ``home`` and return the credentials a handler spec carries."""
+    store = logged_in_store(emulator, home / ".pegasus" / "globus.conf")
+    token = store.token(TRANSFER_RS)
+    return {"client_id": store.client_id(), "transfer_at": token.access_token,
+            "transfer_rt": token.refresh_token, "transfer_at_exp": token.expires_at}
+
+
 def main() -> int:
     stock = stock_command()
     ours = [str(Path(sys.executable).parent / "pegasus-globus-online")]  # as users run it
@@ -85,11 +93,7 @@ def main() -> int:
         workdir = Path(scratch)
         with Emulator(workdir / "globus") as emulator:
             os.environ.update(emulator.environment)
-            store = logged_in_store(emulator, workdir / "home" / ".pegasus" / "globus.conf")
-            token = store.token(TRANSFER_RS)
-            credentials = {"client_id": store.client_id(), "transfer_at": token.access_token,
-                           "transfer_rt": token.refresh_token,
-                           "transfer_at_exp": token.expires_at}
+            credentials = spec_credentials(emulator, workdir / "home")
             env = {**os.environ, "HOME": str(workdir / "home")}
             source = str(uuid.uuid4())
             files = emulator.collection_path(source)

@@ -32,10 +32,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.concurrent_refresh import logged_in_store
-from bench.handler_vs_stock import admin
+from bench.handler_vs_stock import admin, spec_credentials
 from pegasus_globus.emulator import Emulator, approve
-from pegasus_globus.scopes import TRANSFER_RS, login_scopes
+from pegasus_globus.scopes import login_scopes
 from pegasus_globus.token_store import StoredToken, TokenStore
 
 BIN = Path(sys.executable).parent
@@ -74,8 +73,8 @@ class ServiceClock:
 
     def __init__(self, emulator: Emulator) -> None:
         self.submitted = self.finished = 0.0
-        transfer = emulator.transfer
-        submit, finish = transfer.submit_transfer, transfer._finish
+        tasks, worker = emulator.transfer.tasks, emulator.transfer.worker
+        submit, finish = tasks.submit_transfer, worker._finish
 
         def submit_transfer(request: Any) -> Any:
             self.submitted = time.monotonic()
@@ -85,7 +84,7 @@ class ServiceClock:
             result = finish(*args, **kwargs)
             self.finished = time.monotonic()
             return result
-        transfer.submit_transfer, transfer._finish = submit_transfer, _finish
+        tasks.submit_transfer, worker._finish = submit_transfer, _finish
         for route in emulator.routes:  # the routes hold the bound method: point them here
             if route.handler == submit:
                 route.handler = submit_transfer
@@ -103,11 +102,7 @@ def handler(sizes: list[int]) -> int:
         work = Path(scratch)
         with Emulator(work / "globus") as emulator:
             os.environ.update(emulator.environment)
-            store = logged_in_store(emulator, work / "home" / ".pegasus" / "globus.conf")
-            token = store.token(TRANSFER_RS)
-            credentials = {"client_id": store.client_id(), "transfer_at": token.access_token,
-                           "transfer_rt": token.refresh_token,
-                           "transfer_at_exp": token.expires_at}
+            credentials = spec_credentials(emulator, work / "home")
             env = {**os.environ, "HOME": str(work / "home")}
             source = str(uuid.uuid4())
             clock = ServiceClock(emulator)

@@ -184,8 +184,7 @@ def _start_monitor(job_pid: int, args: argparse.Namespace) -> Any:
                           pcie=args.pcie, process_utilization=args.process_utilization,
                           graphics_processes=args.graphics_processes,
                           events_file=args.events_file, sink=args.sink)
-        monitor = Monitor(library, options, os.environ, job_pid, reason)
-        monitor.command = args.command  # named in the record: the task it wraps
+        monitor = Monitor(library, options, os.environ, job_pid, reason, command=args.command)
         monitor.start()
         return monitor
     except Exception as error:  # no monitoring, and the job goes on untouched

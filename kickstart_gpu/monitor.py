@@ -17,7 +17,7 @@ from .selection import select
 
 TYPE_CHECKING = False  # this module is imported on every run: keep its imports cheap
 if TYPE_CHECKING:
-    from typing import Any, Callable, Mapping
+    from typing import Any, Callable, Mapping, Sequence
 
 CONTEXT_VARIABLES = {"PEGASUS_WF_UUID": "wf_uuid", "PEGASUS_WF_LABEL": "wf_label",
                      "PEGASUS_DAG_JOB_ID": "dag_job_id", "CONDOR_JOBID": "condor_job_id",
@@ -204,8 +204,12 @@ class Monitor:
     """
 
     def __init__(self, open_library: Callable[[], Any] | None, options: Options,
-                 environ: Mapping[str, str], job_pid: int, disabled_reason: str = "") -> None:
+                 environ: Mapping[str, str], job_pid: int, disabled_reason: str = "",
+                 command: Sequence[str] = ()) -> None:
+        """:param command: what the job runs; the task of a wrapped kickstart is named in the
+            record"""
         self.options = options
+        self.command = list(command)
         self._open_library = open_library
         self._disabled_reason = disabled_reason
         self._environ = dict(environ)
@@ -223,7 +227,6 @@ class Monitor:
         self._nvml: Nvml | None = None
         self._events_file: Any = None
         self._thread = threading.Thread(target=self._run, name="gpu-monitor", daemon=True)
-        self.command: list[str] = []  # what the job runs, when it is known
 
     def start(self) -> None:
         self._thread.start()

@@ -104,8 +104,6 @@ def _events_file(text: str, path: str) -> Record:
 
 def load(path: str) -> Record:
     """A record or an --events-file output, read once."""
-    if not os.path.isfile(path):  # a FIFO or a device named on the command line
-        raise NotARecord(f"{path} is not a regular file")
     try:
         with open(path, errors="replace") as handle:
             text = handle.read()
@@ -273,6 +271,9 @@ def collect(paths: Iterable[str], keep_timelines: bool = False) -> tuple[list[Us
     process per CPU, a chunk of records at a time, and their rows added up in order."""
     paths = list(paths)
     named = {path for path in paths if not os.path.isdir(path)}
+    for path in named:  # a FIFO or a device: its read would block or never end (the walk
+        if not os.path.isfile(path):  # takes regular files only, by their entries' type)
+            raise NotARecord(f"{path} is not a regular file")
     files = list(find_records(paths))
     chunks = [files[start:start + CHUNK] for start in range(0, len(files), CHUNK)]
     workers = min(len(chunks), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
