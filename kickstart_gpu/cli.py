@@ -65,12 +65,14 @@ _SWITCHES = {"--no-pcie": "pcie", "--no-process-utilization": "process_utilizati
              "--no-graphics-processes": "graphics_processes"}
 
 
+class Arguments:
+    """What the command line says, as attributes (argparse.Namespace without argparse)."""
+
+
 def _usual_arguments(argv: list[str]) -> Any:
     """The command line as _parser reads it, read without argparse (its import and parser
     cost every job about 10 ms); None for anything else (--help, an abbreviation, a value
     that is no number), which _parser then reads and explains."""
-    from types import SimpleNamespace
-
     values: dict[str, Any] = {
         "interval": 10.0, "backend": "auto", "max_samples": 500, "events_file": None,
         "output": None, "pcie": True, "process_utilization": True, "graphics_processes": True,
@@ -95,7 +97,9 @@ def _usual_arguments(argv: list[str]) -> Any:
             values[attribute] = kind(value)
         except ValueError:
             return None
-    return SimpleNamespace(**values, command=argv[index:])
+    arguments = Arguments()
+    vars(arguments).update(values, command=argv[index:])
+    return arguments
 
 
 def _fail(message: str) -> None:

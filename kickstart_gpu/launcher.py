@@ -18,11 +18,12 @@ signals blocked, so that a signal to the group is left pending in it (see :class
 
 from __future__ import annotations
 
+# the C modules under signal and threading: signal.py builds enums on import, threading imports
+# functools and collections; together 9 ms before every job started
+import _signal as signal
+import _thread
 import os
-import resource
-import signal
 import sys
-import threading
 
 # typing costs milliseconds on the job's start path, and so would contextlib (5 ms): nothing
 # else the sidecar runs imports it
@@ -53,7 +54,7 @@ def inherited_ignored() -> set[int]:
     the job inherits as it would without the sidecar. Python's own ignores are not among them:
     the launcher script passes the mask it had before Python started (and the variable is
     removed here, so the job never sees it)."""
-    ignored = {s for s in FORWARDED if signal.getsignal(s) is signal.SIG_IGN}
+    ignored = {s for s in FORWARDED if signal.getsignal(s) == signal.SIG_IGN}
     try:
         mask = int(os.environ.pop(INHERITED_IGNORED_VARIABLE, "") or "0", 16)
     except ValueError:
@@ -79,7 +80,7 @@ class Canary:
         if pid == 0:  # the canary: no threads, nothing but the pipe
             try:
                 os.closerange(0, listen)
-                os.closerange(listen + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+                os.closerange(listen + 1, os.sysconf("SC_OPEN_MAX"))
                 while True:
                     told = os.read(listen, 1)
                     if not told:
@@ -135,9 +136,9 @@ class Job:
         self.pid = self._spawn(argv)
         # after the job: a signal to the group that the canary holds reached the job too
         self._canary = Canary()
-        self._done = threading.Event()
+        self._done = False  # the job ended: forward nothing more
         try:
-            threading.Thread(target=self._forward, name="signal-forwarder", daemon=True).start()
+            _thread.start_new_thread(self._forward, ())
         except RuntimeError:  # no thread to be had (ulimit -u): forward from handlers instead
             self._forward_from_handlers()
 
@@ -153,7 +154,7 @@ class Job:
                     signal.signal(signum, signal.SIG_IGN if signum in self._ignored
                                   else signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_SETMASK, self._original_mask)
-                os.execvp(argv[0], argv)
+                _exec_from_path(argv)
             except OSError as error:
                 os.write(reported, str(error.errno).encode())
             finally:
@@ -170,7 +171,7 @@ class Job:
     def _forward(self) -> None:
         while True:
             info = signal.sigwaitinfo(TAKEN)  # sleeps: no CPU until a signal comes
-            if self._done.is_set():
+            if self._done:
                 return
             if info.si_signo in PYTHON_IGNORED and (info.si_pid == os.getpid()
                                                     or info.si_signo in self._ignored):
@@ -180,12 +181,12 @@ class Job:
                 # looked: that one is the same signal
                 signal.sigtimedwait({info.si_signo}, 0)
                 continue
-            if not self._done.is_set():
+            if not self._done:
                 os.kill(self.pid, info.si_signo)
 
     def _forward_from_handlers(self) -> None:
         def forward(signum: int, frame: object) -> None:
-            if not self._done.is_set() and not self._canary.reached_the_group(signum):
+            if not self._done and not self._canary.reached_the_group(signum):
                 os.kill(self.pid, signum)
         for signum in FORWARDED - self._ignored:
             signal.signal(signum, forward)
@@ -195,10 +196,27 @@ class Job:
         """The raw wait status, once the job has ended."""
         # stop forwarding before reaping: until then the pid cannot belong to anyone else
         os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
-        self._done.set()
+        self._done = True
         _, status = os.waitpid(self.pid, 0)
         self._canary.close()
         return status
+
+
+def _exec_from_path(argv: list[str]) -> None:
+    """os.execvp's search of $PATH and its choice of error, without its `import warnings`
+    (1.5 ms between the fork and the job's exec)."""
+    if "/" in argv[0]:
+        os.execv(argv[0], argv)
+    first_error: OSError | None = None
+    last_error: OSError = FileNotFoundError(2, "No such file or directory")
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        try:
+            os.execv(os.path.join(directory, argv[0]), argv)
+        except (FileNotFoundError, NotADirectoryError) as error:
+            last_error = error
+        except OSError as error:  # the first other (EACCES, ENOEXEC) is the one reported
+            first_error = first_error or error
+    raise first_error or last_error
 
 
 def spawn_failure(argv: list[str], error: OSError) -> NoReturn:
@@ -219,6 +237,8 @@ def end_like(status: int) -> NoReturn:
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
         try:
+            import resource
+
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the job's core is what counts
             signal.signal(signum, signal.SIG_DFL)
         except (OSError, ValueError):  # SIGKILL's disposition cannot be set, nor need be

@@ -29,10 +29,10 @@ GPUs.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from types import SimpleNamespace
+
+from .jsonlite import loads
 
 TYPE_CHECKING = False  # imported on every replayed run: pathlib and typing cost the job's wait
 if TYPE_CHECKING:
@@ -40,6 +40,14 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 FORMAT = "pegasus-kickstart-gpu-trace"
+
+
+class Struct:
+    """The fields of an NVML structure, as pynvml's ctypes structures have them (a
+    types.SimpleNamespace, without the types module before the job starts)."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(fields)
 
 
 class TraceError(ValueError):
@@ -65,7 +73,7 @@ def trace_path(text: str) -> str:
 def load_trace(path: str | Path) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as handle:
-            trace = json.load(handle)
+            trace = loads(handle.read())
     except OSError as error:
         raise TraceError(f"cannot read GPU trace {path}: {error.strerror}") from None
     except ValueError as error:
@@ -190,7 +198,7 @@ class TraceLibrary:
         return str(self._device(handle, "nvmlDeviceGetUUID")[0]["uuid"])
 
     def nvmlDeviceGetPciInfo(self, handle: int) -> Any:
-        return SimpleNamespace(busId=self._device(handle, "nvmlDeviceGetPciInfo")[0]
+        return Struct(busId=self._device(handle, "nvmlDeviceGetPciInfo")[0]
                                ["pci_bus_id"].encode())
 
     def nvmlDeviceGetComputeMode(self, handle: int) -> int:
@@ -211,12 +219,12 @@ class TraceLibrary:
 
     def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
         static, now = self._device(handle, "nvmlDeviceGetMemoryInfo")
-        return SimpleNamespace(total=static["memory_total"], used=now["memory_used"],
+        return Struct(total=static["memory_total"], used=now["memory_used"],
                                free=static["memory_total"] - now["memory_used"])
 
     def nvmlDeviceGetBAR1MemoryInfo(self, handle: int) -> Any:
         static, now = self._device(handle, "nvmlDeviceGetBAR1MemoryInfo")
-        return SimpleNamespace(bar1Total=static["bar1_total"], bar1Used=now["bar1_used"],
+        return Struct(bar1Total=static["bar1_total"], bar1Used=now["bar1_used"],
                                bar1Free=static["bar1_total"] - now["bar1_used"])
 
     def nvmlDeviceGetTemperature(self, handle: int, sensor: int) -> int:
@@ -230,7 +238,7 @@ class TraceLibrary:
 
     def nvmlDeviceGetUtilizationRates(self, handle: int) -> Any:
         now = self._device(handle, "nvmlDeviceGetUtilizationRates")[1]
-        return SimpleNamespace(gpu=now["gpu_util"], memory=now["mem_util"])
+        return Struct(gpu=now["gpu_util"], memory=now["mem_util"])
 
     def nvmlDeviceGetClockInfo(self, handle: int, clock: int) -> int:
         return int(self._device(handle, "nvmlDeviceGetClockInfo")[1]["clocks"][clock])
@@ -245,7 +253,7 @@ class TraceLibrary:
 
     def _processes(self, handle: int, function: str, key: str) -> list[Any]:
         now = self._device(handle, function)[1]
-        return [SimpleNamespace(pid=self._pid(pid), usedGpuMemory=memory)
+        return [Struct(pid=self._pid(pid), usedGpuMemory=memory)
                 for pid, memory in now.get(key, [])]
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[Any]:
@@ -260,6 +268,6 @@ class TraceLibrary:
         stamp = int(((self._started or 0) + self._now()["t"]) * 1e6) + 1
         if not now.get("proc_util") or stamp <= since_us:
             raise self._error("NOT_FOUND")  # what NVML says when no sample is new
-        return [SimpleNamespace(pid=self._pid(pid), timeStamp=stamp, smUtil=sm, memUtil=mem,
+        return [Struct(pid=self._pid(pid), timeStamp=stamp, smUtil=sm, memUtil=mem,
                                 encUtil=enc, decUtil=dec)
                 for pid, sm, mem, enc, dec in now["proc_util"]]

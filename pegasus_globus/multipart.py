@@ -10,8 +10,6 @@ other's file and the record would lose the first one's data. Files here are publ
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 
 
@@ -24,7 +22,7 @@ def publish(directory: str, suffix: str, text: str) -> str:
 def publish_as(directory: str, name: str, text: str) -> str:
     """Write ``text`` to ``directory/name`` completely or not at all; where that name is
     taken, to ``name.1``, ``name.2``, ...; returns the path written."""
-    fd, aside = tempfile.mkstemp(dir=directory, prefix=".multipart-", suffix=".tmp")
+    fd, aside = _create_aside(directory)
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
@@ -40,7 +38,22 @@ def adopt(source_directory: str, directory: str) -> None:
         path = os.path.join(source_directory, name)
         if os.path.isfile(path) and not name.startswith("."):
             _link_new(path, os.path.join(directory, name))
+    import shutil
+
     shutil.rmtree(source_directory, ignore_errors=True)
+
+
+def _create_aside(directory: str) -> tuple[int, str]:
+    """A new hidden file in ``directory``, mode 0600, and its path: tempfile.mkstemp's work
+    without tempfile's imports (random, hashlib: 4 ms of every GPU job's record)."""
+    stem = os.path.join(directory, f".multipart-{os.getpid()}-{time.monotonic_ns()}")
+    number = 0
+    while True:
+        path = f"{stem}-{number}.tmp"
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), path
+        except FileExistsError:
+            number += 1
 
 
 def _link_new(path: str, wanted: str) -> str:

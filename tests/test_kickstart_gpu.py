@@ -210,6 +210,46 @@ def test_command_not_found_exits_like_a_shell():
     assert b"no-such-command-xyz: No such file or directory" in result.stderr
 
 
+def test_the_command_is_looked_up_on_path_as_a_shell_does(tmp_path):
+    """A file of the command's name that cannot run does not hide a later one on $PATH; where
+    none can run, the first such file's error is the one reported, with a shell's 126."""
+    unrunnable, runnable = tmp_path / "a", tmp_path / "b"
+    for directory in (unrunnable, runnable):
+        directory.mkdir()
+    (unrunnable / "job").write_text("#!/bin/sh\nexit 5\n")  # not executable
+    (runnable / "job").write_text("#!/bin/sh\nexit 4\n")
+    (runnable / "job").chmod(0o755)
+    path = f"{tmp_path / 'absent'}:{unrunnable}:{runnable}"
+    assert sidecar("--backend", "none", "--", "job", env={"PATH": path}).returncode == 4
+    alone = sidecar("--backend", "none", "--", "job",
+                    env={"PATH": f"{tmp_path / 'absent'}:{unrunnable}"})
+    assert (alone.returncode, alone.stderr) == (126, b"pegasus-kickstart-gpu: job: "
+                                                      b"Permission denied\n")
+
+
+def test_the_sidecar_imports_nothing_heavy_on_a_jobs_path(tmp_path):
+    """Every job pays for what the sidecar imports (issue 25: start-up within 1.5x a bare
+    Python): its own modules, the record and a PegasusLite multipart file leave out the
+    standard library's costly modules (signal's and json's enums and regular expressions,
+    threading's collections, tempfile's random)."""
+    script = ("import os, sys\n"
+              "from kickstart_gpu.cli import run\n"
+              "from kickstart_gpu.monitor import Monitor, Options\n"
+              "from kickstart_gpu.block_writer import write_record\n"
+              "monitor = Monitor(None, Options(), {}, os.getpid(), 'off', command=['true'])\n"
+              "monitor.start(); monitor.stop(10)\n"
+              f"write_record(monitor.finish(), {str(tmp_path / 'record')!r}, {{}})\n"
+              f"write_record(monitor.finish(), None, {{'PEGASUS_MULTIPART_DIR': "
+              f"{str(tmp_path)!r}}})\n"
+              "heavy = ('signal', 'enum', 'threading', 'functools', 'json', 're', 'tempfile',"
+              " 'typing', 'argparse', 'types')\n"
+              "print(sorted(set(heavy) & set(sys.modules)))\n")
+    answer = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True,
+                            text=True, check=True)
+    assert answer.stdout.strip() == "[]"
+    assert "kickstart.inv.gpu.stats.max" in (tmp_path / "record").read_text()
+
+
 @pytest.mark.parametrize("args,message", [
     (["--interval", "0", "--", "touch", "X"], "--interval 0: use 1 to 3600 seconds"),
     (["--backend", "cuda", "--", "touch", "X"], "use auto, nvml, none or replay:TRACE"),
