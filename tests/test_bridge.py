@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -285,6 +286,55 @@ def test_a_chunked_upload_is_refused_not_stored_empty(site, transfer_client):
                      "Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 411")
     assert not (site.emulator.collection_path(site.collection) / "data" / "new.csv").exists()
+
+
+def test_an_upload_is_written_as_it_arrives_of_any_size(site, transfer_client, tmp_path):
+    """GCS writes an upload to disk as it arrives, and sends a download as it reads it: past
+    the 64 MiB the emulator reads of a Globus document into memory, never holding a file
+    whole; a refusal before the body is read still reaches the client, whose next request on
+    the connection is answered (the body never taken for it)."""
+    import socket
+    import tracemalloc
+    from urllib.parse import urlsplit
+
+    import requests
+
+    from pegasus_globus.emulator.server import MAX_BODY
+
+    server = transfer_client.get_endpoint(site.collection)["https_server"]
+    big = tmp_path / "big"
+    with open(big, "wb") as handle:  # sparse: no 64 MiB of test data on disk
+        handle.truncate(MAX_BODY + 1)
+    with open(big, "rb") as handle:
+        answer = requests.put(f"{server}/data/big", data=handle, timeout=60, headers={
+            "Authorization": f"Bearer {https_token(site.collection)}"})
+    assert answer.status_code == 200, answer.text
+    stored = site.emulator.collection_path(site.collection) / "data" / "big"
+    assert stored.stat().st_size == MAX_BODY + 1 and answer.json()["size"] == MAX_BODY + 1
+    tracemalloc.start()  # the emulator is in this process: its memory is counted too
+    try:
+        with requests.get(f"{server}/data/big", stream=True, timeout=60, headers={
+                "Authorization": f"Bearer {https_token(site.collection)}"}) as download:
+            got = sum(len(chunk) for chunk in download.iter_content(1 << 20))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == MAX_BODY + 1 and peak < 16 * 1024 * 1024  # sent as read, never held whole
+    stored.unlink()
+
+    parts = urlsplit(server)
+    smuggled = b"GET /_emulator/clock HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as connection:
+        connection.sendall(f"PUT {parts.path}/data/x HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                           f"Bearer nonsense\r\nContent-Length: {len(smuggled)}\r\n\r\n"
+                           .encode() + smuggled + b"GET /_emulator/settings HTTP/1.1\r\n"
+                           b"Host: x\r\nConnection: close\r\n\r\n")
+        answers = b""
+        while chunk := connection.recv(65536):
+            answers += chunk
+    assert re.findall(rb"HTTP/1\.1 (\d+) ", answers) == [b"401", b"200"]
+    assert b"fault_rate" in answers and b"time_scale" in answers  # settings', not clock's
+    assert not (stored.parent / "x").exists()
 
 
 @pytest.mark.parametrize("entries, named", [
