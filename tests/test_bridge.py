@@ -87,6 +87,16 @@ def test_go_to_file_and_file_to_go(site):
     assert "download" in result.stderr and "upload" in result.stderr
 
 
+def test_an_empty_output_is_uploaded(site):
+    """requests sends an empty file's body chunked, which the HTTPS server refuses (411)."""
+    (site.scratch / "empty").write_bytes(b"")
+    result = site.run(site.entry(f"file://{site.scratch}/empty",
+                                 f"go://{site.collection}/results/empty"))
+    assert result.returncode == 0, result.stderr
+    assert (site.emulator.collection_path(site.collection) / "results" / "empty").read_bytes() \
+        == b""
+
+
 @pytest.mark.parametrize("recorded, exit_code", [(b"result\n" * 500, 0), (b"other\n", 1)],
                          ids=["matching", "corrupted"])
 def test_an_upload_is_pulled_back_and_checked_against_pegasuslites_checksum(

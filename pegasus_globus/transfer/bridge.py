@@ -150,7 +150,9 @@ class HttpsBridge:
 
         def send() -> Any:
             with open(source, "rb") as handle:
-                return self._request("PUT", target, url, data=handle)
+                # requests sends an empty file chunked, having no length to give it: the
+                # server refuses that (411), and an empty output is a file like any other
+                return self._request("PUT", target, url, data=handle if size else b"")
         self._retried(target, send)
         landed = self._size(target)
         if landed != size:
