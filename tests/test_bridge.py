@@ -533,3 +533,56 @@ def test_downloads_from_one_directory_list_it_once_and_check_every_size(site, tr
     with pytest.raises(TransferFailed, match="the collection lists 3"):
         bridge.download(GoUrl(site.collection, "/many/f3"), site.scratch / "f3-again")
     assert not (site.scratch / "f3-again").exists()
+
+
+def test_uploads_to_one_directory_are_checked_with_one_listing(site, transfer_client):
+    """An upload's size is checked against the collection after it landed: for a batch, one
+    listing per directory once all landed, instead of a stat each (which cost as much as the
+    upload); a lone upload is stat'ed. A size that differs, or a file gone, is refused."""
+    from pegasus_globus.transfer.bridge import HttpsBridge
+    from pegasus_globus.transfer.operations import GlobusTransfers
+    from pegasus_globus.transfer.urls import GoUrl
+
+    for index in range(5):
+        (site.scratch / f"f{index}").write_bytes(b"x" * index)
+    bridge = HttpsBridge(GlobusTransfers(transfer_client),
+                         TokenStore(site.home / ".pegasus" / "globus.conf"))
+    admin(site.emulator, "DELETE", "_emulator/stats")
+    moved = bridge.run([("upload", GoUrl(site.collection, f"/up/f{index}"),
+                         site.scratch / f"f{index}") for index in range(5)])
+    assert [result for _, result in moved] == [0, 1, 2, 3, 4]
+    calls = admin(site.emulator, "GET", "_emulator/stats")["requests"]
+    assert calls.get("GET /v0.10/operation/endpoint/{endpoint_id}/ls") == 1
+    assert "GET /v0.10/operation/endpoint/{endpoint_id}/stat" not in calls
+
+    admin(site.emulator, "DELETE", "_emulator/stats")
+    assert bridge.upload(site.scratch / "f3", GoUrl(site.collection, "/lone/f3")) == 3
+    calls = admin(site.emulator, "GET", "_emulator/stats")["requests"]
+    assert calls.get("GET /v0.10/operation/endpoint/{endpoint_id}/stat") == 1
+    assert "GET /v0.10/operation/endpoint/{endpoint_id}/ls" not in calls
+
+    checked = bridge.check_uploads([(GoUrl(site.collection, "/up/f1"), 1),
+                                    (GoUrl(site.collection, "/up/f2"), 99),
+                                    (GoUrl(site.collection, "/up/gone"), 3)])
+    assert checked[0] is None
+    assert "the collection lists 2 bytes after the upload of 99" in str(checked[1])
+    assert "no such file" in str(checked[2])
+
+
+def test_the_commands_uploads_to_one_directory_are_checked_with_one_listing(site):
+    go = f"go://{site.collection}"
+    entries = []
+    for index in range(3):
+        (site.scratch / f"out{index}").write_bytes(b"result\n" * index)
+        entries.append(site.entry(f"file://{site.scratch}/out{index}",
+                                  f"{go}/results/out{index}", lfn=f"out{index}"))
+    admin(site.emulator, "DELETE", "_emulator/stats")
+    result = site.run(*entries)
+    assert result.returncode == 0, result.stderr
+    calls = admin(site.emulator, "GET", "_emulator/stats")["requests"]
+    assert calls.get("GET /v0.10/operation/endpoint/{endpoint_id}/ls") == 1
+    assert "GET /v0.10/operation/endpoint/{endpoint_id}/stat" not in calls
+    assert result.stderr.count("upload go://") == 3  # each landed file named, as before
+    root = site.emulator.collection_path(site.collection) / "results"
+    assert [(root / f"out{index}").read_bytes() for index in range(3)] == [
+        b"result\n" * index for index in range(3)]
