@@ -222,35 +222,31 @@ def run_bridge(moves: list[Move], threads: int = 4) -> int:
         log.error("%s", error)
         return 1
     checks = IntegrityChecks()
-    attempts: list[str] = []
+    started: dict[int, float] = {}
+    finished: dict[int, float] = {}  # the end of a move's last step, for its attempt
+    sent: dict[int, int] = {}  # upload -> bytes, their sizes checked all at once
 
-    def one(move: Move, location: Any) -> str | None:
-        """The move and its checks, recorded as an attempt; an error line or None."""
-        started = time.time()
-        try:
-            error = move_and_check(move, location)
-        except Exception as failure:
-            error = getattr(failure, "summary", None) or str(failure)
-        if move.direction != "check":
-            attempts.append(transfer_attempt(move, started, error is None))
-        return error
-
-    def move_and_check(move: Move, location: Any) -> str | None:
+    def moved(index: int, move: Move, location: Any) -> str | None:
+        """The move itself and the checksum it asks to record; an error line or None."""
+        started[index] = time.time()
         local = Path(move.local)
         if move.direction == "download":
             size = bridge.download(location, local)
             log.info("download %s -> %s: %d bytes", location, local, size)
         elif move.direction == "upload":
-            size = bridge.upload(local, location)
-            log.info("upload %s <- %s: %d bytes", location, local, size)
+            sent[index] = bridge.upload(local, location, check=False)
         if move.generate_checksum and move.direction != "check":
             error = checks.generate(move.lfn, local)
             if error:
                 return f"{local}: cannot record its checksum: {error}"
+        return None
+
+    def verified(index: int, move: Move, location: Any) -> str | None:
+        """The remote checksum check the move asks for; an error line or None."""
         if not move.verify_checksum_remote:
             return None
         if move.direction == "download":
-            return checks.verify(move.lfn, local, str(location))
+            return checks.verify(move.lfn, Path(move.local), str(location))
         with tempfile.TemporaryDirectory(prefix="pegasus-globus-check-") as scratch:
             pulled_back = Path(scratch) / "data"
             try:
@@ -264,17 +260,48 @@ def run_bridge(moves: list[Move], threads: int = 4) -> int:
                 return None
             return checks.verify(move.lfn, pulled_back, str(location))
 
-    for _, error in bridge.run(jobs, threads, one):
-        if error:
+    indexed = [(index, move, location) for index, (move, location) in enumerate(jobs)]
+    errors = {job[0]: error
+              for job, error in bridge.run(indexed, threads, _guarded(moved, finished))}
+    # the uploads' sizes against the collections' listings, one per directory, once all
+    # landed: a stat per file cost as much as its upload
+    uploads = [index for index in sent if errors[index] is None]
+    for index, failure in zip(uploads, bridge.check_uploads(
+            [(jobs[index][1], sent[index]) for index in uploads])):
+        finished[index] = time.time()
+        if failure:
+            errors[index] = failure.summary
+        else:
+            log.info("upload %s <- %s: %d bytes", jobs[index][1], jobs[index][0].local,
+                     sent[index])
+    errors.update((job[0], error) for job, error in bridge.run(
+        [job for job in indexed if errors[job[0]] is None], threads,
+        _guarded(verified, finished)))
+    attempts = [transfer_attempt(move, started[index], finished[index], errors[index] is None)
+                for index, move, _ in indexed if move.direction != "check"]
+    for index, _, _ in indexed:
+        if errors[index]:
             failed += 1
-            log.error("%s", error)
+            log.error("%s", errors[index])
     write_multipart(attempts)
     return 1 if failed else 0
 
 
-def transfer_attempt(move: Move, started: float, success: bool) -> str:
+def _guarded(step: Any, finished: dict[int, float]) -> Any:
+    """``step``, its exception turned into its one line, as a result; when it ended goes in
+    ``finished``."""
+    def guarded(index: int, move: Move, location: Any) -> str | None:
+        try:
+            return step(index, move, location)
+        except Exception as failure:
+            return getattr(failure, "summary", None) or str(failure)
+        finally:
+            finished[index] = time.time()
+    return guarded
+
+
+def transfer_attempt(move: Move, started: float, ended: float, success: bool) -> str:
     """One entry of pegasus-transfer's ``transfer_attempts``, as the stock tool writes it."""
-    ended = time.time()
     (src_label, src_url), (dst_label, dst_url) = (
         (label, f"file://{move.local}" if url.startswith("file:") else url)  # $PWD expanded
         for label, url in (move.source, move.target))

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -84,6 +85,16 @@ def test_go_to_file_and_file_to_go(site):
     os.umask(umask)
     assert (site.scratch / "in" / "raw.csv").stat().st_mode & 0o777 == 0o666 & ~umask
     assert "download" in result.stderr and "upload" in result.stderr
+
+
+def test_an_empty_output_is_uploaded(site):
+    """requests sends an empty file's body chunked, which the HTTPS server refuses (411)."""
+    (site.scratch / "empty").write_bytes(b"")
+    result = site.run(site.entry(f"file://{site.scratch}/empty",
+                                 f"go://{site.collection}/results/empty"))
+    assert result.returncode == 0, result.stderr
+    assert (site.emulator.collection_path(site.collection) / "results" / "empty").read_bytes() \
+        == b""
 
 
 @pytest.mark.parametrize("recorded, exit_code", [(b"result\n" * 500, 0), (b"other\n", 1)],
@@ -287,6 +298,55 @@ def test_a_chunked_upload_is_refused_not_stored_empty(site, transfer_client):
     assert not (site.emulator.collection_path(site.collection) / "data" / "new.csv").exists()
 
 
+def test_an_upload_is_written_as_it_arrives_of_any_size(site, transfer_client, tmp_path):
+    """GCS writes an upload to disk as it arrives, and sends a download as it reads it: past
+    the 64 MiB the emulator reads of a Globus document into memory, never holding a file
+    whole; a refusal before the body is read still reaches the client, whose next request on
+    the connection is answered (the body never taken for it)."""
+    import socket
+    import tracemalloc
+    from urllib.parse import urlsplit
+
+    import requests
+
+    from pegasus_globus.emulator.server import MAX_BODY
+
+    server = transfer_client.get_endpoint(site.collection)["https_server"]
+    big = tmp_path / "big"
+    with open(big, "wb") as handle:  # sparse: no 64 MiB of test data on disk
+        handle.truncate(MAX_BODY + 1)
+    with open(big, "rb") as handle:
+        answer = requests.put(f"{server}/data/big", data=handle, timeout=60, headers={
+            "Authorization": f"Bearer {https_token(site.collection)}"})
+    assert answer.status_code == 200, answer.text
+    stored = site.emulator.collection_path(site.collection) / "data" / "big"
+    assert stored.stat().st_size == MAX_BODY + 1 and answer.json()["size"] == MAX_BODY + 1
+    tracemalloc.start()  # the emulator is in this process: its memory is counted too
+    try:
+        with requests.get(f"{server}/data/big", stream=True, timeout=60, headers={
+                "Authorization": f"Bearer {https_token(site.collection)}"}) as download:
+            got = sum(len(chunk) for chunk in download.iter_content(1 << 20))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == MAX_BODY + 1 and peak < 16 * 1024 * 1024  # sent as read, never held whole
+    stored.unlink()
+
+    parts = urlsplit(server)
+    smuggled = b"GET /_emulator/clock HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as connection:
+        connection.sendall(f"PUT {parts.path}/data/x HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                           f"Bearer nonsense\r\nContent-Length: {len(smuggled)}\r\n\r\n"
+                           .encode() + smuggled + b"GET /_emulator/settings HTTP/1.1\r\n"
+                           b"Host: x\r\nConnection: close\r\n\r\n")
+        answers = b""
+        while chunk := connection.recv(65536):
+            answers += chunk
+    assert re.findall(rb"HTTP/1\.1 (\d+) ", answers) == [b"401", b"200"]
+    assert b"fault_rate" in answers and b"time_scale" in answers  # settings', not clock's
+    assert not (stored.parent / "x").exists()
+
+
 @pytest.mark.parametrize("entries, named", [
     ([1], "entry 1 is not an object"),
     ([{"type": "transfer", "src_urls": "go://x/a", "dest_urls": []}], "src_urls must be"),
@@ -473,3 +533,80 @@ def test_downloads_from_one_directory_list_it_once_and_check_every_size(site, tr
     with pytest.raises(TransferFailed, match="the collection lists 3"):
         bridge.download(GoUrl(site.collection, "/many/f3"), site.scratch / "f3-again")
     assert not (site.scratch / "f3-again").exists()
+
+
+def test_uploads_to_one_directory_are_checked_with_one_listing(site, transfer_client):
+    """An upload's size is checked against the collection after it landed: for a batch, one
+    listing per directory once all landed, instead of a stat each (which cost as much as the
+    upload); a lone upload is stat'ed. A size that differs, or a file gone, is refused."""
+    from pegasus_globus.transfer.bridge import HttpsBridge
+    from pegasus_globus.transfer.operations import GlobusTransfers
+    from pegasus_globus.transfer.urls import GoUrl
+
+    for index in range(5):
+        (site.scratch / f"f{index}").write_bytes(b"x" * index)
+    bridge = HttpsBridge(GlobusTransfers(transfer_client),
+                         TokenStore(site.home / ".pegasus" / "globus.conf"))
+    admin(site.emulator, "DELETE", "_emulator/stats")
+    moved = bridge.run([("upload", GoUrl(site.collection, f"/up/f{index}"),
+                         site.scratch / f"f{index}") for index in range(5)])
+    assert [result for _, result in moved] == [0, 1, 2, 3, 4]
+    calls = admin(site.emulator, "GET", "_emulator/stats")["requests"]
+    assert calls.get("GET /v0.10/operation/endpoint/{endpoint_id}/ls") == 1
+    assert "GET /v0.10/operation/endpoint/{endpoint_id}/stat" not in calls
+
+    admin(site.emulator, "DELETE", "_emulator/stats")
+    assert bridge.upload(site.scratch / "f3", GoUrl(site.collection, "/lone/f3")) == 3
+    calls = admin(site.emulator, "GET", "_emulator/stats")["requests"]
+    assert calls.get("GET /v0.10/operation/endpoint/{endpoint_id}/stat") == 1
+    assert "GET /v0.10/operation/endpoint/{endpoint_id}/ls" not in calls
+
+    checked = bridge.check_uploads([(GoUrl(site.collection, "/up/f1"), 1),
+                                    (GoUrl(site.collection, "/up/f2"), 99),
+                                    (GoUrl(site.collection, "/up/gone"), 3)])
+    assert checked[0] is None
+    assert "the collection lists 2 bytes after the upload of 99" in str(checked[1])
+    assert "no such file" in str(checked[2])
+
+
+def test_the_commands_uploads_to_one_directory_are_checked_with_one_listing(site):
+    go = f"go://{site.collection}"
+    entries = []
+    for index in range(3):
+        (site.scratch / f"out{index}").write_bytes(b"result\n" * index)
+        entries.append(site.entry(f"file://{site.scratch}/out{index}",
+                                  f"{go}/results/out{index}", lfn=f"out{index}"))
+    admin(site.emulator, "DELETE", "_emulator/stats")
+    result = site.run(*entries)
+    assert result.returncode == 0, result.stderr
+    calls = admin(site.emulator, "GET", "_emulator/stats")["requests"]
+    assert calls.get("GET /v0.10/operation/endpoint/{endpoint_id}/ls") == 1
+    assert "GET /v0.10/operation/endpoint/{endpoint_id}/stat" not in calls
+    assert result.stderr.count("upload go://") == 3  # each landed file named, as before
+    root = site.emulator.collection_path(site.collection) / "results"
+    assert [(root / f"out{index}").read_bytes() for index in range(3)] == [
+        b"result\n" * index for index in range(3)]
+
+
+def test_an_upload_is_sent_in_the_chunks_a_download_is_read_in(site, transfer_client,
+                                                                monkeypatch):
+    """1 MiB at a time, not urllib3's 16 KiB: each write lets another thread take the
+    interpreter, and 64 of them a MiB made a 0.32 MB upload cost twice its download."""
+    import http.client
+
+    from pegasus_globus.transfer.bridge import CHUNK, HttpsBridge
+    from pegasus_globus.transfer.operations import GlobusTransfers
+    from pegasus_globus.transfer.urls import GoUrl
+
+    sent: list[int] = []
+    send = http.client.HTTPConnection.send
+
+    def counted(connection: Any, data: Any) -> None:
+        sent.append(len(data))
+        send(connection, data)
+    monkeypatch.setattr(http.client.HTTPConnection, "send", counted)
+    (site.scratch / "big").write_bytes(b"x" * (3 * CHUNK))
+    bridge = HttpsBridge(GlobusTransfers(transfer_client),
+                         TokenStore(site.home / ".pegasus" / "globus.conf"))
+    assert bridge.upload(site.scratch / "big", GoUrl(site.collection, "/data/big")) == 3 * CHUNK
+    assert [size for size in sent if size > 4096] == [CHUNK] * 3  # headers and API calls aside

@@ -16,12 +16,13 @@ from urllib.parse import unquote
 
 from .errors import ApiError
 from .paths import collection_id
-from .web import Request, Response, Route
+from .web import FileBody, Request, Response, Route
 
 if TYPE_CHECKING:
     from .host import Host
 
 PREFIX = "/https"
+CHUNK = 1 << 20  # bytes of an upload read and written at a time (a download's: server.py)
 
 
 def https_scope(collection: str) -> str:
@@ -42,7 +43,7 @@ class HttpsService:
 
     def routes(self) -> list[Route]:
         return [Route("GET", f"{PREFIX}/{{collection}}/{{path*}}", self.get),
-                Route("PUT", f"{PREFIX}/{{collection}}/{{path*}}", self.put)]
+                Route("PUT", f"{PREFIX}/{{collection}}/{{path*}}", self.put, streamed=True)]
 
     def _target(self, request: Request, collection: str, path: str) -> os.PathLike[str]:
         collection = collection_id(collection)
@@ -60,8 +61,7 @@ class HttpsService:
         target = self._target(request, collection, path)
         if not os.path.isfile(target):
             raise ApiError(404, "NotFound", f"No such file: /{path}")
-        with open(target, "rb") as handle:
-            return Response(200, handle.read(), content_type="application/octet-stream")
+        return Response(200, FileBody(target), content_type="application/octet-stream")
 
     def put(self, request: Request, collection: str, path: str) -> Response:
         target = self._target(request, collection, path)
@@ -70,10 +70,15 @@ class HttpsService:
             raise ApiError(404 if not os.path.isdir(directory) else 409, "NotFound"
                            if not os.path.isdir(directory) else "Conflict",
                            f"Cannot write /{path}: no such directory, or it is one")
+        assert request.stream is not None  # a streamed route
         fd, temporary = tempfile.mkstemp(dir=directory, prefix=".https-", suffix=".part")
         try:
+            # written as it arrives, as GCS does: a file is no bigger than the disk allows,
+            # and one write of a whole large body is several times slower than 1 MiB ones
             with os.fdopen(fd, "wb") as handle:
-                handle.write(request.body)
+                while chunk := request.stream.read(CHUNK):
+                    handle.write(chunk)
+                size = handle.tell()
             os.chmod(temporary, 0o644)
             os.replace(temporary, target)
             self.emulator.hand_over(Path(target))
@@ -81,4 +86,4 @@ class HttpsService:
             if os.path.exists(temporary):
                 os.unlink(temporary)
             raise
-        return Response(200, {"code": "Created", "path": f"/{path}", "size": len(request.body)})
+        return Response(200, {"code": "Created", "path": f"/{path}", "size": size})

@@ -27,7 +27,7 @@ from .state import StateStore
 from .timers import TimersService
 from .tls import certificate, server_context, wants_tls
 from .transfer import TransferService
-from .web import Request, Response, Route
+from .web import Body, BodyCutOff, FileBody, Request, Response, Route
 
 SERVICES = ("AUTH", "TRANSFER", "TIMER")
 # consent_required: a mapped collection whose data_access must be consented (GCSv5);
@@ -297,6 +297,11 @@ class Emulator:
 
     # -- request dispatch ------------------------------------------------------------------
 
+    def streams_body(self, method: str, path: str) -> bool:
+        """Whether the route a request goes to reads its body itself, as it arrives."""
+        return any(route.streamed and route.method == method and route.pattern.match(path)
+                   for route in self.routes)
+
     def dispatch(self, request: Request) -> tuple[Response, str | None]:
         """Answer one request; also says which fault, if any, to inject into the answer."""
         service = service_of(request.path)
@@ -366,6 +371,8 @@ class _Server(ThreadingHTTPServer):
 
 
 MAX_BODY = 64 * 1024 * 1024  # bytes; Globus documents are small, and nothing is read past it
+# (file uploads excepted: they are streamed to disk, of any size)
+FILE_CHUNK = 1 << 20  # bytes of a download read and sent at a time
 IDLE_TIMEOUT = 60.0  # seconds a kept-alive connection may sit idle before it is closed
 
 
@@ -398,24 +405,30 @@ class _Handler(BaseHTTPRequestHandler):
                                       "message": "send the body with a Content-Length"}))
             return
         declared = (self.headers.get("Content-Length") or "0").strip()
-        if not declared.isdigit() or int(declared) > MAX_BODY:
+        streamed = self.server.emulator.streams_body(self.command, parts.path)
+        if not declared.isdigit() or (int(declared) > MAX_BODY and not streamed):
             self.close_connection = True  # the body cannot be skipped reliably: hang up after
             self._send(Response(413 if declared.isdigit() else 400, {
                 "code": "RequestEntityTooLarge" if declared.isdigit() else "BadRequest",
                 "message": f"Content-Length {declared[:20]!r}: a number up to {MAX_BODY}"}))
             return
         length = int(declared)
-        body = self.rfile.read(length) if length else b""
-        if len(body) < length:  # the client stopped sending (killed mid-upload): nothing done
-            self.close_connection = True
-            return
+        stream, body = (Body(self.rfile, length), b"") if streamed else (None, b"")
+        if not streamed and length:
+            body = self.rfile.read(length)
+            if len(body) < length:  # the client stopped sending (killed mid-upload): nothing
+                self.close_connection = True  # done
+                return
         request = Request(
             method=self.command, path=parts.path,
             query=parse_qs(parts.query, keep_blank_values=True),
-            headers={k.lower(): v for k, v in self.headers.items()}, body=body,
+            headers={k.lower(): v for k, v in self.headers.items()}, body=body, stream=stream,
         )
         try:
             response, fault = self.server.emulator.dispatch(request)
+        except BodyCutOff:  # the handler kept nothing; there is no one left to answer
+            self.close_connection = True
+            return
         except OSError as error:  # a name too long, say: never the service's local paths
             code = errno.errorcode.get(error.errno or 0, "EIO")
             status = 400 if error.errno == errno.ENAMETOOLONG else 500
@@ -425,6 +438,12 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as error:  # a bug must answer 500, never kill the connection thread
             body = {"code": "InternalError", "message": f"{type(error).__name__}: {error}"}
             response, fault = Response(500, body), None
+        if stream is not None:
+            try:
+                stream.discard()  # what a refusal left unread, never taken as a next request
+            except BodyCutOff:
+                self.close_connection = True
+                return
         if fault == "drop":  # the work was done, but the answer is lost on the way back
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -432,13 +451,31 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(response)
 
     def _send(self, response: Response) -> None:
+        if isinstance(response.body, FileBody):
+            self._send_file(response, response.body)
+            return
         payload = response.encode()
+        self._send_head(response, len(payload))
+        self.wfile.write(payload)
+
+    def _send_head(self, response: Response, length: int) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Length", str(length))
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(payload)
+
+    def _send_file(self, response: Response, body: FileBody) -> None:
+        """A file as it is read, a chunk at a time, as a file server sends a download: one
+        read of a whole large file costs several times more, and holds it all in memory."""
+        with open(body.path, "rb") as handle:
+            left = os.fstat(handle.fileno()).st_size
+            self._send_head(response, left)
+            while left and (chunk := handle.read(min(FILE_CHUNK, left))):
+                self.wfile.write(chunk)
+                left -= len(chunk)
+        if left:  # the file shrank while it was sent: the client must see the answer cut off
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle

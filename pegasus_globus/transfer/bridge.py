@@ -7,9 +7,11 @@ whose scratch is a plain directory, and how a job's output goes back.
 
 Guarantees, as for the go->go path: a download lands under its final name only when complete
 (a temporary file beside it, then a rename), sizes are checked against the collection's own
-listing, retries repeat the same idempotent GET or PUT, and every failure is one line naming
-the URL and what to run. GCS HTTPS serves no checksum: checksums are Pegasus' integrity checks
-(:mod:`.integrity`), on the file as it landed or as it was pulled back.
+listing (an upload's after it landed: one listing per directory for a batch of them, see
+:meth:`HttpsBridge.check_uploads`), retries repeat the same idempotent GET or PUT, and every
+failure is one line naming the URL and what to run. GCS HTTPS serves no checksum: checksums
+are Pegasus' integrity checks (:mod:`.integrity`), on the file as it landed or as it was
+pulled back.
 """
 
 from __future__ import annotations
@@ -67,22 +69,30 @@ class HttpsBridge:
     def run(self, jobs: list[tuple[Any, ...]], threads: int = 4,
             work: Callable[..., Any] | None = None) -> list[tuple[tuple[Any, ...], Any]]:
         """``work(*job)`` for each job, ``threads`` at a time (as pegasus-transfer's
-        --threads); returns each job with its result or its error. ``work`` defaults to
-        :meth:`move`, for ``("download"|"upload", go URL, local path)`` jobs."""
+        --threads); returns each job with its result or its error. ``work`` defaults to a
+        download or an upload, for ``("download"|"upload", go URL, local path)`` jobs, the
+        result its bytes: the uploads' sizes are checked once all have landed
+        (:meth:`check_uploads`)."""
         from concurrent.futures import ThreadPoolExecutor
 
         def one(job: tuple[Any, ...]) -> Any:
             try:
-                return (work or self.move)(*job)
+                return (work or self._move_unchecked)(*job)
             except Exception as error:  # one job's failure is reported, never the batch's end
                 return error
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            return list(zip(jobs, pool.map(one, jobs)))
+            results = list(pool.map(one, jobs))
+        if work is None:
+            landed = [index for index, (job, result) in enumerate(zip(jobs, results))
+                      if job[0] == "upload" and not isinstance(result, Exception)]
+            checked = self.check_uploads([(jobs[index][1], results[index]) for index in landed])
+            for index, error in zip(landed, checked):
+                results[index] = error or results[index]
+        return list(zip(jobs, results))
 
-    def move(self, direction: str, location: GoUrl, local: Path) -> int:
-        """A download or an upload; returns bytes."""
+    def _move_unchecked(self, direction: str, location: GoUrl, local: Path) -> int:
         return (self.download(location, local) if direction == "download"
-                else self.upload(local, location))
+                else self.upload(local, location, check=False))
 
     def https_server(self, collection: str) -> str:
         """The collection's HTTPS base URL; a TransferFailed naming the alternative if none."""
@@ -138,8 +148,10 @@ class HttpsBridge:
                 os.unlink(temporary)
         return size
 
-    def upload(self, source: Path, target: GoUrl) -> int:
-        """The local file ``source`` to ``target`` (its directory is made); returns bytes."""
+    def upload(self, source: Path, target: GoUrl, check: bool = True) -> int:
+        """The local file ``source`` to ``target`` (its directory is made); returns bytes.
+        ``check=False`` leaves the size check to the caller's :meth:`check_uploads`, which
+        checks a batch of uploads with one listing per directory instead of a stat each."""
         url = self._url(target)
         size = source.stat().st_size
         directory = (target.collection, posixpath.dirname(target.path) or "/")
@@ -150,17 +162,53 @@ class HttpsBridge:
 
         def send() -> Any:
             with open(source, "rb") as handle:
-                return self._request("PUT", target, url, data=handle)
+                # requests sends an empty file chunked, having no length to give it: the
+                # server refuses that (411), and an empty output is a file like any other
+                return self._request("PUT", target, url, data=handle if size else b"")
         self._retried(target, send)
-        landed = self._size(target)
-        if landed != size:
-            raise TransferFailed(f"{target}: the collection lists {landed} bytes after the "
-                                 f"upload of {size}")
-        with self._lock:  # a listing taken before holds the file's old size, or none
-            listing = self._listings.get(_directory_of(target))
-            if listing is not None:
-                listing[posixpath.basename(target.path)] = landed
+        if check:
+            failed = self.check_uploads([(target, size)])[0]
+            if failed:
+                raise failed
         return size
+
+    def check_uploads(self, uploads: list[tuple[GoUrl, int]]) -> list[TransferFailed | None]:
+        """Each upload's size (the bytes sent) against what the collection lists now, after
+        the uploads landed: a TransferFailed where they differ or the file is not there,
+        else None. A directory that got several is listed once (the listing kept for later
+        downloads from it), one that got one file is stat'ed, as is a file the listing lacks
+        (past its end)."""
+        import globus_sdk
+
+        directories: dict[tuple[str, str], list[int]] = {}
+        for index, (target, _) in enumerate(uploads):
+            directories.setdefault(_directory_of(target), []).append(index)
+        results: list[TransferFailed | None] = [None] * len(uploads)
+        for key, indexes in directories.items():
+            listing: dict[str, int | None] = {}
+            if len(indexes) > 1:
+                with contextlib.suppress(globus_sdk.TransferAPIError):  # then per file: the
+                    listing = _sizes(self.transfers.client.operation_ls(  # stat's words
+                        key[0], path=key[1], limit=LISTING_LIMIT))
+            landed: dict[str, int | None] = {}
+            for index in indexes:
+                target, size = uploads[index]
+                name = posixpath.basename(target.path)
+                try:
+                    landed[name] = listing[name] if name in listing else self._size(target)
+                except TransferFailed as error:
+                    results[index] = error
+                    continue
+                if landed[name] != size:
+                    results[index] = TransferFailed(f"{target}: the collection lists "
+                                                    f"{landed[name]} bytes after the upload "
+                                                    f"of {size}")
+            with self._lock:  # a listing taken before holds the files' old sizes, or none
+                if listing:
+                    self._listings[key] = listing
+                if key in self._listings:
+                    self._listings[key].update(landed)
+        return results
 
     # -- the machinery ---------------------------------------------------------------------
 
@@ -190,10 +238,8 @@ class HttpsBridge:
             listing = self._listings.get(key)
         if listing is None:
             try:
-                answer = self.transfers.client.operation_ls(key[0], path=key[1],
-                                                            limit=LISTING_LIMIT)
-                listing = {entry["name"]: entry.get("size") for entry in answer
-                           if entry.get("type") == "file"}
+                listing = _sizes(self.transfers.client.operation_ls(key[0], path=key[1],
+                                                                    limit=LISTING_LIMIT))
             except globus_sdk.TransferAPIError:
                 listing = {}  # say what is wrong per file, with the stat's words
             with self._lock:
@@ -222,6 +268,8 @@ class HttpsBridge:
 
             self._local.session = requests.Session()
             self._local.session.trust_env = False  # read once per collection: _settings
+            for scheme in ("http://", "https://"):
+                self._local.session.mount(scheme, _large_blocks_adapter())
         return self._local.session
 
     def _settings(self, collection: str, url: str) -> dict[str, Any]:
@@ -277,6 +325,27 @@ class HttpsBridge:
 
 def _directory_of(location: GoUrl) -> tuple[str, str]:
     return location.collection, posixpath.dirname(location.path) or "/"
+
+
+def _sizes(listing: Any) -> dict[str, int | None]:
+    """A directory listing's files and their sizes."""
+    return {entry["name"]: entry.get("size") for entry in listing
+            if entry.get("type") == "file"}
+
+
+def _large_blocks_adapter() -> Any:
+    """requests' adapter, sending a body from a file CHUNK bytes at a time, as a download is
+    read, not urllib3's 16 KiB: 64 reads and writes per MiB, each of which let another thread
+    take the interpreter, made an upload of 0.32 MB cost twice its download."""
+    from requests.adapters import HTTPAdapter
+
+    class LargeBlocks(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **options: Any) -> None:
+            super().init_poolmanager(*args, blocksize=CHUNK, **options)
+
+        def proxy_manager_for(self, proxy: str, **options: Any) -> Any:
+            return super().proxy_manager_for(proxy, blocksize=CHUNK, **options)
+    return LargeBlocks()
 
 
 class NoHttpsAccess(TransferFailed):
