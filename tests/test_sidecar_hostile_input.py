@@ -85,3 +85,53 @@ def test_a_trace_holding_nan_never_costs_the_job_its_gpu_block(tmp_path):
     else:
         assert result.returncode == 0 and ran.exists()
         assert record.exists() and MARKER in record.read_text(), result.stderr.decode()
+
+
+RT_COUNTER = """
+import signal, sys
+counted, last = signal.SIGRTMIN + 6, signal.SIGRTMAX
+signal.pthread_sigmask(signal.SIG_BLOCK, {counted, last})
+print("started", flush=True)
+count = 0
+while signal.sigwaitinfo({counted, last}).si_signo == counted:
+    count += 1
+print(count, flush=True)
+"""
+
+
+def test_queued_real_time_signals_all_reach_the_job_without_a_thread(tmp_path):
+    """Real-time signals queue: three sent to a job reach it three times. Where the sidecar
+    gets no forwarding thread (`ulimit -u`), it forwards from Python handlers, which run once
+    for any number of deliveries that came before Python looked: the job sees one."""
+    import signal
+    import time
+
+    script = (f'ulimit -u 3; exec {sys.executable} -m kickstart_gpu.cli --backend none '
+              f'--output {os.devnull} -- {sys.executable} -c "$COUNTER"')
+    process = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                "bash", "-c", script], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd="/",
+                               env={**os.environ, "PYTHONPATH": str(ROOT),
+                                    "COUNTER": RT_COUNTER})
+    assert process.stdout.readline() == b"started\n", process.stderr.read()
+    counted, last = signal.SIGRTMIN + 6, signal.SIGRTMAX
+
+    def status(field: str) -> str:
+        with open(f"/proc/{process.pid}/status") as text:
+            return text.read().split(f"{field}:")[1].split()[0]
+
+    deadline = time.monotonic() + 20  # until the launcher catches them in handlers
+    while not int(status("SigCgt"), 16) >> (counted - 1) & 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGSTOP)  # the three are delivered together when it goes on
+    while status("State") != "T":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    for _ in range(3):
+        process.send_signal(counted)
+    process.send_signal(last)  # ends the count once the three are forwarded
+    process.send_signal(signal.SIGCONT)
+    out, errors = process.communicate(timeout=30)
+    assert b"monitoring failed to start" in errors  # the no-thread path ran
+    assert out.strip() == b"3", errors
