@@ -84,13 +84,27 @@ def render_entries(events: Mapping[str, Any]) -> str:
     """The block's YAML list, without the marker."""
     lines = []
     for name, value in events.items():
-        text = dumps_finite(value)  # YAML would read NaN as a string
+        try:
+            text = dumps_finite(value)
+        except ValueError:  # YAML reads JSON's NaN and Infinity as strings: no reading, null
+            text = dumps_finite(_finite(value))
         if any(hint in text for hint in _MARKER_HINTS):
             import re
 
             text = re.sub(_MARKERS, lambda match: f"\\u{ord(match.group()):04x}", text)
         lines.append(f"- {name}: {text}")
     return "\n".join(lines) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity made None."""
+    if isinstance(value, float):
+        return value if value - value == 0 else None  # inf - inf and NaN - NaN are NaN
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def write_record(events: Mapping[str, Any], output: str | None,

@@ -9,19 +9,17 @@ continues the launcher with the job.
 
 Every signal that would end the launcher by default (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
 SIGUSR2, SIGALRM, SIGXCPU, the real-time signals, ...; not SIGKILL, nor SIGPIPE and SIGXFSZ,
-which Python ignores) is taken by a thread instead, and forwarded to the job if the job did not
-get it already: a signal sent to the launcher alone (HTCondor's soft kill) is forwarded once, a
-signal sent to the whole group is not, since kickstart does not survive a second SIGTERM while it
-writes its record. Which one it was is told by a canary: a child in the group that keeps those
-signals blocked, so that a signal to the group is left pending in it (see :class:`Canary`).
+which Python ignores) is kept pending instead, taken by the launcher as it waits for the job,
+and forwarded to the job if the job did not get it already: a signal sent to the launcher alone
+(HTCondor's soft kill) is forwarded once, a signal sent to the whole group is not, since
+kickstart does not survive a second SIGTERM while it writes its record. Which one it was is
+told by a canary: a child in the group that keeps those signals blocked, so that a signal to
+the group is left pending in it (see :class:`Canary`).
 """
 
 from __future__ import annotations
 
-# the C modules under signal and threading: signal.py builds enums on import, threading imports
-# functools and collections; together 9 ms before every job started
-import _signal as signal
-import _thread
+import _signal as signal  # signal.py builds its enums on import: 7 ms before every job starts
 import os
 import sys
 
@@ -31,7 +29,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn
 
-# what ends a process by default, that kill(2) can send and a thread can wait for
+# what ends a process by default, that kill(2) can send and sigwaitinfo(2) can take
 FORWARDED = {getattr(signal, name) for name in (
     "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
     "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGXCPU", "SIGVTALRM",
@@ -40,13 +38,15 @@ FORWARDED = {getattr(signal, name) for name in (
 # Python ignores these at start-up, and ignored dispositions survive exec: without a reset a
 # job's `yes | head` would spin on EPIPE and a job over `ulimit -f` would not die of SIGXFSZ.
 PYTHON_IGNORED = {signal.SIGPIPE, signal.SIGXFSZ}
-# taken by the forwarder: these two too, when another process sends them (the launcher's own
-# write to a closed pipe or past `ulimit -f` raises them at itself, and gets its error)
-TAKEN = FORWARDED | PYTHON_IGNORED
+# taken while the job runs: these two too, when another process sends them (the launcher's own
+# write to a closed pipe or past `ulimit -f` raises them at itself, and gets its error); and
+# SIGCHLD, the job's end
+WAITED_FOR = FORWARDED | PYTHON_IGNORED | {signal.SIGCHLD}
 # the launcher script passes the SigIgn mask it inherited, which Python's start-up overwrites
 INHERITED_IGNORED_VARIABLE = "PEGASUS_KICKSTART_GPU_SIGIGN"
 GROUP_WAIT = 0.1  # seconds a signal to the group may take to reach the canary after us
 NOT_FOUND, NOT_EXECUTABLE = 127, 126  # the shell's exit codes
+NOT_A_PROGRAM = 8  # ENOEXEC: neither a binary nor a #! script
 
 
 def inherited_ignored() -> set[int]:
@@ -116,7 +116,7 @@ class Canary:
 
     def close(self) -> None:
         """End it now, stopped or not, so that it never outlives the job. (The pipe stays
-        open: the forwarder may still be looking; it goes with the launcher.)"""
+        open: a forward may still be looking; it goes with the launcher.)"""
         pid, self.pid = self.pid, 0
         if pid:
             try:
@@ -131,16 +131,12 @@ class Job:
 
     def __init__(self, argv: list[str]) -> None:
         self._ignored = inherited_ignored()
-        # take the signals in a thread, with their sender, instead of at random points
-        self._original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, TAKEN)
+        # the signals wait, pending, until wait() takes them with their sender (instead of
+        # interrupting at random points), and SIGCHLD with them, which says when to look
+        self._original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WAITED_FOR)
         self.pid = self._spawn(argv)
         # after the job: a signal to the group that the canary holds reached the job too
         self._canary = Canary()
-        self._done = False  # the job ended: forward nothing more
-        try:
-            _thread.start_new_thread(self._forward, ())
-        except RuntimeError:  # no thread to be had (ulimit -u): forward from handlers instead
-            self._forward_from_handlers()
 
     def _spawn(self, argv: list[str]) -> int:
         """fork and exec, not posix_spawn: glibc's posix_spawn (2.36) starts the child with
@@ -168,55 +164,56 @@ class Job:
             raise OSError(code, os.strerror(code))
         return pid
 
-    def _forward(self) -> None:
-        while True:
-            info = signal.sigwaitinfo(TAKEN)  # sleeps: no CPU until a signal comes
-            if self._done:
-                return
-            if info.si_signo in PYTHON_IGNORED and (info.si_pid == os.getpid()
-                                                    or info.si_signo in self._ignored):
-                continue  # our own write's, or one the job ignores as we were told to
-            if self._canary.reached_the_group(info.si_signo):
-                # the job has it; so may we, a second time, if the group's came while we
-                # looked: that one is the same signal
-                signal.sigtimedwait({info.si_signo}, 0)
-                continue
-            if not self._done:
-                os.kill(self.pid, info.si_signo)
-
-    def _forward_from_handlers(self) -> None:
-        def forward(signum: int, frame: object) -> None:
-            if not self._done and not self._canary.reached_the_group(signum):
-                os.kill(self.pid, signum)
-        for signum in FORWARDED - self._ignored:
-            signal.signal(signum, forward)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
-
     def wait(self) -> int:
-        """The raw wait status, once the job has ended."""
-        # stop forwarding before reaping: until then the pid cannot belong to anyone else
-        os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
-        self._done = True
+        """Forward signals until the job ends, then its raw wait status. (A signal that comes
+        later, while the record is written, is the job's no more: it stays pending.)"""
+        # the job is reaped only after the last forward: until then its pid is no one else's
+        while not os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+            taken = signal.sigwaitinfo(WAITED_FOR)  # sleeps: no CPU until a signal comes
+            if taken.si_signo != signal.SIGCHLD:
+                self._forward(taken.si_signo, taken.si_pid)
         _, status = os.waitpid(self.pid, 0)
         self._canary.close()
         return status
 
+    def _forward(self, signum: int, sender: int) -> None:
+        if signum in PYTHON_IGNORED and (sender == os.getpid() or signum in self._ignored):
+            return  # our own write's, or one the job ignores as we were told to
+        if self._canary.reached_the_group(signum):
+            # the job has it; so may we, a second time, if the group's came while we looked:
+            # that one is the same signal
+            signal.sigtimedwait({signum}, 0)
+            return
+        os.kill(self.pid, signum)
+
 
 def _exec_from_path(argv: list[str]) -> None:
-    """os.execvp's search of $PATH and its choice of error, without its `import warnings`
-    (1.5 ms between the fork and the job's exec)."""
+    """glibc's execvp: the command looked up on $PATH (the first error other than a missing
+    file is the one reported), and a file that is no program run by /bin/sh, as a shell runs
+    it; without os.execvp's `import warnings` (1.5 ms between the fork and the job's exec)."""
+    if not argv[0]:
+        raise FileNotFoundError(2, "No such file or directory")  # as execvp says
     if "/" in argv[0]:
-        os.execv(argv[0], argv)
+        _exec(argv[0], argv)
     first_error: OSError | None = None
     last_error: OSError = FileNotFoundError(2, "No such file or directory")
     for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
         try:
-            os.execv(os.path.join(directory, argv[0]), argv)
+            _exec(os.path.join(directory, argv[0]), argv)
         except (FileNotFoundError, NotADirectoryError) as error:
             last_error = error
-        except OSError as error:  # the first other (EACCES, ENOEXEC) is the one reported
+        except OSError as error:  # the first other (EACCES, say) is the one reported
             first_error = first_error or error
     raise first_error or last_error
+
+
+def _exec(path: str, argv: list[str]) -> None:
+    try:
+        os.execv(path, argv)
+    except OSError as error:
+        if error.errno != NOT_A_PROGRAM:
+            raise
+        os.execv("/bin/sh", ["/bin/sh", path, *argv[1:]])  # a script without #!
 
 
 def spawn_failure(argv: list[str], error: OSError) -> NoReturn:

@@ -78,13 +78,25 @@ def load_trace(path: str | Path) -> dict[str, Any]:
         raise TraceError(f"cannot read GPU trace {path}: {error.strerror}") from None
     except ValueError as error:
         raise TraceError(f"GPU trace {path} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise TraceError(f"GPU trace {path} is nested too deeply to be one") from None
     if not isinstance(trace, dict) or trace.get("format") != FORMAT:
         raise TraceError(f"{path} is not a GPU trace (\"format\": \"{FORMAT}\" missing)")
     devices, samples = trace.get("devices"), trace.get("samples")
-    if not isinstance(devices, list) or not isinstance(samples, list) or not samples or any(
-            len(s.get("devices", [])) != len(devices) for s in samples):
-        raise TraceError(f"GPU trace {path}: every sample needs one entry per device")
+    if not (isinstance(devices, list) and all(isinstance(d, dict) for d in devices)
+            and isinstance(samples, list) and samples
+            and all(_well_formed(sample, len(devices)) for sample in samples)):
+        raise TraceError(f"GPU trace {path}: it needs a list of device objects, and samples "
+                         "that each have a time \"t\" in seconds and one object per device")
     return trace
+
+
+def _well_formed(sample: Any, devices: int) -> bool:
+    if not isinstance(sample, dict) or type(sample.get("t")) not in (int, float):
+        return False
+    entries = sample.get("devices")
+    return (isinstance(entries, list) and len(entries) == devices
+            and all(isinstance(entry, dict) for entry in entries))
 
 
 class ReplayNVMLError(Exception):
