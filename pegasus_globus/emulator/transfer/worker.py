@@ -199,6 +199,11 @@ class TaskWorker:
     def _run(self, task_id: str) -> None:
         with contextlib.suppress(_Closing):  # left unfinished, for a restart to resume
             self._run_task(task_id)
+            with self.state.lock:
+                # its worker gone, nothing changes a finished task (a cancel or an update
+                # refuses it): its text need not be made again at each write of the state
+                if self.state["tasks"][task_id]["doc"]["status"] in TERMINAL:
+                    self.state.seal("tasks", task_id)
 
     def _run_task(self, task_id: str) -> None:
         task = self.state["tasks"][task_id]
