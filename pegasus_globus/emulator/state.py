@@ -62,33 +62,37 @@ class StateStore:
             entry = self.data[section][key]
             self._sealed.setdefault(section, {})[key] = (entry, _json(entry))
 
-    def _text(self) -> str:
-        """The state as JSON, sealed entries from their text (taken only while the entry is
-        the one sealed: one put in its place is written as it is)."""
-        sections = []
-        for name, section in self.data.items():
+    def _pieces(self) -> list[str]:
+        """The state as JSON, in pieces: sealed entries as their text (only while the entry
+        is the one sealed: one put in its place is written as it is), which is neither made
+        nor copied again here, so the lock is held only for what still changes."""
+        pieces = ["{"]
+        for number, (name, section) in enumerate(self.data.items()):
+            pieces.append(f"{',' if number else ''}{json.dumps(name)}:")
             sealed = self._sealed.get(name)
-            if sealed:
-                text = "{" + ",".join(
-                    f"{json.dumps(key)}:"
-                    + (sealed[key][1] if key in sealed and sealed[key][0] is entry
-                       else _json(entry)) for key, entry in section.items()) + "}"
-            else:
-                text = _json(section)
-            sections.append(f"{json.dumps(name)}:{text}")
-        return "{" + ",".join(sections) + "}"
+            if not sealed:
+                pieces.append(_json(section))
+                continue
+            pieces.append("{")
+            for index, (key, entry) in enumerate(section.items()):
+                pieces.append(f"{',' if index else ''}{json.dumps(key)}:")
+                seal = sealed.get(key)
+                pieces.append(seal[1] if seal is not None and seal[0] is entry else _json(entry))
+            pieces.append("}")
+        pieces.append("}")
+        return pieces
 
     def flush(self) -> None:
         started = time.monotonic()
         with self.lock:
             if not self._dirty:
                 return
-            text = self._text()
+            pieces = self._pieces()
             self._dirty = False
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-", suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as out:
-                out.write(text)
+                out.writelines(pieces)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, self.path)
