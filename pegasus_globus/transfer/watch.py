@@ -8,7 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 QUICK_POLL = 0.25  # seconds between polls while the task is young
-SOONEST_POLL = 0.05  # seconds: the shortest wait for a task expected to end sooner
+SOONEST_POLL = 0.02  # seconds: the shortest wait for a task expected to end sooner
+RATE_PROBE = 0.05  # seconds from the first sight of items under way to the poll that times them
+# a poll for a task's expected end waits a tenth longer: one that comes a hair before the end
+# costs another poll and SOONEST_POLL more, one a tenth late costs only that tenth
+END_MARGIN = 1.1
 QUICK_PERIOD = 2.0  # seconds: how long a task counts as young
 POLL_GROWTH = 1.5
 LONGEST_POLL = 15.0
@@ -150,8 +154,11 @@ class TaskWatcher:
             if status == "ACTIVE" and last_seen is not None:
                 # items began at some moment since the last poll, so their rate is unknown:
                 # one more poll soon measures it (one call, once a task)
-                expected = (SOONEST_POLL if last_seen[1] == 0 < done else
-                            time_to_finish(task, done - last_seen[1], now - last_seen[0]))
+                if last_seen[1] == 0 < done:
+                    expected = RATE_PROBE
+                else:
+                    expected = time_to_finish(task, done - last_seen[1], now - last_seen[0])
+                    expected = expected and expected * END_MARGIN
             last_seen = (now, done)
             if status == "INACTIVE":
                 inactive_since = inactive_since or now
