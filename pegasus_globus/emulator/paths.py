@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 import uuid
 from pathlib import Path
 
@@ -51,7 +52,30 @@ def resolve(base: Path, path: str) -> Path:
 def inside(base: Path, local: Path) -> bool:
     """Whether ``local``, symbolic links followed, is ``base`` or below it."""
     real_base = _real_root(str(base))
-    return os.path.commonpath([os.path.realpath(local), real_base]) == real_base
+    real = _realpath(str(base), real_base, str(local))
+    return real == real_base or real.startswith(real_base.rstrip(os.sep) + os.sep)
+
+
+def _realpath(base: str, real_base: str, local: str) -> str:
+    """``os.path.realpath(local)``, looking only at what lies below ``base`` when ``local``
+    is spelled as a path under it: the root's own components are known (``real_base``), and
+    a realpath stats each one of them again, several times per file a task moves."""
+    if not local.startswith(base + os.sep):
+        return os.path.realpath(local)
+    parts = local[len(base) + 1:].split(os.sep)
+    if ".." in parts:  # after a link, ".." leaves the link's target: realpath knows how
+        return os.path.realpath(local)
+    current = real_base
+    for index, part in enumerate(parts):
+        if part in ("", "."):
+            continue
+        candidate = os.path.join(current, part)
+        try:
+            mode = os.lstat(candidate).st_mode
+        except OSError:  # not there (yet): the rest is taken as spelled, as realpath does
+            return os.path.normpath(os.path.join(candidate, *parts[index + 1:]))
+        current = os.path.realpath(candidate) if stat.S_ISLNK(mode) else candidate
+    return current
 
 
 @functools.lru_cache(maxsize=256)

@@ -78,6 +78,7 @@ class Emulator:
         self._random = random.Random(seed)
         self._random_lock = threading.Lock()
         self.stats: Counter[str] = Counter()
+        self._collection_dirs: dict[str, Path] = {}  # collection id -> its directory
         for collection, directory in (collections or {}).items():
             self.map_collection(collection, directory)
         self.auth = AuthService(self.state, self.settings)
@@ -197,8 +198,12 @@ class Emulator:
         mapped = self.collection_flags(collection_id(collection)).get("root")
         if mapped:
             return Path(mapped)
-        path = self.root / "collections" / collection_id(collection)
-        if not path.is_dir():  # a stat: mkdir's refusal costs more, and this runs per path
+        collection = collection_id(collection)
+        path = self._collection_dirs.get(collection)
+        if path is None:  # made once: joining paths cost more than the stat below
+            path = self._collection_dirs.setdefault(collection,
+                                                    self.root / "collections" / collection)
+        if not os.path.isdir(path):  # a stat: mkdir's refusal costs more; this runs per path
             path.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -25,7 +25,9 @@ class StateStore:
     A write serialises everything under the lock, so its cost grows with the state (a task of
     100,000 items: a second): the next write waits at least ``FLUSH_SHARE`` times as long as
     the last took, so writing never holds the lock more than a tenth of the time, whatever
-    the state's size (every 0.2 s it made a task's run quadratic in its items).
+    the state's size (every 0.2 s it made a task's run quadratic in its items). An entry that
+    will not change again (a finished task: most of the state's bytes) is sealed (:meth:`seal`) and
+    its text made once, so a write's cost follows what still changes, not the history.
     """
 
     FLUSH_SHARE = 10
@@ -40,6 +42,8 @@ class StateStore:
             self.data.update({k: v for k, v in saved.items() if isinstance(v, dict)})
         self._dirty = False
         self._last_flush = 0.0  # seconds the last write took
+        # section -> key -> (the entry, its JSON text): entries that no longer change
+        self._sealed: dict[str, dict[str, tuple[Any, str]]] = {}
         self._closed = threading.Event()
         self._interval = flush_interval
         self._thread = threading.Thread(target=self._flush_loop, name="state-flush", daemon=True)
@@ -51,17 +55,44 @@ class StateStore:
     def mark_dirty(self) -> None:
         self._dirty = True
 
+    def seal(self, section: str, key: str) -> None:
+        """Say that ``self[section][key]`` will not change again: its text is made now,
+        once, and every later write reuses it."""
+        with self.lock:
+            entry = self.data[section][key]
+            self._sealed.setdefault(section, {})[key] = (entry, _json(entry))
+
+    def _pieces(self) -> list[str]:
+        """The state as JSON, in pieces: sealed entries as their text (only while the entry
+        is the one sealed: one put in its place is written as it is), which is neither made
+        nor copied again here, so the lock is held only for what still changes."""
+        pieces = ["{"]
+        for number, (name, section) in enumerate(self.data.items()):
+            pieces.append(f"{',' if number else ''}{json.dumps(name)}:")
+            sealed = self._sealed.get(name)
+            if not sealed:
+                pieces.append(_json(section))
+                continue
+            pieces.append("{")
+            for index, (key, entry) in enumerate(section.items()):
+                pieces.append(f"{',' if index else ''}{json.dumps(key)}:")
+                seal = sealed.get(key)
+                pieces.append(seal[1] if seal is not None and seal[0] is entry else _json(entry))
+            pieces.append("}")
+        pieces.append("}")
+        return pieces
+
     def flush(self) -> None:
         started = time.monotonic()
         with self.lock:
             if not self._dirty:
                 return
-            text = json.dumps(self.data, separators=(",", ":"))
+            pieces = self._pieces()
             self._dirty = False
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-", suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as out:
-                out.write(text)
+                out.writelines(pieces)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, self.path)
@@ -82,3 +113,7 @@ class StateStore:
     def next_wait(self) -> float:
         """Seconds until the next write."""
         return max(self._interval, self.FLUSH_SHARE * self._last_flush)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))

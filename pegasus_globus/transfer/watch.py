@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 QUICK_POLL = 0.25  # seconds between polls while the task is young
+SOONEST_POLL = 0.02  # seconds: the shortest wait for a task expected to end sooner
+RATE_PROBE = 0.05  # seconds from the first sight of items under way to the poll that times them
+# a poll for a task's expected end waits a tenth longer: one that comes a hair before the end
+# costs another poll and SOONEST_POLL more, one a tenth late costs only that tenth
+END_MARGIN = 1.1
 QUICK_PERIOD = 2.0  # seconds: how long a task counts as young
 POLL_GROWTH = 1.5
 LONGEST_POLL = 15.0
@@ -55,15 +60,22 @@ def poll_delays() -> Any:
         yield delay
 
 
-def time_to_finish(task: dict[str, Any], elapsed: float) -> float | None:
-    """Seconds the task should still take at the rate its items have gone so far, or None
-    before any went (Globus counts items in ``subtasks_*``)."""
-    total = task.get("subtasks_total") or 0
-    done = sum(task.get(f"subtasks_{kind}") or 0 for kind in (
+def items_done(task: dict[str, Any]) -> int:
+    """How many of the task's items are over, whichever way (Globus counts them in
+    ``subtasks_*``)."""
+    return sum(task.get(f"subtasks_{kind}") or 0 for kind in (
         "succeeded", "failed", "canceled", "expired", "skipped_errors"))
-    if not total or not done or elapsed <= 0:
+
+
+def time_to_finish(task: dict[str, Any], done_since: int, since: float) -> float | None:
+    """Seconds the task should still take at the rate of its last ``since`` seconds, in
+    which ``done_since`` items went; None if none went. The rate since the last poll, not
+    since the submission: that would count the service's pick-up as time spent on items
+    and expect a 1,000-file task picked up after 1 s to take seconds more than it does."""
+    total = task.get("subtasks_total") or 0
+    if not total or done_since <= 0 or since <= 0:
         return None
-    return max(total - done, 0) * elapsed / done
+    return max(total - items_done(task), 0) * since / done_since
 
 
 def _human_bytes(count: float) -> str:
@@ -115,10 +127,11 @@ class TaskWatcher:
         inactive_since: float | None = None
         path_error_since: float | None = None
         failures = polls = 0
-        expected: float | None = None  # seconds from now to the end, at the rate so far
+        expected: float | None = None  # seconds from now to the end, at the recent rate
+        last_seen: tuple[float, int] | None = None  # when the last poll was, items done then
         for delay in poll_delays():
-            if expected is not None:  # a long task about to end is seen ending, not 15 s on
-                delay = min(delay, max(expected, QUICK_POLL))
+            if expected is not None:  # a task about to end is seen ending, not a step later
+                delay = min(delay, max(expected, SOONEST_POLL))
             if delay:
                 self._sleep(delay)
             try:
@@ -136,7 +149,17 @@ class TaskWatcher:
             if status in ("SUCCEEDED", "FAILED"):
                 return TaskOutcome(task_id, status, task, polls)
             now = self._clock()
-            expected = time_to_finish(task, now - started) if status == "ACTIVE" else None
+            done = items_done(task)
+            expected = None
+            if status == "ACTIVE" and last_seen is not None:
+                # items began at some moment since the last poll, so their rate is unknown:
+                # one more poll soon measures it (one call, once a task)
+                if last_seen[1] == 0 < done:
+                    expected = RATE_PROBE
+                else:
+                    expected = time_to_finish(task, done - last_seen[1], now - last_seen[0])
+                    expected = expected and expected * END_MARGIN
+            last_seen = (now, done)
             if status == "INACTIVE":
                 inactive_since = inactive_since or now
                 if now - inactive_since > self._inactive_timeout:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fnmatch
+import functools
 import hashlib
 import os
 import shutil
-import tempfile
+import stat
 import threading
 import time
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from ...files import NEW_FILE_MODE
 from ..clock import iso
 from ..errors import ApiError
-from ..paths import inside
+from ..paths import inside, resolve
 
 if TYPE_CHECKING:
     from ..host import Host
@@ -32,6 +34,7 @@ RETRIED_PATH_ERRORS = ("FILE_NOT_FOUND", "PERMISSION_DENIED")
 COUNTERS = ("files", "directories", "files_skipped", "files_transferred", "bytes_transferred",
             "bytes_checksummed", "subtasks_skipped_errors")
 PATH_ERROR_RETRY = 1.0  # real seconds between tries; Globus waits longer
+BLOCK = 1 << 20  # bytes read at a time to copy or checksum a file
 
 
 def _included(rules: list[dict[str, Any]], name: str, kind: str) -> bool:
@@ -63,12 +66,69 @@ def deadline_epoch(timestamp: str) -> float:
     return moment.timestamp()
 
 
+@functools.lru_cache(maxsize=256)  # asked before each file a task copies
+def _deadline(timestamp: str) -> float:
+    """A task's deadline (always a string: checked at submission) in seconds since the epoch."""
+    return deadline_epoch(timestamp)
+
+
 def _md5(path: Path) -> str:
     digest = hashlib.md5()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+        for block in iter(lambda: handle.read(BLOCK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _md5_of(fd: int) -> str:
+    """The checksum of the open file ``fd``, read from its start (its offset is kept)."""
+    digest = hashlib.md5()
+    offset = 0
+    while block := os.pread(fd, BLOCK, offset):
+        digest.update(block)
+        offset += len(block)
+    return digest.hexdigest()
+
+
+def _copy(source: int, target: int, checksum: bool) -> str | None:
+    """Copy the open file ``source`` into ``target``; returns the source's md5 when asked
+    (taken from the blocks as they are copied, not by reading the source twice)."""
+    digest = hashlib.md5() if checksum else None
+    while block := os.read(source, BLOCK):
+        if digest is not None:
+            digest.update(block)
+        view = memoryview(block)
+        while view:
+            view = view[os.write(target, view):]
+    return digest.hexdigest() if digest is not None else None
+
+
+def _create(tmp: str) -> int:
+    """A new file at ``tmp``, its directories made as needed. O_EXCL never opens through a
+    link; a file of that name was left by a copy an emulator restart cut short."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
+    try:
+        return os.open(tmp, flags, 0o600)
+    except FileNotFoundError:  # the target's directory is new: made once, not stat'ed per file
+        os.makedirs(os.path.dirname(tmp), exist_ok=True)
+    except FileExistsError:
+        os.unlink(tmp)
+    return os.open(tmp, flags, 0o600)
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    """``path``'s stat, links followed; None where ``Path.exists`` says it does not exist."""
+    try:
+        return os.stat(path)
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+            return None
+        raise
+
+
+def _globus_path(root: Path, local: Path) -> str:
+    """The collection's path of ``local``, a path spelled below the collection's ``root``."""
+    return "/" + str(local)[len(str(root).rstrip("/")) + 1:]
 
 
 def _in_sync(src: Path, dst: Path, level: int | None) -> bool:
@@ -139,6 +199,11 @@ class TaskWorker:
     def _run(self, task_id: str) -> None:
         with contextlib.suppress(_Closing):  # left unfinished, for a restart to resume
             self._run_task(task_id)
+            with self.state.lock:
+                # its worker gone, nothing changes a finished task (a cancel or an update
+                # refuses it): its text need not be made again at each write of the state
+                if self.state["tasks"][task_id]["doc"]["status"] in TERMINAL:
+                    self.state.seal("tasks", task_id)
 
     def _run_task(self, task_id: str) -> None:
         task = self.state["tasks"][task_id]
@@ -245,7 +310,7 @@ class TaskWorker:
             raise _Closing()
         if task_id in self._cancelled or doc["status"] in TERMINAL:
             raise TaskFailure("CANCELED", "The task was canceled")
-        if time.time() > deadline_epoch(doc["deadline"]):
+        if time.time() > _deadline(doc["deadline"]):
             raise TaskFailure("DEADLINE", f"The task's deadline {doc['deadline']} has passed"
                               + (f" (last error: {doc['nice_status_details']})"
                                  if doc["nice_status"] not in ("OK", "Queued") else ""))
@@ -258,20 +323,22 @@ class TaskWorker:
             if self.emulator.collection_flags(collection).get("permission_denied"):
                 raise TaskFailure("PERMISSION_DENIED",
                                   f"Permission denied on collection {collection}")
+        roots = (self.emulator.collection_path(source), self.emulator.collection_path(destination))
         # paths are checked at submission, but a timer's runs are submitted by no one
         try:
-            dst = self.emulator.resolve(destination, item["destination_path"])
+            dst = resolve(roots[1], item["destination_path"])
         except ApiError as error:
             raise TaskFailure("PERMISSION_DENIED", error.message) from None
         try:
-            src = self.emulator.resolve(source, item["source_path"])
+            src = resolve(roots[0], item["source_path"])
         except ApiError as error:
             if not doc["skip_source_errors"]:
                 raise TaskFailure("PERMISSION_DENIED", error.message) from None
             self._skip(task_id, doc, item["source_path"], item["destination_path"],
                        "PERMISSION_DENIED", error.message)
             return
-        if not src.exists():
+        source_stat = _stat(src)
+        if source_stat is None:
             if doc["skip_source_errors"]:
                 self._skip(task_id, doc, item["source_path"], item["destination_path"],
                            "FILE_NOT_FOUND", "No such file or directory",
@@ -279,35 +346,38 @@ class TaskWorker:
                 return
             raise TaskFailure("FILE_NOT_FOUND",
                               f"No such file or directory: {source}:{item['source_path']}")
+        is_dir = stat.S_ISDIR(source_stat.st_mode)
         recursive = item.get("recursive")
         if recursive is None:
-            recursive = src.is_dir()
-        if src.is_dir() != bool(recursive):
+            recursive = is_dir
+        if is_dir != bool(recursive):
             raise TaskFailure("INVALID_ITEM", f"{item['source_path']} is "
-                              + ("a directory: submit it as recursive" if src.is_dir()
+                              + ("a directory: submit it as recursive" if is_dir
                                  else "not a directory, but was submitted as recursive"))
-        roots = (self.emulator.collection_path(source), self.emulator.collection_path(destination))
-        if doc["delete_destination_extra"] and src.is_dir() and dst.is_dir():
+        if doc["delete_destination_extra"] and is_dir and dst.is_dir():
             self._delete_extra(src, dst, doc.get("filter_rules") or [])
-        for src_file, dst_file in self._file_pairs(src, dst, doc):
+        # a file item's two paths were just resolved, which refuses a link out of a collection
+        pairs = self._file_pairs(src, dst, doc) if is_dir else iter([(src, dst)])
+        for src_file, dst_file in pairs:
             self._check_live(task_id, doc)
             # a link inside a collection may point out of it: never read or write through one
-            if not inside(roots[0], src_file) and doc["skip_source_errors"]:
-                self._skip(task_id, doc, "/" + str(src_file.relative_to(roots[0])),
-                           "/" + str(dst_file.relative_to(roots[1])), "PERMISSION_DENIED",
+            source_inside = not is_dir or inside(roots[0], src_file)
+            if not source_inside and doc["skip_source_errors"]:
+                self._skip(task_id, doc, _globus_path(roots[0], src_file),
+                           _globus_path(roots[1], dst_file), "PERMISSION_DENIED",
                            "A symbolic link out of the collection is not followed",
                            symlink_target=os.readlink(src_file)
                            if src_file.is_symlink() else None)
                 continue
-            if not (inside(roots[0], src_file) and inside(roots[1], dst_file)):
+            if not (source_inside and (not is_dir or inside(roots[1], dst_file))):
                 raise TaskFailure("PERMISSION_DENIED", f"{src_file.name}: a symbolic link out "
                                   "of the collection is not followed")
             if self._copy_file(task_id, src_file, dst_file, doc):
                 with self.state.lock:
                     self.state["tasks"][task_id].setdefault("successful", []).append({
                         "DATA_TYPE": "successful_transfer",
-                        "source_path": "/" + str(src_file.relative_to(roots[0])),
-                        "destination_path": "/" + str(dst_file.relative_to(roots[1]))})
+                        "source_path": _globus_path(roots[0], src_file),
+                        "destination_path": _globus_path(roots[1], dst_file)})
 
     def _skip(self, task_id: str, doc: dict[str, Any], source_path: str,
               destination_path: str, code: str, details: str, is_directory: bool = False,
@@ -327,9 +397,7 @@ class TaskWorker:
             self.state.mark_dirty()
 
     def _file_pairs(self, src: Path, dst: Path, doc: dict[str, Any]) -> Iterator[tuple[Path, Path]]:
-        if src.is_file():
-            yield src, dst
-            return
+        """The files of the directory ``src`` the filter rules include, with their targets."""
         rules = doc.get("filter_rules") or []
         for directory, dirnames, filenames in os.walk(src):
             dirnames[:] = sorted(d for d in dirnames if _included(rules, d, "dir"))
@@ -360,36 +428,24 @@ class TaskWorker:
 
     def _copy_file(self, task_id: str, src: Path, dst: Path, doc: dict[str, Any]) -> bool:
         """Copy one file; says whether it was copied (False: already in sync)."""
-        size = src.stat().st_size
-        with self.state.lock:
-            doc["files"] += 1
-        if _in_sync(src, dst, doc["sync_level"]):
-            with self.state.lock:
-                doc["files_skipped"] += 1
-            return False
-        bandwidth = self.emulator.settings["bandwidth"]
-        if bandwidth:  # in steps, so a cancel stops the copy in flight
-            until = time.monotonic() + self.emulator.clock.real_seconds(size / bandwidth)
-            while time.monotonic() < until:
-                self._check_live(task_id, doc)
-                self._pause(min(0.05, max(0.0, until - time.monotonic())))
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        # copy beside the target, then rename: a reader never sees half a file
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
-        os.close(fd)
+        source = os.open(src, os.O_RDONLY)
         try:
-            shutil.copyfile(src, tmp)
-            if doc["preserve_timestamp"]:
-                shutil.copystat(src, tmp)
-            if doc["verify_checksum"] and _md5(src) != _md5(Path(tmp)):
-                raise TaskFailure("CHECKSUM_MISMATCH", f"Checksum mismatch for {src.name}")
-            os.chmod(tmp, NEW_FILE_MODE)  # as a new file gets, not mkstemp's 0600
-            self._check_live(task_id, doc)  # cancelled while copying: nothing lands
-            os.replace(tmp, dst)
-            self.emulator.hand_over(dst)
+            size = os.fstat(source).st_size
+            with self.state.lock:
+                doc["files"] += 1
+            if _in_sync(src, dst, doc["sync_level"]):
+                with self.state.lock:
+                    doc["files_skipped"] += 1
+                return False
+            bandwidth = self.emulator.settings["bandwidth"]
+            if bandwidth:  # in steps, so a cancel stops the copy in flight
+                until = time.monotonic() + self.emulator.clock.real_seconds(size / bandwidth)
+                while time.monotonic() < until:
+                    self._check_live(task_id, doc)
+                    self._pause(min(0.05, max(0.0, until - time.monotonic())))
+            self._land(task_id, source, src, dst, doc)
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            os.close(source)
         with self.state.lock:
             doc["files_transferred"] += 1
             doc["bytes_transferred"] += size
@@ -397,6 +453,31 @@ class TaskWorker:
                 doc["bytes_checksummed"] += size
             self.state.mark_dirty()
         return True
+
+    def _land(self, task_id: str, source: int, src: Path, dst: Path, doc: dict[str, Any]) -> None:
+        """Copy the open file ``source`` to ``dst``: into a file beside it, then a rename, so
+        a reader never sees half a file. With ``verify_checksum``, the source's checksum is
+        taken as it is read for the copy, and the copy's by reading it back."""
+        # one name per task and target: a task copies its files one at a time
+        tmp = os.path.join(os.path.dirname(dst), f".{dst.name}.{task_id[:8]}.part")
+        target = _create(tmp)
+        try:
+            try:
+                source_sum = _copy(source, target, doc["verify_checksum"])
+                if doc["preserve_timestamp"]:
+                    shutil.copystat(src, tmp)
+                if source_sum is not None and _md5_of(target) != source_sum:
+                    raise TaskFailure("CHECKSUM_MISMATCH", f"Checksum mismatch for {src.name}")
+                os.fchmod(target, NEW_FILE_MODE)  # as a new file gets, not the part file's 0600
+            finally:
+                os.close(target)
+            self._check_live(task_id, doc)  # cancelled while copying: nothing lands
+            os.replace(tmp, dst)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        self.emulator.hand_over(dst)
 
     def _delete_item(self, task_id: str, doc: dict[str, Any], body: dict[str, Any],
                      item: dict[str, Any]) -> None:
