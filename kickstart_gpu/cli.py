@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as error:
         spawn_failure(args.command, error)
     monitor = _start_monitor(job.pid, args)
+    from . import block_writer  # noqa: F401 - imported while the job runs, not after it ended
     status = job.wait()
     if monitor is not None:
         _write_record(monitor, args)

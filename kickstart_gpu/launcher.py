@@ -134,14 +134,23 @@ class Job:
         # the signals wait, pending, until wait() takes them with their sender (instead of
         # interrupting at random points), and SIGCHLD with them, which says when to look
         self._original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WAITED_FOR)
-        self.pid = self._spawn(argv)
+        self.pid, exec_report = self._fork(argv)
         # after the job: a signal to the group that the canary holds reached the job too
+        # (and while the job's exec goes on)
         self._canary = Canary()
+        failure = os.read(exec_report, 16)  # empty once the exec succeeded
+        os.close(exec_report)
+        if failure:
+            self._canary.close()
+            os.waitpid(self.pid, 0)
+            code = int(failure)
+            raise OSError(code, os.strerror(code))
 
-    def _spawn(self, argv: list[str]) -> int:
+    def _fork(self, argv: list[str]) -> tuple[int, int]:
         """fork and exec, not posix_spawn: glibc's posix_spawn (2.36) starts the child with
-        its internal signals 32 and 33 ignored, which a job would inherit. Raises the exec's
-        OSError in this process, as posix_spawn does."""
+        its internal signals 32 and 33 ignored, which a job would inherit. Returns the child's
+        pid and a pipe that gives the exec's errno, or nothing once the exec succeeded (then
+        raised in this process, as posix_spawn does)."""
         report, reported = os.pipe2(os.O_CLOEXEC)  # closed by a successful exec
         pid = os.fork()
         if pid == 0:  # the child: no threads, nothing but resets and the exec
@@ -156,13 +165,7 @@ class Job:
             finally:
                 os._exit(NOT_EXECUTABLE)
         os.close(reported)
-        failure = os.read(report, 16)  # empty once the exec succeeded
-        os.close(report)
-        if failure:
-            os.waitpid(pid, 0)
-            code = int(failure)
-            raise OSError(code, os.strerror(code))
-        return pid
+        return pid, report
 
     def wait(self) -> int:
         """Forward signals until the job ends, then its raw wait status. (A signal that comes
