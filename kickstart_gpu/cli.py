@@ -113,9 +113,9 @@ def _library(args: argparse.Namespace, job_pid: int) -> tuple[Callable[[], Any] 
     if args.trace is not None:
 
         def replay() -> Any:
-            from .replay import TraceLibrary
+            from .replay import TraceLibrary, parse_trace
 
-            return TraceLibrary(args.trace, job_pid)
+            return TraceLibrary(parse_trace(*args.trace), job_pid)
         return replay, ""
 
     def nvml() -> Any:
@@ -143,10 +143,13 @@ def _check(args: argparse.Namespace) -> None:
         _fail(f"--backend {backend}: use auto, nvml, none or replay:TRACE")
     args.trace = None
     if backend.startswith("replay:"):
-        from .replay import TraceError, load_trace, trace_path
+        from .replay import TraceError, read_trace, trace_path
 
-        try:  # a bad trace is a bad option: said before the job starts, like the others
-            args.trace = load_trace(trace_path(backend[len("replay:"):]))
+        path = trace_path(backend[len("replay:"):])
+        try:  # a file that is no trace is a bad option, said before the job starts; what a
+            # trace plays, a damaged one too, is the record's, as NVML's failures are (its
+            # parsing would cost every replayed job 3 ms before it starts)
+            args.trace = (read_trace(path), path)
         except TraceError as error:
             _fail(f"--backend {backend}: {error}")
     if args.mon_url:

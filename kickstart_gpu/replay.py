@@ -32,8 +32,6 @@ from __future__ import annotations
 import os
 import time
 
-from .jsonlite import loads
-
 TYPE_CHECKING = False  # imported on every replayed run: pathlib and typing cost the job's wait
 if TYPE_CHECKING:
     from pathlib import Path
@@ -71,11 +69,31 @@ def trace_path(text: str) -> str:
 
 
 def load_trace(path: str | Path) -> dict[str, Any]:
+    return parse_trace(read_trace(path), path)
+
+
+def read_trace(path: str | Path) -> str:
+    """The text of the trace file ``path``; TraceError where it cannot be read or does not say
+    it is a trace (its format's name is nowhere in it). Cheap, for before the job starts:
+    :func:`parse_trace` checks the rest."""
     try:
         with open(path, encoding="utf-8") as handle:
-            trace = loads(handle.read())
+            text = handle.read()
     except OSError as error:
         raise TraceError(f"cannot read GPU trace {path}: {error.strerror}") from None
+    except ValueError:  # not UTF-8
+        text = ""
+    if f'"{FORMAT}"' not in text:
+        raise TraceError(f"{path} is not a GPU trace (\"format\": \"{FORMAT}\" missing)")
+    return text
+
+
+def parse_trace(text: str, path: str | Path) -> dict[str, Any]:
+    """The trace in ``text`` (read from ``path``); TraceError names what is wrong with it."""
+    from .jsonlite import loads
+
+    try:
+        trace = loads(text)
     except ValueError as error:
         raise TraceError(f"GPU trace {path} is not valid JSON: {error}") from None
     except RecursionError:

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = ROOT / "share" / "kickstart-gpu" / "traces" / "a2x-a100-training.json"
 SIDECAR = [sys.executable, "-m", "kickstart_gpu.cli"]
@@ -53,13 +55,22 @@ def test_a_script_without_a_shebang_runs_as_in_a_shell(tmp_path):
     assert result.returncode == shell.returncode, result.stderr
 
 
-def test_a_trace_whose_samples_are_not_objects_is_refused_in_one_line(tmp_path):
+@pytest.mark.parametrize("samples", [[1], [{"t": 0, "devices": [1]}], [{"devices": []}]])
+def test_a_damaged_trace_costs_the_job_nothing_and_the_record_says_why(tmp_path, samples):
+    """A file that says it is a trace was given: what it then plays, damaged or not, is NVML's
+    part, which never touches the job (no traceback, no exit 2): the record names the fault."""
     trace = tmp_path / "trace.json"
     trace.write_text(json.dumps({"format": "pegasus-kickstart-gpu-trace", "devices": [],
-                                 "samples": [1]}))
-    ran = tmp_path / "ran"
-    result = sidecar("--backend", f"replay:{trace}", "--", "touch", str(ran))
-    assert refused_in_one_line(result, ran), result.stderr.decode()[-300:]
+                                 "samples": samples}))
+    ran, record = tmp_path / "ran", tmp_path / "record"
+    result = sidecar("--backend", f"replay:{trace}", "--output", str(record), "--", "touch",
+                     str(ran))
+    assert (result.returncode, result.stderr) == (0, b"") and ran.exists()
+    (environment,) = [json.loads(line.split(": ", 1)[1]) for line in
+                      record.read_text().splitlines() if "gpu.environment" in line]
+    assert environment["reason"] == (
+        f"no NVML: TraceError: GPU trace {trace}: it needs a list of device objects, and "
+        'samples that each have a time "t" in seconds and one object per device')
 
 
 def test_a_deeply_nested_trace_is_refused_in_one_line(tmp_path):
