@@ -113,7 +113,8 @@ def _library(args: argparse.Namespace, job_pid: int) -> tuple[Callable[[], Any] 
     if args.trace is not None:
 
         def replay() -> Any:
-            from .replay import TraceLibrary, parse_trace
+            from .replay import TraceLibrary
+            from .trace_file import parse_trace
 
             return TraceLibrary(parse_trace(*args.trace), job_pid)
         return replay, ""
@@ -143,7 +144,7 @@ def _check(args: argparse.Namespace) -> None:
         _fail(f"--backend {backend}: use auto, nvml, none or replay:TRACE")
     args.trace = None
     if backend.startswith("replay:"):
-        from .replay import TraceError, read_trace, trace_path
+        from .trace_file import TraceError, read_trace, trace_path
 
         path = trace_path(backend[len("replay:"):])
         try:  # a file that is no trace is a bad option, said before the job starts; what a
@@ -176,7 +177,6 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as error:
         spawn_failure(args.command, error)
     monitor = _start_monitor(job.pid, args)
-    from . import block_writer  # noqa: F401 - imported while the job runs, not after it ended
     status = job.wait()
     if monitor is not None:
         _write_record(monitor, args)

@@ -259,6 +259,9 @@ class Monitor:
     def _run(self) -> None:
         try:
             self._start_monitoring()
+            # finish()'s, while the job runs rather than after it ended (here, not in the main
+            # thread: two threads importing and parsing at once take turns of 5 ms)
+            from . import block_writer  # noqa: F401
             if self.devices:
                 interval, started, beat = self.options.interval, time.monotonic(), 1
                 self.take_sample()
