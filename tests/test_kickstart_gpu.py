@@ -236,6 +236,8 @@ def test_the_sidecar_imports_nothing_heavy_on_a_jobs_path(tmp_path):
               "from kickstart_gpu.cli import run\n"
               "from kickstart_gpu.monitor import Monitor, Options\n"
               "from kickstart_gpu.block_writer import write_record\n"
+              "from kickstart_gpu.replay import TraceLibrary, load_trace\n"
+              f"TraceLibrary(load_trace({str(TRACE)!r}))\n"
               "monitor = Monitor(None, Options(), {}, os.getpid(), 'off', command=['true'])\n"
               "monitor.start(); monitor.stop(10)\n"
               f"write_record(monitor.finish(), {str(tmp_path / 'record')!r}, {{}})\n"
