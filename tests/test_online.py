@@ -424,17 +424,17 @@ def test_a_long_task_about_to_end_is_polled_as_it_ends():
     assert 10.0 <= now[0] <= 10.0 + QUICK_POLL + 1e-6
 
 
-def test_a_batch_picked_up_late_is_seen_ending_at_the_rate_of_its_last_poll():
-    """1,000 files the service picks up after 1 s and copies at 1,600 a second end at 1.625 s:
-    the rate between the last two polls says so, and the poll comes then, not on the
-    quarter-second grid (1.75 s). The rate since the submission, pick-up included, said
-    0.375 s more."""
-    from pegasus_globus.transfer.watch import SOONEST_POLL, TaskWatcher
+def watch_a_fake_batch(rate: float, picked_up: float) -> tuple[float, list[float]]:
+    """1,000 files that the service starts copying ``picked_up`` seconds after the submission,
+    at ``rate`` files a second, watched on a fake clock: when the watch ended, and its polls."""
+    from pegasus_globus.transfer.watch import TaskWatcher
 
     now = [0.0]
+    polls: list[float] = []
 
     def task(task_id: str) -> dict[str, Any]:
-        done = min(1000, max(0, int(1600 * (now[0] - 1.0) + 1e-9)))
+        polls.append(now[0])
+        done = min(1000, max(0, int(rate * (now[0] - picked_up) + 1e-6)))
         return {"status": "SUCCEEDED" if done == 1000 else "ACTIVE", "subtasks_total": 1000,
                 "subtasks_succeeded": done, "subtasks_pending": 1000 - done}
 
@@ -444,7 +444,18 @@ def test_a_batch_picked_up_late_is_seen_ending_at_the_rate_of_its_last_poll():
                           progress_interval=600, is_transient=lambda error: False,
                           sleep=sleep, clock=lambda: now[0])
     assert watcher.wait("task").status == "SUCCEEDED"
-    assert 1.625 <= now[0] <= 1.625 + SOONEST_POLL
+    return now[0], polls
+
+
+def test_a_batch_picked_up_late_is_seen_ending_at_the_rate_of_its_last_poll():
+    """1,000 files the service picks up after 1 s and copies at 1,600 a second end at 1.625 s:
+    the rate between the last two polls says so, and the poll comes then, not on the
+    quarter-second grid (1.75 s). The rate since the submission, pick-up included, said
+    0.375 s more."""
+    from pegasus_globus.transfer.watch import SOONEST_POLL
+
+    ended, _ = watch_a_fake_batch(rate=1600, picked_up=1.0)
+    assert 1.625 <= ended <= 1.625 + SOONEST_POLL
 
 
 def test_a_batch_seen_starting_is_polled_again_soon_to_learn_its_rate():
@@ -452,24 +463,10 @@ def test_a_batch_seen_starting_is_polled_again_soon_to_learn_its_rate():
     none): 1,000 files copied at 5,000 a second from 1.2 s end at 1.4 s, and the poll after
     the first sight of them (250 done at 1.25 s, which would say 1,000 a second and 0.75 s
     more) comes soon, learns the rate and catches the end, not 0.1 s late at 1.5 s."""
-    from pegasus_globus.transfer.watch import SOONEST_POLL, TaskWatcher
+    from pegasus_globus.transfer.watch import SOONEST_POLL
 
-    now = [0.0]
-    polls: list[float] = []
-
-    def task(task_id: str) -> dict[str, Any]:
-        polls.append(now[0])
-        done = min(1000, max(0, int(5000 * (now[0] - 1.2) + 1e-6)))
-        return {"status": "SUCCEEDED" if done == 1000 else "ACTIVE", "subtasks_total": 1000,
-                "subtasks_succeeded": done, "subtasks_pending": 1000 - done}
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-    watcher = TaskWatcher(task, cancel=lambda task_id: None, inactive_timeout=900,
-                          progress_interval=600, is_transient=lambda error: False,
-                          sleep=sleep, clock=lambda: now[0])
-    assert watcher.wait("task").status == "SUCCEEDED"
-    assert 1.4 <= now[0] <= 1.4 + SOONEST_POLL
+    ended, polls = watch_a_fake_batch(rate=5000, picked_up=1.2)
+    assert 1.4 <= ended <= 1.4 + SOONEST_POLL
     assert len(polls) <= 9  # 0, 0.25, ... 1.25, then the probe and the end
 
 
