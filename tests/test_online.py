@@ -406,27 +406,17 @@ def test_a_young_task_is_polled_every_quarter_second_then_ever_less_often():
 def test_a_long_task_about_to_end_is_polled_as_it_ends():
     """At the rate its items have gone so far, the poll after the 98th of 100 items comes when
     the task should end, not at the next step of a schedule grown to seconds."""
-    from pegasus_globus.transfer.watch import QUICK_POLL, TaskWatcher
+    from pegasus_globus.transfer.watch import QUICK_POLL
 
-    now = [0.0]
-
-    def task(task_id: str) -> dict[str, Any]:  # 10 items a second, 100 in all
-        done = min(100, int(10 * now[0] + 1e-9))
-        return {"status": "SUCCEEDED" if done == 100 else "ACTIVE", "subtasks_total": 100,
-                "subtasks_succeeded": done, "subtasks_pending": 100 - done}
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-    watcher = TaskWatcher(task, cancel=lambda task_id: None, inactive_timeout=900,
-                          progress_interval=600, is_transient=lambda error: False,
-                          sleep=sleep, clock=lambda: now[0])
-    assert watcher.wait("task").status == "SUCCEEDED"
-    assert 10.0 <= now[0] <= 10.0 + QUICK_POLL + 1e-6
+    ended, _ = watch_a_fake_batch(rate=10, picked_up=0.0, items=100)
+    assert 10.0 <= ended <= 10.0 + QUICK_POLL + 1e-6
 
 
-def watch_a_fake_batch(rate: float, picked_up: float) -> tuple[float, list[float]]:
-    """1,000 files that the service starts copying ``picked_up`` seconds after the submission,
-    at ``rate`` files a second, watched on a fake clock: when the watch ended, and its polls."""
+def watch_a_fake_batch(rate: float, picked_up: float,
+                       items: int = 1000) -> tuple[float, list[float]]:
+    """``items`` files that the service starts copying ``picked_up`` seconds after the
+    submission, at ``rate`` files a second, watched on a fake clock: when the watch ended, and
+    its polls."""
     from pegasus_globus.transfer.watch import TaskWatcher
 
     now = [0.0]
@@ -434,9 +424,9 @@ def watch_a_fake_batch(rate: float, picked_up: float) -> tuple[float, list[float
 
     def task(task_id: str) -> dict[str, Any]:
         polls.append(now[0])
-        done = min(1000, max(0, int(rate * (now[0] - picked_up) + 1e-6)))
-        return {"status": "SUCCEEDED" if done == 1000 else "ACTIVE", "subtasks_total": 1000,
-                "subtasks_succeeded": done, "subtasks_pending": 1000 - done}
+        done = min(items, max(0, int(rate * (now[0] - picked_up) + 1e-6)))
+        return {"status": "SUCCEEDED" if done == items else "ACTIVE", "subtasks_total": items,
+                "subtasks_succeeded": done, "subtasks_pending": items - done}
 
     def sleep(seconds: float) -> None:
         now[0] += seconds
