@@ -1,0 +1,133 @@
+"""The emulator's copies and uploads, at their edges: what lands is a version of the file that
+existed, a task whose source cannot be read ends, and a stopped emulator leaves no half
+upload in a collection. (Found by a fresh-eyes tester after the worker and HTTPS speed-ups;
+these fail on the code they were found on.)"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import globus_sdk
+
+from .conftest import wait_for, wait_task
+from .test_bridge import https_token
+
+MIB = 1 << 20
+
+
+def test_a_named_pipe_in_a_directory_ends_the_task_instead_of_blocking_its_worker(
+        emulator, transfer_client):
+    """A FIFO among a directory's files: the worker must not open it and wait for a writer
+    (the task stayed ACTIVE for ever, a cancel could not stop it, and the emulator's stop
+    waited on the worker)."""
+    source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+    tree = emulator.collection_path(source) / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a")
+    pipe = tree / "pipe"
+    os.mkfifo(pipe)
+    data = globus_sdk.TransferData(source, destination)
+    data.add_item("/tree/", "/copy/", recursive=True)
+    task_id = transfer_client.submit_transfer(data)["task_id"]
+    try:
+        assert wait_for(lambda: transfer_client.get_task(task_id)["status"]
+                        in ("SUCCEEDED", "FAILED"), timeout=10)
+    finally:
+        _release_readers(pipe)  # so that the fixture's stop of the emulator cannot hang
+
+
+def _release_readers(pipe: os.PathLike[str]) -> None:
+    """A reader blocked opening the FIFO is let go: opened for writing, then closed (EOF)."""
+    try:
+        fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # ENXIO: no reader waits
+        return
+    os.close(fd)
+
+
+def test_a_source_changed_while_it_is_copied_never_lands_torn_with_verify_checksum(
+        emulator, transfer_client, monkeypatch):
+    """Globus' verify_checksum compares the source's checksum with the copy's: a file
+    rewritten while it was read (its first MiB read as A, the rest as B) must not land as
+    that mixture under a SUCCEEDED task. The checksum taken from the blocks as they were
+    copied always equals the copy's, so it can never see this."""
+    source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+    src = emulator.collection_path(source) / "changing.dat"
+    src.write_bytes(b"A" * 3 * MIB)
+    real_read, real_sendfile = os.read, os.sendfile
+    rewritten: list[bool] = []
+
+    def rewrite_once(fd: int) -> None:
+        """The writer's turn, once the copy read its first block of the source."""
+        if not rewritten and os.path.realpath(f"/proc/self/fd/{fd}") == str(src.resolve()):
+            rewritten.append(True)
+            src.write_bytes(b"B" * 3 * MIB)  # in place: same inode, as a writer rewrites
+
+    def read(fd: int, size: int) -> bytes:
+        block = real_read(fd, size)
+        rewrite_once(fd)
+        return block
+
+    def sendfile(out_fd: int, in_fd: int, offset: Any, count: int) -> int:
+        sent = real_sendfile(out_fd, in_fd, offset, count)
+        rewrite_once(in_fd)
+        return sent
+
+    monkeypatch.setattr(os, "read", read)
+    monkeypatch.setattr(os, "sendfile", sendfile)
+    data = globus_sdk.TransferData(source, destination, verify_checksum=True)
+    data.add_item("/changing.dat", "/changing.dat")
+    task = wait_task(transfer_client, transfer_client.submit_transfer(data)["task_id"])
+    assert rewritten  # the writer did rewrite the file while it was being copied
+    landed = emulator.collection_path(destination) / "changing.dat"
+    if task["status"] == "SUCCEEDED":
+        assert landed.read_bytes() in (b"A" * 3 * MIB, b"B" * 3 * MIB), \
+            "a torn copy (neither version of the file) landed under a SUCCEEDED task"
+    else:
+        assert not landed.exists()
+
+
+def test_an_upload_cut_short_by_stopping_the_emulator_leaves_no_part_file(tmp_path,
+                                                                           monkeypatch):
+    """SIGTERM stops the emulator with its state saved; an HTTPS upload still arriving
+    must not stay behind in the collection as a hidden ``.https-*.part`` (streamed to disk
+    now, it did: up to the bytes received, never removed by a restart)."""
+    root = tmp_path / "g"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pegasus_globus.emulator.cli", "--root", str(root), "--port",
+         "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    connection = None
+    try:
+        exports = [process.stdout.readline().strip() for _ in range(4)]
+        for line in exports:
+            name, value = line.removeprefix("export ").split("=", 1)
+            monkeypatch.setenv(name, value)
+        collection = str(uuid.uuid4())
+        url = urlsplit(exports[0].split("=", 1)[1])
+        token = https_token(collection)
+        connection = socket.create_connection((url.hostname, url.port), timeout=10)
+        connection.sendall(f"PUT /https/{collection}/big.dat HTTP/1.1\r\nHost: {url.netloc}"
+                           f"\r\nAuthorization: Bearer {token}\r\nContent-Length: {10 * MIB}"
+                           "\r\n\r\n".encode() + b"x" * MIB)
+        directory = root / "collections" / collection
+        # the upload is under way once its part file is there (a server that keeps the
+        # body elsewhere until it is whole shows none: then it is stopped after 5 s)
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: directory.is_dir() and any(directory.iterdir()), timeout=5)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+    finally:
+        if connection is not None:
+            connection.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert not directory.is_dir() or sorted(p.name for p in directory.iterdir()) == []
