@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import globus_sdk
 
+from pegasus_globus.token_store import TokenStore
+
 from .conftest import wait_for, wait_task
 from .test_bridge import https_token
 
@@ -131,3 +133,39 @@ def test_an_upload_cut_short_by_stopping_the_emulator_leaves_no_part_file(tmp_pa
             process.kill()
             process.wait()
     assert not directory.is_dir() or sorted(p.name for p in directory.iterdir()) == []
+
+
+def test_a_download_cut_off_mid_body_is_tried_again_and_lands_whole(tmp_path, emulator,
+                                                                     transfer_client,
+                                                                     monkeypatch):
+    """The HTTPS server sends a download as it reads it, and hangs up when the file shrank
+    or it stops: the client then sees fewer bytes than the Content-Length. That is a dropped
+    connection like any other (retried), not an error line ending in ``: None``."""
+    from pegasus_globus.emulator import server
+    from pegasus_globus.transfer.bridge import HttpsBridge
+    from pegasus_globus.transfer.operations import GlobusTransfers
+    from pegasus_globus.transfer.urls import GoUrl
+
+    from .test_bridge import Site
+
+    site = Site(emulator, tmp_path)
+    (emulator.collection_path(site.collection) / "data" / "big.dat").write_bytes(
+        b"y" * 3 * MIB)
+    real_send_file = server._Handler._send_file
+    cut: list[bool] = []
+
+    def send_half_once(handler: Any, response: Any, body: Any) -> None:
+        if cut:
+            return real_send_file(handler, response, body)
+        cut.append(True)  # the head says 3 MiB, one MiB comes, then the connection ends
+        handler._send_head(response, 3 * MIB)
+        handler.wfile.write(b"y" * MIB)
+        handler.close_connection = True
+
+    monkeypatch.setattr(server._Handler, "_send_file", send_half_once)
+    bridge = HttpsBridge(GlobusTransfers(transfer_client),
+                         TokenStore(site.home / ".pegasus" / "globus.conf"),
+                         sleep=lambda seconds: None)
+    target = site.scratch / "big.dat"
+    assert bridge.download(GoUrl(site.collection, "/data/big.dat"), target) == 3 * MIB
+    assert cut and target.read_bytes() == b"y" * 3 * MIB
