@@ -195,3 +195,33 @@ def test_a_task_whose_total_grows_as_its_items_go_is_not_polled_in_a_spin():
                           progress_interval=1e9, is_transient=lambda error: False,
                           sleep=sleep, clock=lambda: now[0])
     assert watcher.wait("task").polls <= 60 / 0.25 + 10
+
+
+def test_transfer_unreachable_for_the_uploads_size_check_is_one_line_per_upload(
+        tmp_path, emulator, monkeypatch, capsys):
+    """The uploads' sizes are now checked after the batch, outside the per-move guard: a
+    Globus Transfer that cannot be reached then (globus-sdk's retries spent) must still be
+    one line naming the upload, exit 1, not a traceback out of the command."""
+    import json
+
+    from pegasus_globus import bridge_cli
+
+    from .test_bridge import Site
+
+    site = Site(emulator, tmp_path)
+    (site.scratch / "out.dat").write_text("result")
+    spec = tmp_path / "transfers.json"
+    target = f"go://{site.collection}/results/out.dat"
+    spec.write_text(json.dumps([site.entry(f"file://{site.scratch}/out.dat", target)]))
+    monkeypatch.setenv("HOME", str(site.home))
+    monkeypatch.delenv("PEGASUS_GLOBUS_CONFIG", raising=False)
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise globus_sdk.GlobusConnectionError("cannot reach it", ConnectionRefusedError(111))
+
+    monkeypatch.setattr(globus_sdk.TransferClient, "operation_stat", unreachable)
+    monkeypatch.setattr(globus_sdk.TransferClient, "operation_ls", unreachable)
+    status = bridge_cli.main(["--file", str(spec)])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "ERROR" in line]
+    assert status == 1
+    assert len(errors) == 1 and target in errors[0]
