@@ -198,7 +198,7 @@ def test_a_task_whose_total_grows_as_its_items_go_is_not_polled_in_a_spin():
 
 
 def test_transfer_unreachable_for_the_uploads_size_check_is_one_line_per_upload(
-        tmp_path, emulator, monkeypatch, capsys):
+        tmp_path, emulator, monkeypatch, caplog):
     """The uploads' sizes are now checked after the batch, outside the per-move guard: a
     Globus Transfer that cannot be reached then (globus-sdk's retries spent) must still be
     one line naming the upload, exit 1, not a traceback out of the command."""
@@ -222,6 +222,6 @@ def test_transfer_unreachable_for_the_uploads_size_check_is_one_line_per_upload(
     monkeypatch.setattr(globus_sdk.TransferClient, "operation_stat", unreachable)
     monkeypatch.setattr(globus_sdk.TransferClient, "operation_ls", unreachable)
     status = bridge_cli.main(["--file", str(spec)])
-    errors = [line for line in capsys.readouterr().err.splitlines() if "ERROR" in line]
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
     assert status == 1
     assert len(errors) == 1 and target in errors[0]
