@@ -225,3 +225,54 @@ def test_transfer_unreachable_for_the_uploads_size_check_is_one_line_per_upload(
     errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
     assert status == 1
     assert len(errors) == 1 and target in errors[0]
+
+
+def test_two_downloads_to_one_local_target_at_once_land_one_whole_version(
+        tmp_path, emulator, transfer_client, monkeypatch):
+    """Two downloads into the same file at once (two jobs staging into one shared
+    directory): each writes ``.<name>.part``, the one fixed name, so both write into the
+    same file, and the first to finish renames what the other is still writing. The file
+    that lands must be one of the two versions, whole, not a mixture under a success."""
+    import threading
+
+    from pegasus_globus.emulator import server
+    from pegasus_globus.transfer.bridge import HttpsBridge
+    from pegasus_globus.transfer.operations import GlobusTransfers
+    from pegasus_globus.transfer.urls import GoUrl
+
+    from .test_bridge import Site
+
+    site = Site(emulator, tmp_path)
+    data = emulator.collection_path(site.collection) / "data"
+    versions = {"one.dat": b"1" * 3 * MIB, "two.dat": b"2" * 3 * MIB}
+    for name, content in versions.items():
+        (data / name).write_bytes(content)
+    bridge = HttpsBridge(GlobusTransfers(transfer_client),
+                         TokenStore(site.home / ".pegasus" / "globus.conf"))
+    target = site.scratch / "input.dat"
+    real_send_file = server._Handler._send_file
+    outcomes: dict[str, Any] = {}
+
+    def download(name: str) -> None:
+        try:
+            outcomes[name] = bridge.download(GoUrl(site.collection, f"/data/{name}"), target)
+        except Exception as error:
+            outcomes[name] = error
+
+    def other_download_midway(handler: Any, response: Any, body: Any) -> None:
+        """The first MiB of one.dat goes out, then two.dat is downloaded whole."""
+        if not str(body.path).endswith("one.dat"):
+            return real_send_file(handler, response, body)
+        handler._send_head(response, 3 * MIB)
+        handler.wfile.write(versions["one.dat"][:MIB])
+        handler.wfile.flush()
+        wait_for(lambda: target.parent.joinpath(".input.dat.part").stat().st_size >= MIB)
+        other = threading.Thread(target=download, args=("two.dat",))
+        other.start()
+        other.join()
+        handler.wfile.write(versions["one.dat"][MIB:])
+
+    monkeypatch.setattr(server._Handler, "_send_file", other_download_midway)
+    download("one.dat")
+    assert target.read_bytes() in versions.values(), \
+        f"a mixture of both versions landed (outcomes: {outcomes})"
