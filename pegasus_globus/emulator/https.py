@@ -8,8 +8,10 @@ A collection marked ``no_https`` (GCSv4, Globus Connect Personal) has no HTTPS s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -40,6 +42,17 @@ def https_server(flags: dict[str, Any], collection: str, host: str) -> str | Non
 class HttpsService:
     def __init__(self, emulator: Host) -> None:
         self.emulator = emulator
+        self._arriving: set[str] = set()  # part files of uploads still arriving
+        self._arriving_lock = threading.Lock()
+
+    def abandon_uploads(self) -> None:
+        """Remove the part files of uploads still arriving (the server is stopping: their
+        threads, blocked reading, would never get to it), so no collection keeps one."""
+        with self._arriving_lock:
+            for temporary in self._arriving:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary)
+            self._arriving.clear()
 
     def routes(self) -> list[Route]:
         return [Route("GET", f"{PREFIX}/{{collection}}/{{path*}}", self.get),
@@ -72,6 +85,8 @@ class HttpsService:
                            f"Cannot write /{path}: no such directory, or it is one")
         assert request.stream is not None  # a streamed route
         fd, temporary = tempfile.mkstemp(dir=directory, prefix=".https-", suffix=".part")
+        with self._arriving_lock:
+            self._arriving.add(temporary)
         try:
             # written as it arrives, as GCS does: a file is no bigger than the disk allows,
             # and one write of a whole large body is several times slower than 1 MiB ones
@@ -86,4 +101,7 @@ class HttpsService:
             if os.path.exists(temporary):
                 os.unlink(temporary)
             raise
+        finally:
+            with self._arriving_lock:
+                self._arriving.discard(temporary)
         return Response(200, {"code": "Created", "path": f"/{path}", "size": size})

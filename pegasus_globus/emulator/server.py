@@ -143,6 +143,7 @@ class Emulator:
             self._httpd.shutdown()
             self._thread.join()
         self._httpd.server_close()
+        self.https.abandon_uploads()
         self.timers.stop()
         self.transfer.stop()
         with self.state.lock:

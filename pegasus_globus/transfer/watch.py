@@ -129,9 +129,14 @@ class TaskWatcher:
         failures = polls = 0
         expected: float | None = None  # seconds from now to the end, at the recent rate
         last_seen: tuple[float, int] | None = None  # when the last poll was, items done then
+        # polls brought forward for an end that was expected and did not come: each doubles
+        # the soonest the next may be, since a task whose total grows as its items go (a
+        # recursive item being walked) looks about to end at every poll
+        brought_forward = 0
         for delay in poll_delays():
-            if expected is not None:  # a task about to end is seen ending, not a step later
-                delay = min(delay, max(expected, SOONEST_POLL))
+            if expected is not None and expected < delay:  # seen ending, not a step later
+                delay = min(delay, max(expected, SOONEST_POLL * 2 ** brought_forward))
+                brought_forward += 1
             if delay:
                 self._sleep(delay)
             try:

@@ -91,8 +91,8 @@ def _md5_of(fd: int) -> str:
 
 
 def _copy(source: int, target: int, checksum: bool) -> str | None:
-    """Copy the open file ``source`` into ``target``; returns the source's md5 when asked
-    (taken from the blocks as they are copied, not by reading the source twice)."""
+    """Copy the open file ``source`` into ``target``; returns the copy's md5 when asked
+    (taken from the blocks as they are written, not by reading the copy back)."""
     digest = hashlib.md5() if checksum else None
     while block := os.read(source, BLOCK):
         if digest is not None:
@@ -428,9 +428,13 @@ class TaskWorker:
 
     def _copy_file(self, task_id: str, src: Path, dst: Path, doc: dict[str, Any]) -> bool:
         """Copy one file; says whether it was copied (False: already in sync)."""
-        source = os.open(src, os.O_RDONLY)
+        source = os.open(src, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO's open would wait
         try:
-            size = os.fstat(source).st_size
+            status = os.fstat(source)
+            if not stat.S_ISREG(status.st_mode):  # a FIFO, a device: no file to copy
+                kind = "a named pipe" if stat.S_ISFIFO(status.st_mode) else "not a regular file"
+                raise OSError(f"{src.name} is {kind}")
+            size = status.st_size
             with self.state.lock:
                 doc["files"] += 1
             if _in_sync(src, dst, doc["sync_level"]):
@@ -456,17 +460,18 @@ class TaskWorker:
 
     def _land(self, task_id: str, source: int, src: Path, dst: Path, doc: dict[str, Any]) -> None:
         """Copy the open file ``source`` to ``dst``: into a file beside it, then a rename, so
-        a reader never sees half a file. With ``verify_checksum``, the source's checksum is
-        taken as it is read for the copy, and the copy's by reading it back."""
+        a reader never sees half a file. With ``verify_checksum``, the copy's checksum is
+        taken from the blocks as they are written, and the source's by reading it again, as
+        Globus checksums each end: a source rewritten while it was copied does not match."""
         # one name per task and target: a task copies its files one at a time
         tmp = os.path.join(os.path.dirname(dst), f".{dst.name}.{task_id[:8]}.part")
         target = _create(tmp)
         try:
             try:
-                source_sum = _copy(source, target, doc["verify_checksum"])
+                copy_sum = _copy(source, target, doc["verify_checksum"])
                 if doc["preserve_timestamp"]:
                     shutil.copystat(src, tmp)
-                if source_sum is not None and _md5_of(target) != source_sum:
+                if copy_sum is not None and _md5_of(source) != copy_sum:
                     raise TaskFailure("CHECKSUM_MISMATCH", f"Checksum mismatch for {src.name}")
                 os.fchmod(target, NEW_FILE_MODE)  # as a new file gets, not the part file's 0600
             finally:
