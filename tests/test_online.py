@@ -190,6 +190,20 @@ def test_a_second_sigterm_during_the_cancel_still_cancels(world):
     assert world.tasks()[0]["fatal_error"]["code"] == "CANCELED"
 
 
+def test_a_cancel_globus_did_not_take_is_not_said_to_be_done():
+    """Interrupted while Globus Transfer is unreachable, the handler could not cancel its task
+    (which then ran to its end): it must not say "the Globus task was cancelled"."""
+    from pegasus_globus.transfer.operations import GlobusTransfers
+
+    class Unreachable:
+        def cancel_task(self, task_id: str) -> None:
+            raise ConnectionError("Globus Transfer is down")
+
+    transfers = GlobusTransfers(Unreachable(), label="x")  # type: ignore[arg-type]
+    transfers.current_task = "task"
+    assert transfers.cancel_current() is False
+
+
 def test_globus_transfer_down_is_said_with_the_url_the_cause_and_the_next_try(world):
     (world.src_root / "f").write_text("f")
     process = subprocess.Popen([*HANDLER, "--transfer", "--file",

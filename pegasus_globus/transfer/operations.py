@@ -142,7 +142,7 @@ class GlobusTransfers:
         return sum(self._mkdir(collection, posixpath.normpath(path)) for path in paths)
 
     def cancel_current(self) -> bool:
-        """Cancel the task in progress, if any; says whether there was one."""
+        """Cancel the task in progress, if any; says whether Globus took the cancel."""
         if self.current_task is None:
             return False
         try:
@@ -150,6 +150,7 @@ class GlobusTransfers:
         except Exception as error:  # the process is ending: report, do not mask the cause
             log.warning("could not cancel task %s: %s", self.current_task,
                         error.__class__.__name__)
+            return False
         return True
 
     # -- the machinery -------------------------------------------------------------------
