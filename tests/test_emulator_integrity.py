@@ -276,3 +276,16 @@ def test_two_downloads_to_one_local_target_at_once_land_one_whole_version(
     download("one.dat")
     assert target.read_bytes() in versions.values(), \
         f"a mixture of both versions landed (outcomes: {outcomes})"
+
+
+def test_a_file_whose_name_is_near_the_longest_allowed_is_copied(emulator, transfer_client):
+    """The copy's part file beside the target takes a few bytes more than its name: a name of
+    250 bytes (NAME_MAX is 255) failed with ENAMETOOLONG on the part file, not the target."""
+    source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+    name = "é" * 100 + "x" * 50  # 250 bytes, 150 characters
+    (emulator.collection_path(source) / name).write_text("long")
+    data = globus_sdk.TransferData(source, destination, verify_checksum=True)
+    data.add_item(f"/{name}", f"/{name}")
+    task = wait_task(transfer_client, transfer_client.submit_transfer(data)["task_id"])
+    assert task["status"] == "SUCCEEDED", task
+    assert (emulator.collection_path(destination) / name).read_text() == "long"
