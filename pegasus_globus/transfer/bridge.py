@@ -123,13 +123,12 @@ class HttpsBridge:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(fd, "wb") as handle:
-                def fetch() -> Any:
+                def fetch() -> None:
                     handle.seek(0)
                     handle.truncate()
-                    answer = self._request("GET", source, url, stream=True)
-                    for chunk in answer.iter_content(CHUNK):
-                        handle.write(chunk)
-                    return answer
+                    with self._request("GET", source, url, stream=True) as answer:
+                        for chunk in answer.iter_content(CHUNK):
+                            handle.write(chunk)
                 self._retried(source, fetch)
                 # no fsync (4 ms a file here): the rename makes the file appear whole to any
                 # reader, as the stock tools' downloads (wget, curl) do; a machine that crashes
@@ -142,7 +141,7 @@ class HttpsBridge:
                                      f"{expected}; not kept")
             os.replace(temporary, target)
         except OSError as error:  # a full disk, say: name the file, not only the errno
-            raise TransferFailed(f"{source} -> {target}: {error.strerror}") from None
+            raise TransferFailed(f"{source} -> {target}: {error.strerror or error}") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
@@ -315,12 +314,25 @@ class HttpsBridge:
         for delay in (*RETRY_DELAYS, None):
             try:
                 return call()
-            except (_Transient, requests.ConnectionError, requests.Timeout) as error:
+            # ChunkedEncodingError: the body ended before its Content-Length (the server
+            # hung up mid-file), a dropped connection like any other
+            except (_Transient, requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as error:
                 if delay is None:
-                    raise TransferFailed(f"{location}: {error} (tried "
+                    raise TransferFailed(f"{location}: {_reason(error)} (tried "
                                          f"{len(RETRY_DELAYS) + 1} times)") from None
             self._sleep(delay)
         raise AssertionError("unreachable")
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, from an exception requests wraps around urllib3's: the innermost
+    message (``Connection broken: IncompleteRead(...)``), not the tuples around it."""
+    while error.args and isinstance(error.args[0], BaseException):
+        error = error.args[0]
+    if len(error.args) > 1 and isinstance(error.args[0], str):
+        return error.args[0]
+    return str(error)
 
 
 def _directory_of(location: GoUrl) -> tuple[str, str]:
