@@ -183,18 +183,32 @@ class HttpsBridge:
         for index, (target, _) in enumerate(uploads):
             directories.setdefault(_directory_of(target), []).append(index)
         results: list[TransferFailed | None] = [None] * len(uploads)
+        # once Globus Transfer could not be reached (globus-sdk's retries spent), the rest
+        # are not checked: each call would wait those retries out again
+        unreachable: globus_sdk.NetworkError | None = None
         for key, indexes in directories.items():
             listing: dict[str, int | None] = {}
-            if len(indexes) > 1:
-                with contextlib.suppress(globus_sdk.TransferAPIError):  # then per file: the
-                    listing = _sizes(self.transfers.client.operation_ls(  # stat's words
+            if len(indexes) > 1 and unreachable is None:
+                try:
+                    listing = _sizes(self.transfers.client.operation_ls(
                         key[0], path=key[1], limit=LISTING_LIMIT))
+                except globus_sdk.TransferAPIError:
+                    pass  # then per file: the stat's words
+                except globus_sdk.NetworkError as error:
+                    unreachable = error
             landed: dict[str, int | None] = {}
             for index in indexes:
                 target, size = uploads[index]
                 name = posixpath.basename(target.path)
                 try:
+                    if name not in listing and unreachable is not None:
+                        raise unreachable
                     landed[name] = listing[name] if name in listing else self._size(target)
+                except globus_sdk.NetworkError as error:
+                    unreachable = error
+                    results[index] = TransferFailed(f"{target}: its size cannot be checked "
+                                                    f"after the upload: {_unreached(error)}")
+                    continue
                 except TransferFailed as error:
                     results[index] = error
                     continue
@@ -235,18 +249,22 @@ class HttpsBridge:
         key = _directory_of(location)
         with self._lock:
             listing = self._listings.get(key)
-        if listing is None:
-            try:
-                listing = _sizes(self.transfers.client.operation_ls(key[0], path=key[1],
-                                                                    limit=LISTING_LIMIT))
-            except globus_sdk.TransferAPIError:
-                listing = {}  # say what is wrong per file, with the stat's words
-            with self._lock:
-                listing = self._listings.setdefault(key, listing)
-        name = posixpath.basename(location.path)
-        if name in listing:
-            return listing[name]
-        return self._size(location)
+        try:
+            if listing is None:
+                try:
+                    listing = _sizes(self.transfers.client.operation_ls(
+                        key[0], path=key[1], limit=LISTING_LIMIT))
+                except globus_sdk.TransferAPIError:
+                    listing = {}  # say what is wrong per file, with the stat's words
+                with self._lock:
+                    listing = self._listings.setdefault(key, listing)
+            name = posixpath.basename(location.path)
+            if name in listing:
+                return listing[name]
+            return self._size(location)
+        except globus_sdk.NetworkError as error:
+            raise TransferFailed(f"{location}: its size cannot be looked up: "
+                                 f"{_unreached(error)}") from None
 
     def _authorizer(self, collection: str) -> Any:
         from ..token_store import TokenStoreError
@@ -323,6 +341,13 @@ class HttpsBridge:
                                          f"{len(RETRY_DELAYS) + 1} times)") from None
             self._sleep(delay)
         raise AssertionError("unreachable")
+
+
+def _unreached(error: Exception) -> str:
+    """Why Globus Transfer could not be reached: globus-sdk's words and the cause's."""
+    cause = getattr(error, "underlying_exception", None)
+    return f"Globus Transfer could not be reached ({error}" + (
+        f": {_reason(cause)})" if cause is not None else ")")
 
 
 def _reason(error: BaseException) -> str:
