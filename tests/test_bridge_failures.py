@@ -167,3 +167,31 @@ def test_a_move_failing_on_a_globus_refusal_is_one_line_naming_it(tmp_path, emul
                          site.entry(source, f"file://{site.scratch}/raw.csv"))
     assert status == 1
     assert error_lines(caplog) == [f"{source}: Globus refused a call (400 invalid_grant)"]
+
+
+def test_a_target_name_of_250_bytes_lands_its_part_files_names_cut_short(
+        tmp_path, emulator, transfer_client):
+    """``.<name>.part`` would be 256 bytes, past NAME_MAX: the target fits, so its download
+    must not fail for its part file's name, neither the usual one nor the one taken while
+    another download holds the usual one; each leaves nothing behind but the target."""
+    import fcntl
+
+    from pegasus_globus.transfer.urls import GoUrl
+
+    site = Site(emulator, tmp_path)
+    name = "n" * 246 + ".dat"
+    (emulator.collection_path(site.collection) / "data" / name).write_bytes(b"z" * 1000)
+    bridge, source = bridge_of(site, transfer_client), GoUrl(site.collection, f"/data/{name}")
+    target = site.scratch / name
+    assert bridge.download(source, target) == 1000
+    assert sorted(p.name for p in site.scratch.iterdir()) == [name]
+
+    from pegasus_globus.transfer.bridge import _beside
+
+    target.unlink()
+    held = _beside(target, "part")
+    with open(held, "wb") as other:  # another download's, under way
+        fcntl.flock(other, fcntl.LOCK_EX)
+        assert bridge.download(source, target) == 1000
+    assert target.read_bytes() == b"z" * 1000
+    assert sorted(p.name for p in site.scratch.iterdir()) == sorted([name, held.split("/")[-1]])

@@ -17,6 +17,7 @@ pulled back.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import posixpath
 import threading
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 RETRY_DELAYS = (1.0, 2.0, 4.0)  # seconds between tries of one GET or PUT
 CHUNK = 1 << 20  # bytes read and written at a time
 LISTING_LIMIT = 100_000  # entries of one listing: Globus' own default and most
+NAME_MAX = 255  # bytes of a file name: Linux' local and network file systems
+_PART_NUMBERS = itertools.count(1)  # with the pid, a part file name no other download has
 STAGING_RECIPE = ("stage through a Globus collection instead: a site whose scratch is a "
                   "collection (pegasus-globus-setup snippets --scratch-collection)")
 
@@ -117,34 +120,38 @@ class HttpsBridge:
         url = self._url(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         expected = self._listed_size(source)
-        # one fixed name beside the target: a rerun after a killed download reuses it, so
-        # no partial file is left behind for good
-        temporary = str(target.parent / f".{target.name}.part")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                def fetch() -> None:
-                    handle.seek(0)
-                    handle.truncate()
-                    with self._request("GET", source, url, stream=True) as answer:
-                        for chunk in answer.iter_content(CHUNK):
-                            handle.write(chunk)
-                self._retried(source, fetch)
-                # no fsync (4 ms a file here): the rename makes the file appear whole to any
-                # reader, as the stock tools' downloads (wget, curl) do; a machine that crashes
-                # loses the job's scratch with it, and Pegasus runs the job again
-                handle.flush()
-                size = handle.tell()
-            os.chmod(temporary, NEW_FILE_MODE)  # a new file's mode, not mkstemp's 0600
+            fd, temporary = _part_file(target)
+        except OSError as error:
+            raise TransferFailed(f"{source} -> {target}: {error.strerror}") from None
+        handle, landed = os.fdopen(fd, "wb"), False
+        try:
+            def fetch() -> None:
+                handle.seek(0)  # a try before this one's bytes, or a killed download's
+                handle.truncate()
+                with self._request("GET", source, url, stream=True) as answer:
+                    for chunk in answer.iter_content(CHUNK):
+                        handle.write(chunk)
+            self._retried(source, fetch)
+            # no fsync (4 ms a file here): the rename makes the file appear whole to any
+            # reader, as the stock tools' downloads (wget, curl) do; a machine that crashes
+            # loses the job's scratch with it, and Pegasus runs the job again
+            handle.flush()
+            size = handle.tell()
             if expected is not None and size != expected:
                 raise TransferFailed(f"{source}: got {size} bytes, the collection lists "
                                      f"{expected}; not kept")
             os.replace(temporary, target)
+            landed = True
         except OSError as error:  # a full disk, say: name the file, not only the errno
             raise TransferFailed(f"{source} -> {target}: {error.strerror or error}") from None
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+            try:  # removed while still locked: see _part_file
+                if not landed:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(temporary)
+            finally:
+                handle.close()
         return size
 
     def upload(self, source: Path, target: GoUrl, check: bool = True) -> int:
@@ -341,6 +348,50 @@ class HttpsBridge:
                                          f"{len(RETRY_DELAYS) + 1} times)") from None
             self._sleep(delay)
         raise AssertionError("unreachable")
+
+
+def _part_file(target: Path) -> tuple[int, str]:
+    """A file of its own beside ``target`` for one download to write, open and locked, and
+    its path: ``.<name>.part`` when no other download holds that one (a killed download's
+    leftover is taken over, so a rerun leaves none behind), else a new
+    ``.<name>.<pid>-<n>.part``. Each download renames only its own file: two into one
+    target at once (two jobs staging into a shared directory) land one whole version.
+
+    A download removes or renames its part file while it holds the lock (flock: held per open
+    file, so two threads conflict too); a lock won on a file that by then has another name,
+    or none, is let go and the name tried again."""
+    import fcntl
+
+    usual = _beside(target, "part")
+    while True:
+        fd = os.open(usual, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another download's, under way (or a file system without locks)
+            os.close(fd)
+            break
+        opened = os.fstat(fd)
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(opened, os.stat(usual)):
+                if opened.st_mode & 0o777 != NEW_FILE_MODE:  # a leftover of another mode
+                    os.fchmod(fd, NEW_FILE_MODE)
+                return fd, usual
+        os.close(fd)
+    while True:  # created exclusively: no other download has it, whatever its pid
+        path = _beside(target, f"{os.getpid()}-{next(_PART_NUMBERS)}.part")
+        with contextlib.suppress(FileExistsError):
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                           0o666), path  # 0o666: the mode a new file gets (umask applies)
+
+
+def _beside(target: Path, suffix: str) -> str:
+    """``.<target's name>.<suffix>`` in the target's directory, the name cut short where the
+    whole would pass NAME_MAX bytes: a target that fits never fails for its part file's
+    name."""
+    name = target.name
+    while name and len(os.fsencode(f".{name}.{suffix}")) > NAME_MAX:
+        name = name[:-1]
+    return os.path.join(target.parent, f".{name}.{suffix}")
 
 
 def _unreached(error: Exception) -> str:
