@@ -266,11 +266,16 @@ def run_bridge(moves: list[Move], threads: int = 4) -> int:
     # the uploads' sizes against the collections' listings, one per directory, once all
     # landed: a stat per file cost as much as its upload
     uploads = [index for index in sent if errors[index] is None]
-    for index, failure in zip(uploads, bridge.check_uploads(
-            [(jobs[index][1], sent[index]) for index in uploads])):
+    try:
+        checked = [failure and failure.summary for failure in bridge.check_uploads(
+            [(jobs[index][1], sent[index]) for index in uploads])]
+    except Exception as failure:  # outside the moves' guard, it is each upload's failure
+        checked = [f"{jobs[index][1]}: its size cannot be checked after the upload: "
+                   f"{_reason(failure)}" for index in uploads]
+    for index, error in zip(uploads, checked):
         finished[index] = time.time()
-        if failure:
-            errors[index] = failure.summary
+        if error:
+            errors[index] = error
         else:
             log.info("upload %s <- %s: %d bytes", jobs[index][1], jobs[index][0].local,
                      sent[index])
@@ -294,10 +299,22 @@ def _guarded(step: Any, finished: dict[int, float]) -> Any:
         try:
             return step(index, move, location)
         except Exception as failure:
-            return getattr(failure, "summary", None) or str(failure)
+            return getattr(failure, "summary", None) or f"{move.url}: {_reason(failure)}"
         finally:
             finished[index] = time.time()
     return guarded
+
+
+def _reason(failure: Exception) -> str:
+    """An exception's one line: a TransferFailed's summary; for a Globus refusal its status
+    and code (its str is a tuple of the request's parts)."""
+    import globus_sdk
+
+    if isinstance(failure, globus_sdk.GlobusAPIError):
+        body = failure.raw_json if isinstance(failure.raw_json, dict) else {}
+        code = failure.code or body.get("error") or ""  # OAuth errors: {"error": ...}
+        return f"Globus refused a call ({failure.http_status} {code})".replace(" )", ")")
+    return getattr(failure, "summary", None) or str(failure)
 
 
 def transfer_attempt(move: Move, started: float, ended: float, success: bool) -> str:

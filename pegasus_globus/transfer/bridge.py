@@ -17,6 +17,7 @@ pulled back.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import posixpath
 import threading
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 RETRY_DELAYS = (1.0, 2.0, 4.0)  # seconds between tries of one GET or PUT
 CHUNK = 1 << 20  # bytes read and written at a time
 LISTING_LIMIT = 100_000  # entries of one listing: Globus' own default and most
+NAME_MAX = 255  # bytes of a file name: Linux' local and network file systems
+_PART_NUMBERS = itertools.count(1)  # with the pid, a part file name no other download has
 STAGING_RECIPE = ("stage through a Globus collection instead: a site whose scratch is a "
                   "collection (pegasus-globus-setup snippets --scratch-collection)")
 
@@ -117,35 +120,38 @@ class HttpsBridge:
         url = self._url(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         expected = self._listed_size(source)
-        # one fixed name beside the target: a rerun after a killed download reuses it, so
-        # no partial file is left behind for good
-        temporary = str(target.parent / f".{target.name}.part")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                def fetch() -> Any:
-                    handle.seek(0)
-                    handle.truncate()
-                    answer = self._request("GET", source, url, stream=True)
+            fd, temporary = _part_file(target)
+        except OSError as error:
+            raise TransferFailed(f"{source} -> {target}: {error.strerror}") from None
+        handle, landed = os.fdopen(fd, "wb"), False
+        try:
+            def fetch() -> None:
+                handle.seek(0)  # a try before this one's bytes, or a killed download's
+                handle.truncate()
+                with self._request("GET", source, url, stream=True) as answer:
                     for chunk in answer.iter_content(CHUNK):
                         handle.write(chunk)
-                    return answer
-                self._retried(source, fetch)
-                # no fsync (4 ms a file here): the rename makes the file appear whole to any
-                # reader, as the stock tools' downloads (wget, curl) do; a machine that crashes
-                # loses the job's scratch with it, and Pegasus runs the job again
-                handle.flush()
-                size = handle.tell()
-            os.chmod(temporary, NEW_FILE_MODE)  # a new file's mode, not mkstemp's 0600
+            self._retried(source, fetch)
+            # no fsync (4 ms a file here): the rename makes the file appear whole to any
+            # reader, as the stock tools' downloads (wget, curl) do; a machine that crashes
+            # loses the job's scratch with it, and Pegasus runs the job again
+            handle.flush()
+            size = handle.tell()
             if expected is not None and size != expected:
                 raise TransferFailed(f"{source}: got {size} bytes, the collection lists "
                                      f"{expected}; not kept")
             os.replace(temporary, target)
+            landed = True
         except OSError as error:  # a full disk, say: name the file, not only the errno
-            raise TransferFailed(f"{source} -> {target}: {error.strerror}") from None
+            raise TransferFailed(f"{source} -> {target}: {error.strerror or error}") from None
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+            try:  # removed while still locked: see _part_file
+                if not landed:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(temporary)
+            finally:
+                handle.close()
         return size
 
     def upload(self, source: Path, target: GoUrl, check: bool = True) -> int:
@@ -184,18 +190,32 @@ class HttpsBridge:
         for index, (target, _) in enumerate(uploads):
             directories.setdefault(_directory_of(target), []).append(index)
         results: list[TransferFailed | None] = [None] * len(uploads)
+        # once Globus Transfer could not be reached (globus-sdk's retries spent), the rest
+        # are not checked: each call would wait those retries out again
+        unreachable: globus_sdk.NetworkError | None = None
         for key, indexes in directories.items():
             listing: dict[str, int | None] = {}
-            if len(indexes) > 1:
-                with contextlib.suppress(globus_sdk.TransferAPIError):  # then per file: the
-                    listing = _sizes(self.transfers.client.operation_ls(  # stat's words
+            if len(indexes) > 1 and unreachable is None:
+                try:
+                    listing = _sizes(self.transfers.client.operation_ls(
                         key[0], path=key[1], limit=LISTING_LIMIT))
+                except globus_sdk.TransferAPIError:
+                    pass  # then per file: the stat's words
+                except globus_sdk.NetworkError as error:
+                    unreachable = error
             landed: dict[str, int | None] = {}
             for index in indexes:
                 target, size = uploads[index]
                 name = posixpath.basename(target.path)
                 try:
+                    if name not in listing and unreachable is not None:
+                        raise unreachable
                     landed[name] = listing[name] if name in listing else self._size(target)
+                except globus_sdk.NetworkError as error:
+                    unreachable = error
+                    results[index] = TransferFailed(f"{target}: its size cannot be checked "
+                                                    f"after the upload: {_unreached(error)}")
+                    continue
                 except TransferFailed as error:
                     results[index] = error
                     continue
@@ -236,18 +256,22 @@ class HttpsBridge:
         key = _directory_of(location)
         with self._lock:
             listing = self._listings.get(key)
-        if listing is None:
-            try:
-                listing = _sizes(self.transfers.client.operation_ls(key[0], path=key[1],
-                                                                    limit=LISTING_LIMIT))
-            except globus_sdk.TransferAPIError:
-                listing = {}  # say what is wrong per file, with the stat's words
-            with self._lock:
-                listing = self._listings.setdefault(key, listing)
-        name = posixpath.basename(location.path)
-        if name in listing:
-            return listing[name]
-        return self._size(location)
+        try:
+            if listing is None:
+                try:
+                    listing = _sizes(self.transfers.client.operation_ls(
+                        key[0], path=key[1], limit=LISTING_LIMIT))
+                except globus_sdk.TransferAPIError:
+                    listing = {}  # say what is wrong per file, with the stat's words
+                with self._lock:
+                    listing = self._listings.setdefault(key, listing)
+            name = posixpath.basename(location.path)
+            if name in listing:
+                return listing[name]
+            return self._size(location)
+        except globus_sdk.NetworkError as error:
+            raise TransferFailed(f"{location}: its size cannot be looked up: "
+                                 f"{_unreached(error)}") from None
 
     def _authorizer(self, collection: str) -> Any:
         from ..token_store import TokenStoreError
@@ -315,12 +339,76 @@ class HttpsBridge:
         for delay in (*RETRY_DELAYS, None):
             try:
                 return call()
-            except (_Transient, requests.ConnectionError, requests.Timeout) as error:
+            # ChunkedEncodingError: the body ended before its Content-Length (the server
+            # hung up mid-file), a dropped connection like any other
+            except (_Transient, requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as error:
                 if delay is None:
-                    raise TransferFailed(f"{location}: {error} (tried "
+                    raise TransferFailed(f"{location}: {_reason(error)} (tried "
                                          f"{len(RETRY_DELAYS) + 1} times)") from None
             self._sleep(delay)
         raise AssertionError("unreachable")
+
+
+def _part_file(target: Path) -> tuple[int, str]:
+    """A file of its own beside ``target`` for one download to write, open and locked, and
+    its path: ``.<name>.part`` when no other download holds that one (a killed download's
+    leftover is taken over, so a rerun leaves none behind), else a new
+    ``.<name>.<pid>-<n>.part``. Each download renames only its own file: two into one
+    target at once (two jobs staging into a shared directory) land one whole version.
+
+    A download removes or renames its part file while it holds the lock (flock: held per open
+    file, so two threads conflict too); a lock won on a file that by then has another name,
+    or none, is let go and the name tried again."""
+    import fcntl
+
+    usual = _beside(target, "part")
+    while True:
+        fd = os.open(usual, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another download's, under way (or a file system without locks)
+            os.close(fd)
+            break
+        opened = os.fstat(fd)
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(opened, os.stat(usual)):
+                if opened.st_mode & 0o777 != NEW_FILE_MODE:  # a leftover of another mode
+                    os.fchmod(fd, NEW_FILE_MODE)
+                return fd, usual
+        os.close(fd)
+    while True:  # created exclusively: no other download has it, whatever its pid
+        path = _beside(target, f"{os.getpid()}-{next(_PART_NUMBERS)}.part")
+        with contextlib.suppress(FileExistsError):
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                           0o666), path  # 0o666: the mode a new file gets (umask applies)
+
+
+def _beside(target: Path, suffix: str) -> str:
+    """``.<target's name>.<suffix>`` in the target's directory, the name cut short where the
+    whole would pass NAME_MAX bytes: a target that fits never fails for its part file's
+    name."""
+    name = target.name
+    while name and len(os.fsencode(f".{name}.{suffix}")) > NAME_MAX:
+        name = name[:-1]
+    return os.path.join(target.parent, f".{name}.{suffix}")
+
+
+def _unreached(error: Exception) -> str:
+    """Why Globus Transfer could not be reached: globus-sdk's words and the cause's."""
+    cause = getattr(error, "underlying_exception", None)
+    return f"Globus Transfer could not be reached ({error}" + (
+        f": {_reason(cause)})" if cause is not None else ")")
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, from an exception requests wraps around urllib3's: the innermost
+    message (``Connection broken: IncompleteRead(...)``), not the tuples around it."""
+    while error.args and isinstance(error.args[0], BaseException):
+        error = error.args[0]
+    if len(error.args) > 1 and isinstance(error.args[0], str):
+        return error.args[0]
+    return str(error)
 
 
 def _directory_of(location: GoUrl) -> tuple[str, str]:

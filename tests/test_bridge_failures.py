@@ -1,0 +1,197 @@
+"""The HTTPS bridge where things go wrong: a server that keeps cutting a download off, Globus
+Transfer out of reach for the size checks, part files that are taken or whose name would be
+too long. (Beside tests/test_emulator_integrity.py's cases of the same defects.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import globus_sdk
+import pytest
+
+from pegasus_globus.token_store import TokenStore
+from pegasus_globus.transfer.watch import TransferFailed
+
+from .test_bridge import Site
+
+MIB = 1 << 20
+
+
+def bridge_of(site: Site, transfer_client) -> Any:
+    from pegasus_globus.transfer.bridge import HttpsBridge
+    from pegasus_globus.transfer.operations import GlobusTransfers
+
+    return HttpsBridge(GlobusTransfers(transfer_client),
+                       TokenStore(site.home / ".pegasus" / "globus.conf"),
+                       sleep=lambda seconds: None)
+
+
+def test_a_download_cut_off_every_time_fails_naming_the_url_and_why(
+        tmp_path, emulator, transfer_client, monkeypatch):
+    """Retries spent, the line says what broke (the body ended early), not ``: None``, and
+    no part file is left."""
+    from pegasus_globus.emulator import server
+    from pegasus_globus.transfer.urls import GoUrl
+
+    site = Site(emulator, tmp_path)
+    (emulator.collection_path(site.collection) / "data" / "big.dat").write_bytes(b"y" * 2 * MIB)
+    tries: list[int] = []
+
+    def send_half(handler: Any, response: Any, body: Any) -> None:
+        tries.append(1)
+        handler._send_head(response, 2 * MIB)
+        handler.wfile.write(b"y" * MIB)
+        handler.close_connection = True
+
+    monkeypatch.setattr(server._Handler, "_send_file", send_half)
+    source = GoUrl(site.collection, "/data/big.dat")
+    with pytest.raises(TransferFailed) as failed:
+        bridge_of(site, transfer_client).download(source, site.scratch / "big.dat")
+    assert failed.value.summary.startswith(f"{source}: Connection broken: IncompleteRead(")
+    assert failed.value.summary.endswith("(tried 4 times)")
+    assert len(tries) == 4
+    assert list(site.scratch.iterdir()) == []
+
+
+def unreachable_transfer(monkeypatch) -> list[str]:
+    """Globus Transfer's listings and stats fail as globus-sdk fails them once its retries
+    are spent; returns the calls made."""
+    calls: list[str] = []
+
+    def unreachable(client: Any, collection: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(collection)
+        raise globus_sdk.GlobusConnectionError("ConnectionError on request",
+                                               ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(globus_sdk.TransferClient, "operation_stat", unreachable)
+    monkeypatch.setattr(globus_sdk.TransferClient, "operation_ls", unreachable)
+    return calls
+
+
+def run_command(site: Site, tmp_path, monkeypatch, *entries: dict) -> int:
+    import json
+
+    from pegasus_globus import bridge_cli
+
+    spec = tmp_path / "transfers.json"
+    spec.write_text(json.dumps(list(entries)))
+    monkeypatch.setenv("HOME", str(site.home))
+    monkeypatch.delenv("PEGASUS_GLOBUS_CONFIG", raising=False)
+    return bridge_cli.main(["--file", str(spec)])
+
+
+def error_lines(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+
+
+def test_transfer_unreachable_for_a_batchs_size_checks_is_asked_once_and_fails_each_upload(
+        tmp_path, emulator, monkeypatch, caplog):
+    """Three uploads into two directories: one line each, naming the upload and that Globus
+    Transfer could not be reached; after the first call that could not reach it no other is
+    made (each would wait globus-sdk's retries out again)."""
+    site = Site(emulator, tmp_path)
+    targets = [f"go://{site.collection}/{path}" for path in ("a/1.dat", "a/2.dat", "b/3.dat")]
+    for number in (1, 2, 3):
+        (site.scratch / f"{number}.dat").write_text(str(number))
+    calls = unreachable_transfer(monkeypatch)
+    status = run_command(site, tmp_path, monkeypatch, *(
+        site.entry(f"file://{site.scratch}/{number}.dat", target)
+        for number, target in zip((1, 2, 3), targets)))
+    errors = error_lines(caplog)
+    assert status == 1 and len(calls) == 1
+    assert sorted(errors) == sorted(
+        f"{target}: its size cannot be checked after the upload: Globus Transfer could not "
+        "be reached (ConnectionError on request: [Errno 111] Connection refused)"
+        for target in targets)
+
+
+def refused(*args: Any, **kwargs: Any) -> Any:
+    """Globus Auth refusing the Transfer token's refresh, as the authorizer raises it."""
+    import requests
+
+    answer = requests.Response()
+    answer.status_code = 400
+    answer.headers["Content-Type"] = "application/json"
+    answer._content = b'{"error": "invalid_grant"}'
+    answer.url = "https://auth.globus.org/v2/oauth2/token"
+    answer.request = requests.Request("POST", answer.url).prepare()
+    raise globus_sdk.AuthAPIError(answer)
+
+
+def test_a_size_check_that_fails_otherwise_is_still_one_line_per_upload_and_recorded(
+        tmp_path, emulator, monkeypatch, caplog):
+    """Any other failure of the after-batch size check (here the Transfer token's refresh
+    refused): each upload's line, exit 1, and the attempts in $PEGASUS_MULTIPART_DIR, as a
+    failed move's are."""
+    site = Site(emulator, tmp_path)
+    (site.scratch / "out.dat").write_text("result")
+    target = f"go://{site.collection}/results/out.dat"
+    monkeypatch.setattr(globus_sdk.TransferClient, "operation_stat", refused)
+    records = tmp_path / "multipart"
+    records.mkdir()
+    monkeypatch.setenv("PEGASUS_MULTIPART_DIR", str(records))
+    status = run_command(site, tmp_path, monkeypatch,
+                         site.entry(f"file://{site.scratch}/out.dat", target))
+    (error,) = error_lines(caplog)
+    assert status == 1
+    assert error == (f"{target}: its size cannot be checked after the upload: Globus refused "
+                     "a call (400 invalid_grant)")
+    (record,) = records.iterdir()
+    assert record.name.endswith("-transfer-globus-https")
+    assert "success: False" in record.read_text()
+
+
+def test_transfer_unreachable_for_a_downloads_size_is_one_line_naming_it(
+        tmp_path, emulator, transfer_client, monkeypatch):
+    from pegasus_globus.transfer.urls import GoUrl
+
+    site = Site(emulator, tmp_path)
+    unreachable_transfer(monkeypatch)
+    source = GoUrl(site.collection, "/data/raw.csv")
+    with pytest.raises(TransferFailed) as failed:
+        bridge_of(site, transfer_client).download(source, site.scratch / "raw.csv")
+    assert failed.value.summary == (
+        f"{source}: its size cannot be looked up: Globus Transfer could not be reached "
+        "(ConnectionError on request: [Errno 111] Connection refused)")
+    assert list(site.scratch.iterdir()) == []
+
+
+def test_a_move_failing_on_a_globus_refusal_is_one_line_naming_it(tmp_path, emulator,
+                                                                  monkeypatch, caplog):
+    """Not a tuple of the refused request's parts (a GlobusAPIError's str) and no URL of
+    ours: the move's go:// URL, Globus' status and code."""
+    site = Site(emulator, tmp_path)
+    source = f"go://{site.collection}/data/raw.csv"
+    monkeypatch.setattr(globus_sdk.TransferClient, "operation_ls", refused)
+    status = run_command(site, tmp_path, monkeypatch,
+                         site.entry(source, f"file://{site.scratch}/raw.csv"))
+    assert status == 1
+    assert error_lines(caplog) == [f"{source}: Globus refused a call (400 invalid_grant)"]
+
+
+def test_a_target_name_of_250_bytes_lands_its_part_files_names_cut_short(
+        tmp_path, emulator, transfer_client):
+    """``.<name>.part`` would be 256 bytes, past NAME_MAX: the target fits, so its download
+    must not fail for its part file's name, neither the usual one nor the one taken while
+    another download holds the usual one; each leaves nothing behind but the target."""
+    import fcntl
+
+    from pegasus_globus.transfer.urls import GoUrl
+
+    site = Site(emulator, tmp_path)
+    name = "n" * 246 + ".dat"
+    (emulator.collection_path(site.collection) / "data" / name).write_bytes(b"z" * 1000)
+    bridge, source = bridge_of(site, transfer_client), GoUrl(site.collection, f"/data/{name}")
+    target = site.scratch / name
+    assert bridge.download(source, target) == 1000
+    assert sorted(p.name for p in site.scratch.iterdir()) == [name]
+
+    from pegasus_globus.transfer.bridge import _beside
+
+    target.unlink()
+    held = _beside(target, "part")
+    with open(held, "wb") as other:  # another download's, under way
+        fcntl.flock(other, fcntl.LOCK_EX)
+        assert bridge.download(source, target) == 1000
+    assert target.read_bytes() == b"z" * 1000
+    assert sorted(p.name for p in site.scratch.iterdir()) == sorted([name, held.split("/")[-1]])
