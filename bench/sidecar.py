@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 from kickstart_gpu.monitor import Monitor, Options
-from kickstart_gpu.replay import TraceLibrary, load_trace
+from kickstart_gpu.replay import TraceLibrary
+from kickstart_gpu.trace_file import load_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = ROOT / "share" / "kickstart-gpu" / "traces" / "a2x-a100-training.json"

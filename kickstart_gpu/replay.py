@@ -32,15 +32,10 @@ from __future__ import annotations
 import os
 import time
 
-# the trace file's side, re-exported (what runs before the job imports only that module)
-from .trace_file import FORMAT, TraceError, load_trace, parse_trace, read_trace, trace_path
-
 TYPE_CHECKING = False  # imported on every replayed run: pathlib and typing cost the job's wait
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["FORMAT", "TraceError", "TraceLibrary", "load_trace", "parse_trace", "read_trace",
-           "trace_path"]
 
 class Struct:
     """The fields of an NVML structure, as pynvml's ctypes structures have them (a
@@ -162,7 +157,7 @@ class TraceLibrary:
 
     def nvmlDeviceGetPciInfo(self, handle: int) -> Any:
         return Struct(busId=self._device(handle, "nvmlDeviceGetPciInfo")[0]
-                               ["pci_bus_id"].encode())
+                      ["pci_bus_id"].encode())
 
     def nvmlDeviceGetComputeMode(self, handle: int) -> int:
         return int(self._device(handle, "nvmlDeviceGetComputeMode")[0].get("compute_mode", 0))
@@ -183,12 +178,12 @@ class TraceLibrary:
     def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
         static, now = self._device(handle, "nvmlDeviceGetMemoryInfo")
         return Struct(total=static["memory_total"], used=now["memory_used"],
-                               free=static["memory_total"] - now["memory_used"])
+                      free=static["memory_total"] - now["memory_used"])
 
     def nvmlDeviceGetBAR1MemoryInfo(self, handle: int) -> Any:
         static, now = self._device(handle, "nvmlDeviceGetBAR1MemoryInfo")
         return Struct(bar1Total=static["bar1_total"], bar1Used=now["bar1_used"],
-                               bar1Free=static["bar1_total"] - now["bar1_used"])
+                      bar1Free=static["bar1_total"] - now["bar1_used"])
 
     def nvmlDeviceGetTemperature(self, handle: int, sensor: int) -> int:
         return int(self._device(handle, "nvmlDeviceGetTemperature")[1]["temp"])
@@ -232,5 +227,5 @@ class TraceLibrary:
         if not now.get("proc_util") or stamp <= since_us:
             raise self._error("NOT_FOUND")  # what NVML says when no sample is new
         return [Struct(pid=self._pid(pid), timeStamp=stamp, smUtil=sm, memUtil=mem,
-                                encUtil=enc, decUtil=dec)
+                       encUtil=enc, decUtil=dec)
                 for pid, sm, mem, enc, dec in now["proc_util"]]

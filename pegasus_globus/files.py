@@ -14,6 +14,17 @@ def _new_file_mode() -> int:
 
 
 NEW_FILE_MODE = _new_file_mode()  # what open() gives a new file (mkstemp's are 0600)
+NAME_MAX = 255  # bytes of a file name: Linux' local and network file systems
+
+
+def hidden_beside(target: str | Path, suffix: str) -> str:
+    """``.<target's name>.<suffix>`` in the target's directory (a part file, say), the name
+    cut short where the whole would pass NAME_MAX bytes: a target that fits never fails for
+    its part file's name."""
+    directory, name = os.path.split(target)
+    while name and len(os.fsencode(f".{name}.{suffix}")) > NAME_MAX:
+        name = name[:-1]
+    return os.path.join(directory, f".{name}.{suffix}")
 
 
 def write_atomically(path: str | Path, text: str) -> None:

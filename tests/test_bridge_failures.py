@@ -186,10 +186,10 @@ def test_a_target_name_of_250_bytes_lands_its_part_files_names_cut_short(
     assert bridge.download(source, target) == 1000
     assert sorted(p.name for p in site.scratch.iterdir()) == [name]
 
-    from pegasus_globus.transfer.bridge import _beside
+    from pegasus_globus.files import hidden_beside
 
     target.unlink()
-    held = _beside(target, "part")
+    held = hidden_beside(target, "part")
     with open(held, "wb") as other:  # another download's, under way
         fcntl.flock(other, fcntl.LOCK_EX)
         assert bridge.download(source, target) == 1000

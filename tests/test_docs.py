@@ -74,7 +74,7 @@ def test_a_plain_pip_install_puts_pages_and_traces_where_they_are_found(tmp_path
         assert page.stdout.strip() == str(venv / "share" / "man" / "man1" / f"{command}.1")
     assert (venv / "share" / "kickstart-gpu" / "traces" / "a2x-a100-training.json").is_file()
     found = subprocess.run([str(venv / "bin" / "python"), "-c",
-                            "from kickstart_gpu.replay import trace_path; "
+                            "from kickstart_gpu.trace_file import trace_path; "
                             "print(trace_path('a2x-a100-training'))"],
                            capture_output=True, text=True, cwd=tmp_path)
     assert found.stdout.strip().startswith(str(venv / "share" / "kickstart-gpu"))

@@ -23,8 +23,9 @@ import yaml
 from kickstart_gpu.block_writer import MARKER, for_the_record
 from kickstart_gpu.monitor import Monitor, Options, SpreadSamples
 from kickstart_gpu.nvml import Nvml
-from kickstart_gpu.replay import TraceLibrary, load_trace
+from kickstart_gpu.replay import TraceLibrary
 from kickstart_gpu.selection import select
+from kickstart_gpu.trace_file import load_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = ROOT / "share" / "kickstart-gpu" / "traces" / "a2x-a100-training.json"
@@ -236,7 +237,8 @@ def test_the_sidecar_imports_nothing_heavy_on_a_jobs_path(tmp_path):
               "from kickstart_gpu.cli import run\n"
               "from kickstart_gpu.monitor import Monitor, Options\n"
               "from kickstart_gpu.block_writer import write_record\n"
-              "from kickstart_gpu.replay import TraceLibrary, load_trace\n"
+              "from kickstart_gpu.replay import TraceLibrary\n"
+              "from kickstart_gpu.trace_file import load_trace\n"
               f"TraceLibrary(load_trace({str(TRACE)!r}))\n"
               "monitor = Monitor(None, Options(), {}, os.getpid(), 'off', command=['true'])\n"
               "monitor.start(); monitor.stop(10)\n"
@@ -568,7 +570,8 @@ def test_a_replay_never_imports_pynvml_yet_fails_as_nvml_does(tmp_path):
     reason NVML's would give."""
     script = ("import sys\n"
               "from kickstart_gpu.nvml import Nvml\n"
-              "from kickstart_gpu.replay import TraceLibrary, load_trace\n"
+              "from kickstart_gpu.replay import TraceLibrary\n"
+              "from kickstart_gpu.trace_file import load_trace\n"
               f"nvml = Nvml(TraceLibrary(load_trace({str(TRACE)!r})))\n"
               "handle = nvml.query('nvmlDeviceGetHandleByIndex', 1)\n"
               "print(nvml.query('nvmlDeviceGetPcieThroughput', handle, 0).reason)\n"

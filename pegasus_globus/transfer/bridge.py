@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote
 
-from ..files import NEW_FILE_MODE
+from ..files import NEW_FILE_MODE, hidden_beside
 from ..scopes import init_command
 from .urls import GoUrl
 from .watch import TransferFailed
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 RETRY_DELAYS = (1.0, 2.0, 4.0)  # seconds between tries of one GET or PUT
 CHUNK = 1 << 20  # bytes read and written at a time
 LISTING_LIMIT = 100_000  # entries of one listing: Globus' own default and most
-NAME_MAX = 255  # bytes of a file name: Linux' local and network file systems
 _PART_NUMBERS = itertools.count(1)  # with the pid, a part file name no other download has
 STAGING_RECIPE = ("stage through a Globus collection instead: a site whose scratch is a "
                   "collection (pegasus-globus-setup snippets --scratch-collection)")
@@ -362,7 +361,7 @@ def _part_file(target: Path) -> tuple[int, str]:
     or none, is let go and the name tried again."""
     import fcntl
 
-    usual = _beside(target, "part")
+    usual = hidden_beside(target, "part")
     while True:
         fd = os.open(usual, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
@@ -378,20 +377,10 @@ def _part_file(target: Path) -> tuple[int, str]:
                 return fd, usual
         os.close(fd)
     while True:  # created exclusively: no other download has it, whatever its pid
-        path = _beside(target, f"{os.getpid()}-{next(_PART_NUMBERS)}.part")
+        path = hidden_beside(target, f"{os.getpid()}-{next(_PART_NUMBERS)}.part")
         with contextlib.suppress(FileExistsError):
             return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                            0o666), path  # 0o666: the mode a new file gets (umask applies)
-
-
-def _beside(target: Path, suffix: str) -> str:
-    """``.<target's name>.<suffix>`` in the target's directory, the name cut short where the
-    whole would pass NAME_MAX bytes: a target that fits never fails for its part file's
-    name."""
-    name = target.name
-    while name and len(os.fsencode(f".{name}.{suffix}")) > NAME_MAX:
-        name = name[:-1]
-    return os.path.join(target.parent, f".{name}.{suffix}")
 
 
 def _unreached(error: Exception) -> str:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from ...files import NEW_FILE_MODE
+from ...files import NEW_FILE_MODE, hidden_beside
 from ..clock import iso
 from ..errors import ApiError
 from ..paths import inside, resolve
@@ -101,11 +101,6 @@ def _copy(source: int, target: int, checksum: bool) -> str | None:
         while view:
             view = view[os.write(target, view):]
     return digest.hexdigest() if digest is not None else None
-
-
-def _cut(name: str, limit: int) -> str:
-    """``name`` cut to its first ``limit`` bytes, as the file system counts them."""
-    return os.fsencode(name)[:limit].decode("utf-8", "surrogateescape")
 
 
 def _create(tmp: str) -> int:
@@ -468,9 +463,8 @@ class TaskWorker:
         a reader never sees half a file. With ``verify_checksum``, the copy's checksum is
         taken from the blocks as they are written, and the source's by reading it again, as
         Globus checksums each end: a source rewritten while it was copied does not match."""
-        # one name per task and target (a task copies its files one at a time), within
-        # NAME_MAX (255 bytes) for any name that fits itself
-        tmp = os.path.join(os.path.dirname(dst), f".{_cut(dst.name, 240)}.{task_id[:8]}.part")
+        # one name per task and target: a task copies its files one at a time
+        tmp = hidden_beside(dst, f"{task_id[:8]}.part")
         target = _create(tmp)
         try:
             try:
