@@ -4,6 +4,7 @@ too long. (Beside tests/test_emulator_integrity.py's cases of the same defects.)
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import globus_sdk
@@ -195,3 +196,68 @@ def test_a_target_name_of_250_bytes_lands_its_part_files_names_cut_short(
         assert bridge.download(source, target) == 1000
     assert target.read_bytes() == b"z" * 1000
     assert sorted(p.name for p in site.scratch.iterdir()) == sorted([name, held.split("/")[-1]])
+
+
+def test_a_download_below_a_file_names_the_file_in_the_way(emulator, tmp_path):
+    """Not ``[Errno 17] File exists`` about the directory wanted."""
+    site = Site(emulator, tmp_path)
+    (site.scratch / "in").write_text("a file where a directory should be")
+    source, target = f"go://{site.collection}/data/raw.csv", site.scratch / "in" / "raw.csv"
+    result = site.run(site.entry(source, f"file://{target}"))
+    assert result.returncode == 1
+    assert (f"{source} -> {target}: {site.scratch / 'in'} is a file, not a directory: remove "
+            "it or choose another destination") in result.stderr
+    assert (site.scratch / "in").read_text() == "a file where a directory should be"
+
+
+def change_the_upload_source_when_it_is_sent(emulator, monkeypatch, change) -> None:
+    """``change()`` runs on the emulator's HTTPS server once a PUT's head has arrived, before
+    any of its body is read."""
+    resolve = emulator.https._target
+
+    def target(request, *args):
+        if request.method == "PUT":
+            change()
+        return resolve(request, *args)
+    monkeypatch.setattr(emulator.https, "_target", target)
+
+
+def test_an_output_that_grows_during_its_upload_fails_and_sends_no_byte_past_its_length(
+        emulator, tmp_path, monkeypatch):
+    """Sent as it was when the upload began (its Content-Length), the landed copy passes the
+    size check: only a second look at the local file tells it is stale. The bytes written
+    meanwhile never reach the connection (they would be read as the next request)."""
+    site = Site(emulator, tmp_path)
+    output = site.scratch / "out.dat"
+    output.write_bytes(b"x" * MIB)
+
+    def grow() -> None:
+        with open(output, "ab") as handle:
+            handle.write(b"y" * 1000)
+    change_the_upload_source_when_it_is_sent(emulator, monkeypatch, grow)
+    target = f"go://{site.collection}/results/out.dat"
+    result = site.run(site.entry(f"file://{output}", target))
+    assert result.returncode == 1
+    assert (f"{output} -> {target}: the file changed while it was uploaded ({MIB} bytes when "
+            f"the upload began, {MIB + 1000} bytes after): upload it once the job that writes "
+            "it has ended") in result.stderr
+    assert (emulator.collection_path(site.collection) / "results" / "out.dat").read_bytes() \
+        == b"x" * MIB
+
+
+def test_an_output_that_shrinks_during_its_upload_fails_at_once(emulator, tmp_path,
+                                                                 monkeypatch):
+    """Cut to nothing before the server read any of it (64 MiB: more than loopback buffers
+    hold), the upload stops where the file ended, not after the HTTPS timeout; nothing
+    lands."""
+    site = Site(emulator, tmp_path)
+    output = site.scratch / "out.dat"
+    output.write_bytes(b"x" * 64 * MIB)
+    change_the_upload_source_when_it_is_sent(emulator, monkeypatch,
+                                             lambda: os.truncate(output, 0))
+    target = f"go://{site.collection}/results/out.dat"
+    result = site.run(site.entry(f"file://{output}", target))
+    assert result.returncode == 1
+    assert (f"{output} -> {target}: the file changed while it was uploaded ({64 * MIB} bytes "
+            "when the upload began, 0 bytes after)") in result.stderr
+    assert not (emulator.collection_path(site.collection) / "results" / "out.dat").exists()

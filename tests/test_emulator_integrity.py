@@ -289,3 +289,22 @@ def test_a_file_whose_name_is_near_the_longest_allowed_is_copied(emulator, trans
     task = wait_task(transfer_client, transfer_client.submit_transfer(data)["task_id"])
     assert task["status"] == "SUCCEEDED", task
     assert (emulator.collection_path(destination) / name).read_text() == "long"
+
+
+def test_a_task_failed_by_the_file_system_names_collection_paths_never_the_services_own(
+        emulator, transfer_client):
+    """A destination below a file: the task's error, as a user reads it in ``globus task
+    show`` and the handler's log, speaks of the collection's paths (/results/out.dat), not of
+    the directory the emulator keeps collections in, as Globus never shows its servers'."""
+    source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+    (emulator.collection_path(source) / "out.dat").write_text("data")
+    (emulator.collection_path(destination) / "results").write_text("a file, not a directory")
+    data = globus_sdk.TransferData(source, destination)
+    data.add_item("/out.dat", "/results/out.dat")
+    task_id = transfer_client.submit_transfer(data)["task_id"]
+    task = wait_task(transfer_client, task_id)
+    assert task["status"] == "FAILED"
+    shown = str(list(transfer_client.task_event_list(task_id))) + str(task)
+    root = str(emulator.collection_path(destination))
+    assert "/results" in shown
+    assert root not in shown and str(emulator.root) not in shown, shown

@@ -117,7 +117,7 @@ class HttpsBridge:
     def download(self, source: GoUrl, target: Path) -> int:
         """``source`` into the local file ``target`` (its directory is made); returns bytes."""
         url = self._url(source)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_directory(target.parent, f"{source} -> {target}")
         expected = self._listed_size(source)
         try:
             fd, temporary = _part_file(target)
@@ -158,7 +158,8 @@ class HttpsBridge:
         ``check=False`` leaves the size check to the caller's :meth:`check_uploads`, which
         checks a batch of uploads with one listing per directory instead of a stat each."""
         url = self._url(target)
-        size = source.stat().st_size
+        before = source.stat()
+        size = before.st_size
         directory = (target.collection, posixpath.dirname(target.path) or "/")
         with self._mkdir_lock:  # once per directory, not per file or per thread
             if directory not in self._made:
@@ -169,8 +170,26 @@ class HttpsBridge:
             with open(source, "rb") as handle:
                 # requests sends an empty file chunked, having no length to give it: the
                 # server refuses that (411), and an empty output is a file like any other
-                return self._request("PUT", target, url, data=handle if size else b"")
-        self._retried(target, send)
+                return self._request("PUT", target, url,
+                                     data=_Exactly(handle, size) if size else b"")
+        shrank = False
+        try:
+            self._retried(target, send)
+        except _SourceChanged:
+            shrank = True  # said below, with the file's size now
+        try:
+            after: os.stat_result | None = source.stat()
+        except FileNotFoundError:
+            after = None
+        except OSError as error:
+            raise TransferFailed(f"{source} -> {target}: {error.strerror or error}") from None
+        if shrank or after is None or (after.st_ino, after.st_size, after.st_mtime_ns) != (
+                before.st_ino, before.st_size, before.st_mtime_ns):
+            now = "gone" if after is None else f"{after.st_size} bytes"
+            raise TransferFailed(
+                f"{source} -> {target}: the file changed while it was uploaded ({size} bytes "
+                f"when the upload began, {now} after): upload it once the job that writes it "
+                "has ended")
         if check:
             failed = self.check_uploads([(target, size)])[0]
             if failed:
@@ -383,6 +402,42 @@ def _part_file(target: Path) -> tuple[int, str]:
                            0o666), path  # 0o666: the mode a new file gets (umask applies)
 
 
+def _make_directory(directory: Path, what: str) -> None:
+    """``directory`` and its parents, or a TransferFailed saying which of them is a file."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        blocking = next((path for path in (directory, *directory.parents)
+                         if path.exists() and not path.is_dir()), None)
+        if blocking is None:
+            raise TransferFailed(f"{what}: cannot make the directory {directory}: "
+                                 f"{error.strerror or error}") from None
+        raise TransferFailed(f"{what}: {blocking} is a file, not a directory: remove it or "
+                             "choose another destination") from None
+
+
+class _Exactly:
+    """The first ``size`` bytes of an open file, as a request body of that Content-Length
+    (requests takes it from ``len``): a file that grows while it is sent does not push bytes
+    past its length onto the connection, and one that shrinks raises _SourceChanged instead
+    of leaving the server waiting for the rest."""
+
+    def __init__(self, handle: Any, size: int) -> None:
+        self._handle = handle
+        self._left = size
+
+    def __len__(self) -> int:
+        return self._left
+
+    def read(self, amount: int = -1) -> bytes:
+        wanted = self._left if amount is None or amount < 0 else min(amount, self._left)
+        data = self._handle.read(wanted) if wanted else b""
+        if len(data) < wanted:
+            raise _SourceChanged(f"ended {self._left - len(data)} bytes early")
+        self._left -= len(data)
+        return data
+
+
 def _unreached(error: Exception) -> str:
     """Why Globus Transfer could not be reached: globus-sdk's words and the cause's."""
     cause = getattr(error, "underlying_exception", None)
@@ -428,6 +483,10 @@ def _large_blocks_adapter() -> Any:
 class NoHttpsAccess(TransferFailed):
     """This process cannot reach the collection over HTTPS: it serves none, or the login lacks
     (or was refused) its ``https`` scope."""
+
+
+class _SourceChanged(Exception):
+    """The local file being uploaded shrank under the upload."""
 
 
 class _Transient(Exception):

@@ -237,8 +237,8 @@ class TaskWorker:
                     self.state.mark_dirty()
         except TaskFailure as failure:
             self._finish(task, "FAILED", failure.code, failure.description, started)
-        except OSError as error:
-            self._finish(task, "FAILED", "IO_ERROR", str(error), started)
+        except OSError as error:  # its words, not its file's name: a path of the service's
+            self._finish(task, "FAILED", "IO_ERROR", error.strerror or "I/O error", started)
         else:
             self._finish(task, "SUCCEEDED", "SUCCEEDED", "succeeded", started)
 
@@ -372,7 +372,14 @@ class TaskWorker:
             if not (source_inside and (not is_dir or inside(roots[1], dst_file))):
                 raise TaskFailure("PERMISSION_DENIED", f"{src_file.name}: a symbolic link out "
                                   "of the collection is not followed")
-            if self._copy_file(task_id, src_file, dst_file, doc):
+            try:
+                copied = self._copy_file(task_id, src_file, dst_file, doc)
+            except OSError as error:  # in the collections' paths, never the service's own
+                at_source = str(error.filename or "").startswith(str(src_file))
+                where = (f"{source}:{_globus_path(roots[0], src_file)}" if at_source
+                         else f"{destination}:{_globus_path(roots[1], dst_file)}")
+                raise TaskFailure("IO_ERROR", f"{where}: {error.strerror or error}") from None
+            if copied:
                 with self.state.lock:
                     self.state["tasks"][task_id].setdefault("successful", []).append({
                         "DATA_TYPE": "successful_transfer",
@@ -433,7 +440,7 @@ class TaskWorker:
             status = os.fstat(source)
             if not stat.S_ISREG(status.st_mode):  # a FIFO, a device: no file to copy
                 kind = "a named pipe" if stat.S_ISFIFO(status.st_mode) else "not a regular file"
-                raise OSError(f"{src.name} is {kind}")
+                raise OSError(errno.EINVAL, f"{kind}, not copied", str(src))
             size = status.st_size
             with self.state.lock:
                 doc["files"] += 1
