@@ -1,10 +1,13 @@
 """The HTTPS bridge where things go wrong: a server that keeps cutting a download off, Globus
 Transfer out of reach for the size checks, part files that are taken or whose name would be
-too long. (Beside tests/test_emulator_integrity.py's cases of the same defects.)"""
+too long, an output that changes while it is uploaded or is no file. (Beside
+tests/test_emulator_integrity.py's cases of the same defects.)"""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from typing import Any
 
 import globus_sdk
@@ -13,9 +16,10 @@ import pytest
 from pegasus_globus.token_store import TokenStore
 from pegasus_globus.transfer.watch import TransferFailed
 
-from .test_bridge import Site
+from .test_bridge import BRIDGE, Site
 
 MIB = 1 << 20
+CHANGED = "the file changed while it was uploaded"
 
 
 def bridge_of(site: Site, transfer_client) -> Any:
@@ -261,3 +265,126 @@ def test_an_output_that_shrinks_during_its_upload_fails_at_once(emulator, tmp_pa
     assert (f"{output} -> {target}: the file changed while it was uploaded ({64 * MIB} bytes "
             "when the upload began, 0 bytes after)") in result.stderr
     assert not (emulator.collection_path(site.collection) / "results" / "out.dat").exists()
+
+
+def test_an_upload_refused_for_a_stale_token_is_sent_again_whole(emulator, tmp_path):
+    """The HTTPS token expired at the service, not yet in the token file: the PUT is refused
+    (401), the token refreshed, and the file sent again from its first byte (the retry sent
+    the body already read to its end: an empty file, refused by the size check)."""
+    from .conftest import admin
+
+    site = Site(emulator, tmp_path)
+    output = site.scratch / "out.dat"
+    output.write_bytes(os.urandom(100_000))
+    admin(emulator, "POST", "_emulator/tokens/expire")
+    result = site.run(site.entry(f"file://{output}", f"go://{site.collection}/results/out.dat"))
+    assert result.returncode == 0, result.stderr
+    assert (emulator.collection_path(site.collection) / "results" / "out.dat").read_bytes() \
+        == output.read_bytes()
+
+
+def change_once_the_upload_is_under_way(emulator, monkeypatch, change) -> None:
+    """``change()`` runs once the emulator's HTTPS server has read the first bytes of a PUT's
+    body: the bridge has read them from the local file by then, deterministically."""
+    resolve = emulator.https._target
+
+    def target(request, *args):
+        if request.method == "PUT":
+            read, changed = request.stream.read, []
+
+            def reading(*amount):
+                data = read(*amount)
+                if data and not changed:
+                    changed.append(True)
+                    change()
+                return data
+            request.stream.read = reading
+        return resolve(request, *args)
+    monkeypatch.setattr(emulator.https, "_target", target)
+
+
+def upload(site: Site, local) -> tuple[str, subprocess.CompletedProcess]:
+    target = f"go://{site.collection}/results/out.dat"
+    return target, site.run(site.entry(f"file://{local}", target))
+
+
+def landed(emulator, site: Site) -> bytes | None:
+    path = emulator.collection_path(site.collection) / "results" / "out.dat"
+    return path.read_bytes() if path.exists() else None
+
+
+def test_an_output_rewritten_in_place_by_cp_p_during_its_upload_fails(
+        emulator, tmp_path, monkeypatch):
+    """``cp -p other out.dat`` (same size) while out.dat is sent: cp truncates and rewrites
+    the same inode, then puts the old mtime back, so (inode, size, mtime) match. Seen: exit
+    0, and the collection's copy is not the local file (first MiB old, the rest new)."""
+    site = Site(emulator, tmp_path)
+    output, other = site.scratch / "out.dat", site.scratch / "other"
+    output.write_bytes(b"x" * 8 * MIB)
+    other.write_bytes(b"y" * 8 * MIB)
+    os.utime(other, ns=(output.stat().st_atime_ns, output.stat().st_mtime_ns))
+    change_once_the_upload_is_under_way(emulator, monkeypatch, lambda: subprocess.run(
+        ["cp", "-p", str(other), str(output)], check=True))
+    _, result = upload(site, output)
+    assert result.returncode == 1, (result.stderr, landed(emulator, site) == output.read_bytes())
+    assert CHANGED in result.stderr and str(output) in result.stderr
+
+
+def test_a_named_pipe_as_an_upload_source_fails_naming_it_instead_of_hanging(emulator,
+                                                                             tmp_path):
+    """stat says 0 bytes, but open() of a FIFO with no writer blocks: seen, the bridge hangs
+    for ever (faulthandler: bridge.py ``send``, ``open(source, "rb")``)."""
+    site = Site(emulator, tmp_path)
+    fifo = site.scratch / "out.dat"
+    os.mkfifo(fifo)
+    target = f"go://{site.collection}/results/out.dat"
+    try:
+        result = subprocess.run(BRIDGE, input=json.dumps([site.entry(f"file://{fifo}", target)]),
+                                capture_output=True, text=True, env=site.env, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the upload of the named pipe {fifo} still runs after 30 s")
+    assert result.returncode == 1 and str(fifo) in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "/dev/null"])
+def test_a_special_file_as_an_upload_source_fails_naming_it(emulator, tmp_path, special):
+    """stat gives devices 0 bytes, yet /dev/zero reads without end. Seen: exit 0 and an empty
+    file on the collection, where the emulator's own copy refuses such a source ("not a
+    regular file, not copied")."""
+    site = Site(emulator, tmp_path)
+    _, result = upload(site, special)
+    assert result.returncode == 1 and special in result.stderr, (result.stderr,
+                                                                 landed(emulator, site))
+    assert landed(emulator, site) is None
+
+
+def test_retries_spent_the_line_names_the_url_once(emulator, tmp_path, monkeypatch):
+    """Seen: ``go://C/results/out.dat: go://C/results/out.dat: HTTPS server answered 500
+    (tried 4 times)`` (the _Transient's text already starts with the URL)."""
+    site = Site(emulator, tmp_path)
+    output = site.scratch / "out.dat"
+    output.write_bytes(b"x" * 100)
+    resolve = emulator.https._target
+
+    def failing(request, *args):
+        if request.method == "PUT":
+            raise OSError(5, "Input/output error")
+        return resolve(request, *args)
+    monkeypatch.setattr(emulator.https, "_target", failing)
+    target, result = upload(site, output)
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1 and "tried 4 times" in line
+    assert line.count(target) == 1, line
+
+
+@pytest.mark.parametrize("kind", ["a directory", "missing"])
+def test_an_upload_source_that_is_no_file_says_so_in_words(emulator, tmp_path, kind):
+    """Seen: ``go://C/results/out.dat: [Errno 21] Is a directory: '/…/scratch'`` and
+    ``… [Errno 2] No such file or directory: '/…/nope'`` (Python's repr of the OSError),
+    where every other upload failure reads ``<file> -> <go URL>: <why>``."""
+    site = Site(emulator, tmp_path)
+    local = site.scratch if kind == "a directory" else site.scratch / "nope"
+    target, result = upload(site, local)
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1
+    assert f"{local} -> {target}: " in line and "[Errno" not in line, line

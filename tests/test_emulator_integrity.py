@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
 import globus_sdk
+import pytest
 
 from pegasus_globus.token_store import TokenStore
 
@@ -308,3 +311,112 @@ def test_a_task_failed_by_the_file_system_names_collection_paths_never_the_servi
     root = str(emulator.collection_path(destination))
     assert "/results" in shown
     assert root not in shown and str(emulator.root) not in shown, shown
+
+
+def submit(emulator, transfer_client, setup, source_path: str, destination_path: str,
+           recursive: bool = False) -> tuple[str, str, dict]:
+    source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+    setup(emulator.collection_path(source), emulator.collection_path(destination))
+    data = globus_sdk.TransferData(source, destination)
+    data.add_item(source_path, destination_path, recursive=recursive)
+    task = wait_task(transfer_client, transfer_client.submit_transfer(data)["task_id"])
+    return source, destination, task
+
+
+def test_a_recursive_task_whose_destination_directory_is_a_file_names_its_path(
+        emulator, transfer_client):
+    """The directory /dir/sub of a recursive item cannot be made, /dir/sub being a file on
+    the destination. Seen: IO_ERROR ``Not a directory`` / ``File exists``, no path at all
+    (os.walk's mkdir in _file_pairs runs outside the try that names paths)."""
+    def setup(source, destination) -> None:
+        (source / "dir" / "sub").mkdir(parents=True)
+        (source / "dir" / "sub" / "a").write_text("a")
+        (destination / "dir").mkdir()
+        (destination / "dir" / "sub").write_text("a file, not a directory")
+    _, destination, task = submit(emulator, transfer_client, setup, "/dir", "/dir", True)
+    assert task["status"] == "FAILED" and task["fatal_error"]["code"] == "IO_ERROR"
+    assert f"{destination}:/dir/sub" in task["fatal_error"]["description"], task["fatal_error"]
+
+
+def test_a_source_name_too_long_names_its_collection_path(emulator, transfer_client):
+    """Seen: IO_ERROR ``File name too long``, no path (the source's stat, in
+    _transfer_item, runs outside the try that names paths)."""
+    source, _, task = submit(emulator, transfer_client, lambda s, d: None, "/" + "n" * 300,
+                             "/a")
+    assert task["status"] == "FAILED" and task["fatal_error"]["code"] == "IO_ERROR"
+    assert f"{source}:/nnn" in task["fatal_error"]["description"], task["fatal_error"]
+
+
+def rerun_as_nobody(test: str) -> None:
+    """Run ``test`` of this file again as the user nobody (root reads and writes anything):
+    it must pass there."""
+    if not shutil.which("setpriv"):
+        pytest.skip("needs setpriv to run as a user other than root")
+    base = tempfile.mkdtemp(prefix="zz-found-")
+    try:
+        os.chmod(base, 0o777)
+        result = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+             "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={base}/t",
+             f"{__file__}::{test}"],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": base},
+            cwd=os.path.dirname(os.path.dirname(__file__)))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_recursive_task_with_an_unreadable_directory_fails(emulator, transfer_client):
+    """A user who cannot read /dir/sub. Seen: the task SUCCEEDED, /dir/sub/b silently left
+    out (os.walk in _file_pairs drops the error)."""
+    if os.geteuid() == 0:
+        return rerun_as_nobody("test_a_recursive_task_with_an_unreadable_directory_fails")
+
+    def setup(source, destination) -> None:
+        (source / "dir" / "sub").mkdir(parents=True)
+        (source / "dir" / "a").write_text("a")
+        (source / "dir" / "sub" / "b").write_text("b")
+        os.chmod(source / "dir" / "sub", 0)
+    source, _, task = submit(emulator, transfer_client, setup, "/dir", "/dir", True)
+    os.chmod(emulator.collection_path(source) / "dir" / "sub", 0o755)
+    assert task["status"] == "FAILED", task
+    assert f"{source}:/dir/sub" in task["fatal_error"]["description"], task["fatal_error"]
+
+
+def test_delete_destination_extra_refused_by_the_file_system_names_the_path(
+        emulator, transfer_client):
+    """A task with delete_destination_extra whose extra file /dir/ro/extra the user may not
+    remove. Seen: IO_ERROR ``Permission denied``, no path (_delete_extra runs outside the try
+    that names paths)."""
+    if os.geteuid() == 0:
+        return rerun_as_nobody(
+            "test_delete_destination_extra_refused_by_the_file_system_names_the_path")
+    source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+    (emulator.collection_path(source) / "dir").mkdir()
+    (emulator.collection_path(source) / "dir" / "a").write_text("a")
+    read_only = emulator.collection_path(destination) / "dir" / "ro"
+    read_only.mkdir(parents=True)
+    (read_only / "extra").write_text("x")
+    read_only.chmod(0o555)
+    data = globus_sdk.TransferData(source, destination, delete_destination_extra=True)
+    data.add_item("/dir", "/dir", recursive=True)
+    task = wait_task(transfer_client, transfer_client.submit_transfer(data)["task_id"])
+    read_only.chmod(0o755)
+    assert task["status"] == "FAILED" and task["fatal_error"]["code"] == "IO_ERROR"
+    assert f"{destination}:/dir/ro" in task["fatal_error"]["description"], task["fatal_error"]
+
+
+def test_a_destination_below_a_file_names_that_file_not_the_source_of_the_same_collection(
+        emulator, transfer_client):
+    """/out -> /out.d/x on one collection, /out.d a file. The error's file name (the part file
+    below /out.d) starts with the source's path string (/out), so the source is blamed.
+    Seen: ``C:/out: Not a directory``; /out is a plain file that was read fine."""
+    collection = str(uuid.uuid4())
+    root = emulator.collection_path(collection)
+    (root / "out").write_text("data")
+    (root / "out.d").write_text("a file, not a directory")
+    data = globus_sdk.TransferData(collection, collection)
+    data.add_item("/out", "/out.d/x")
+    task = wait_task(transfer_client, transfer_client.submit_transfer(data)["task_id"])
+    assert task["status"] == "FAILED" and task["fatal_error"]["code"] == "IO_ERROR"
+    assert f"{collection}:/out.d" in task["fatal_error"]["description"], task["fatal_error"]

@@ -20,6 +20,7 @@ import contextlib
 import itertools
 import os
 import posixpath
+import stat
 import threading
 import time
 from pathlib import Path
@@ -158,7 +159,7 @@ class HttpsBridge:
         ``check=False`` leaves the size check to the caller's :meth:`check_uploads`, which
         checks a batch of uploads with one listing per directory instead of a stat each."""
         url = self._url(target)
-        before = source.stat()
+        before = _upload_source(source, target)
         size = before.st_size
         directory = (target.collection, posixpath.dirname(target.path) or "/")
         with self._mkdir_lock:  # once per directory, not per file or per thread
@@ -167,24 +168,29 @@ class HttpsBridge:
                 self._made.add(directory)
 
         def send() -> Any:
-            with open(source, "rb") as handle:
+            # O_NONBLOCK: a named pipe put in the file's place since its stat would block the
+            # open until a writer came (a regular file ignores the flag)
+            fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with open(fd, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise _SourceChanged("no longer a regular file")
                 # requests sends an empty file chunked, having no length to give it: the
-                # server refuses that (411), and an empty output is a file like any other
-                return self._request("PUT", target, url,
-                                     data=_Exactly(handle, size) if size else b"")
+                # server refuses that (411), and an empty output is a file like any other;
+                # a body is made for each request: one refused for a stale token is sent again
+                return self._request("PUT", target, url, body=lambda: (
+                    _Exactly(handle, size) if size else b""))
         shrank = False
         try:
             self._retried(target, send)
         except _SourceChanged:
-            shrank = True  # said below, with the file's size now
+            shrank = True  # said below, with the file as it is now
         try:
             after: os.stat_result | None = source.stat()
         except FileNotFoundError:
             after = None
         except OSError as error:
             raise TransferFailed(f"{source} -> {target}: {error.strerror or error}") from None
-        if shrank or after is None or (after.st_ino, after.st_size, after.st_mtime_ns) != (
-                before.st_ino, before.st_size, before.st_mtime_ns):
+        if shrank or after is None or _identity(after) != _identity(before):
             now = "gone" if after is None else f"{after.st_size} bytes"
             raise TransferFailed(
                 f"{source} -> {target}: the file changed while it was uploaded ({size} bytes "
@@ -258,13 +264,13 @@ class HttpsBridge:
         import globus_sdk
 
         try:
-            stat = self.transfers.client.operation_stat(location.collection, location.path)
+            entry = self.transfers.client.operation_stat(location.collection, location.path)
         except globus_sdk.TransferAPIError as error:
             if error.http_status == 404:
                 raise TransferFailed(f"{location}: no such file on the collection") from None
             raise TransferFailed(f"{location}: Globus Transfer refused a stat "
                                  f"({error.http_status} {error.code})") from None
-        return stat.get("size")
+        return entry.get("size")
 
     def _listed_size(self, location: GoUrl) -> int | None:
         """The size the listing of the file's directory gives (listed once per directory);
@@ -327,10 +333,15 @@ class HttpsBridge:
                                                  for key in ("proxies", "verify", "cert")}
             return self._environment[collection]
 
-    def _request(self, method: str, location: GoUrl, url: str, **options: Any) -> Any:
+    def _request(self, method: str, location: GoUrl, url: str,
+                 body: Callable[[], Any] | None = None, **options: Any) -> Any:
+        """One request, sent again once after a refresh where the token was stale; ``body``
+        makes the request's body, anew for each sending."""
         authorizer = self._authorizer(location.collection)
         settings = self._settings(location.collection, url)
-        for attempt in range(2):  # once more after a refresh, when the token was stale
+        for attempt in range(2):
+            if body is not None:
+                options["data"] = body()
             answer = self._session.request(method, url, headers={
                 "Authorization": authorizer.get_authorization_header()}, timeout=60,
                 **settings, **options)
@@ -345,7 +356,7 @@ class HttpsBridge:
         if answer.status_code == 404:
             raise TransferFailed(f"{location}: no such file or directory on the collection")
         if answer.status_code >= 500 or answer.status_code == 429:
-            raise _Transient(f"{location}: HTTPS server answered {answer.status_code}")
+            raise _Transient(f"HTTPS server answered {answer.status_code}")
         if answer.status_code >= 400:
             raise TransferFailed(f"{location}: HTTPS server answered {answer.status_code} "
                                  f"{answer.reason}")
@@ -416,6 +427,30 @@ def _make_directory(directory: Path, what: str) -> None:
                              "choose another destination") from None
 
 
+def _upload_source(source: Path, target: GoUrl) -> os.stat_result:
+    """The stat of the file to upload; a TransferFailed where it is none."""
+    try:
+        status = source.stat()
+    except OSError as error:
+        raise TransferFailed(f"{source} -> {target}: {error.strerror or error}") from None
+    if stat.S_ISDIR(status.st_mode):
+        raise TransferFailed(f"{source} -> {target}: a directory: upload its files one by one")
+    if not stat.S_ISREG(status.st_mode):
+        kind = "a named pipe" if stat.S_ISFIFO(status.st_mode) else "a device or socket"
+        raise TransferFailed(f"{source} -> {target}: {kind}, not a regular file: write the "
+                             "output to a file")
+    return status
+
+
+def _identity(status: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is written, truncated, replaced or rewritten by ``cp -p``
+    (which puts the old mtime back, not the ctime); a write through a shared mapping to a page
+    already dirty, or within one second where the file system keeps whole seconds, changes
+    none of it (Pegasus' checksums, verify_checksum_remote, see those)."""
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns,
+            status.st_ctime_ns)
+
+
 class _Exactly:
     """The first ``size`` bytes of an open file, as a request body of that Content-Length
     (requests takes it from ``len``): a file that grows while it is sent does not push bytes
@@ -423,6 +458,7 @@ class _Exactly:
     of leaving the server waiting for the rest."""
 
     def __init__(self, handle: Any, size: int) -> None:
+        handle.seek(0)  # from the first byte, each time it is sent
         self._handle = handle
         self._left = size
 

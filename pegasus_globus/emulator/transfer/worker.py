@@ -126,6 +126,12 @@ def _stat(path: Path) -> os.stat_result | None:
         raise
 
 
+def _raise(error: OSError) -> None:
+    """os.walk's onerror: a directory that cannot be listed fails the task, never leaves its
+    files out of a copy that then succeeds."""
+    raise error
+
+
 def _globus_path(root: Path, local: Path) -> str:
     """The collection's path of ``local``, a path spelled below the collection's ``root``."""
     return "/" + str(local)[len(str(root).rstrip("/")) + 1:]
@@ -264,10 +270,13 @@ class TaskWorker:
         doc = task["doc"]
         while True:
             try:
-                if doc["type"] == "TRANSFER":
-                    self._transfer_item(task_id, doc, item)
-                else:
-                    self._delete_item(task_id, doc, task["body"], item)
+                try:
+                    if doc["type"] == "TRANSFER":
+                        self._transfer_item(task_id, doc, item)
+                    else:
+                        self._delete_item(task_id, doc, task["body"], item)
+                except OSError as error:
+                    raise self._io_failure(error, doc) from None
             except TaskFailure as failure:
                 if failure.code not in RETRIED_PATH_ERRORS:
                     raise
@@ -284,6 +293,20 @@ class TaskWorker:
                 if doc["nice_status"] != "OK":
                     doc.update(nice_status="OK", nice_status_details=None, is_ok=True)
             return
+
+    def _io_failure(self, error: OSError, doc: dict[str, Any]) -> TaskFailure:
+        """An IO_ERROR naming the collection path the error is about (``<collection>:/path``),
+        never the emulator's own directories, as Globus never shows its servers' paths; a
+        copy's part file is named by its directory (what stood in the way)."""
+        name = Path(os.fsdecode(error.filename)) if error.filename else None
+        if name is not None and name.name.startswith(".") and name.name.endswith(".part"):
+            name = name.parent
+        why = error.strerror or str(error)
+        for collection in self._collections(doc):
+            root = self.emulator.collection_path(collection)
+            if name is not None and (name == root or root in name.parents):
+                return TaskFailure("IO_ERROR", f"{collection}:{_globus_path(root, name)}: {why}")
+        return TaskFailure("IO_ERROR", error.strerror or "I/O error")
 
     def _finish(self, task: dict[str, Any], status: str, code: str, description: str,
                 started: float) -> None:
@@ -372,14 +395,7 @@ class TaskWorker:
             if not (source_inside and (not is_dir or inside(roots[1], dst_file))):
                 raise TaskFailure("PERMISSION_DENIED", f"{src_file.name}: a symbolic link out "
                                   "of the collection is not followed")
-            try:
-                copied = self._copy_file(task_id, src_file, dst_file, doc)
-            except OSError as error:  # in the collections' paths, never the service's own
-                at_source = str(error.filename or "").startswith(str(src_file))
-                where = (f"{source}:{_globus_path(roots[0], src_file)}" if at_source
-                         else f"{destination}:{_globus_path(roots[1], dst_file)}")
-                raise TaskFailure("IO_ERROR", f"{where}: {error.strerror or error}") from None
-            if copied:
+            if self._copy_file(task_id, src_file, dst_file, doc):
                 with self.state.lock:
                     self.state["tasks"][task_id].setdefault("successful", []).append({
                         "DATA_TYPE": "successful_transfer",
@@ -406,7 +422,7 @@ class TaskWorker:
     def _file_pairs(self, src: Path, dst: Path, doc: dict[str, Any]) -> Iterator[tuple[Path, Path]]:
         """The files of the directory ``src`` the filter rules include, with their targets."""
         rules = doc.get("filter_rules") or []
-        for directory, dirnames, filenames in os.walk(src):
+        for directory, dirnames, filenames in os.walk(src, onerror=_raise):
             dirnames[:] = sorted(d for d in dirnames if _included(rules, d, "dir"))
             filenames = [f for f in filenames if _included(rules, f, "file")]
             relative = Path(directory).relative_to(src)
@@ -420,7 +436,7 @@ class TaskWorker:
     def _delete_extra(src: Path, dst: Path, rules: list[dict[str, Any]]) -> None:
         """``delete_destination_extra``: what the destination tree has and the source tree
         has not goes, except what the filter rules exclude (never copied, never judged)."""
-        for directory, dirnames, filenames in os.walk(dst, topdown=True):
+        for directory, dirnames, filenames in os.walk(dst, topdown=True, onerror=_raise):
             relative = Path(directory).relative_to(dst)
             for name in [*dirnames, *filenames]:
                 kind = "dir" if name in dirnames else "file"
@@ -428,7 +444,10 @@ class TaskWorker:
                 if not _included(rules, name, kind) or (src / relative / name).exists():
                     continue
                 if kind == "dir" and not there.is_symlink():
-                    shutil.rmtree(there)
+                    try:
+                        shutil.rmtree(there)
+                    except OSError as error:  # its name is relative to a directory in there
+                        raise OSError(error.errno, error.strerror, str(there)) from None
                     dirnames.remove(name)
                 else:
                     there.unlink()
