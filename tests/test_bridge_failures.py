@@ -360,7 +360,8 @@ def test_a_special_file_as_an_upload_source_fails_naming_it(emulator, tmp_path, 
 
 def test_retries_spent_the_line_names_the_url_once(emulator, tmp_path, monkeypatch):
     """Seen: ``go://C/results/out.dat: go://C/results/out.dat: HTTPS server answered 500
-    (tried 4 times)`` (the _Transient's text already starts with the URL)."""
+    (tried 4 times)`` (the _Transient's text already starts with the URL), and nothing of the
+    server's reason (a full disk)."""
     site = Site(emulator, tmp_path)
     output = site.scratch / "out.dat"
     output.write_bytes(b"x" * 100)
@@ -368,13 +369,26 @@ def test_retries_spent_the_line_names_the_url_once(emulator, tmp_path, monkeypat
 
     def failing(request, *args):
         if request.method == "PUT":
-            raise OSError(5, "Input/output error")
+            raise OSError(28, "No space left on device")
         return resolve(request, *args)
     monkeypatch.setattr(emulator.https, "_target", failing)
     target, result = upload(site, output)
     line = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 1 and "tried 4 times" in line
     assert line.count(target) == 1, line
+    assert "answered 500 OSError (ENOSPC): No space left on device (tried" in line, line
+
+
+def test_an_upload_into_a_directory_that_is_a_file_says_so(emulator, tmp_path):
+    """Seen: "no such file or directory on the collection", of a file that was never there."""
+    site = Site(emulator, tmp_path)
+    output = site.scratch / "out.dat"
+    output.write_bytes(b"x" * 100)
+    (emulator.collection_path(site.collection) / "results").write_text("a file")
+    target, result = upload(site, output)
+    assert result.returncode == 1
+    assert (f"{target}: the collection has no directory /results to write it in (missing, or "
+            "a file)") in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("kind", ["a directory", "missing"])

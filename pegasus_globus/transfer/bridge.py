@@ -353,13 +353,16 @@ class HttpsBridge:
             raise NoHttpsAccess(f"{location}: the collection refused HTTPS access "
                                  f"({answer.status_code}): run "
                                  f"{init_command([location.collection])}")
+        if answer.status_code == 404 and method == "PUT":
+            raise TransferFailed(f"{location}: the collection has no directory "
+                                 f"{posixpath.dirname(location.path)} to write it in (missing, "
+                                 "or a file)")
         if answer.status_code == 404:
             raise TransferFailed(f"{location}: no such file or directory on the collection")
         if answer.status_code >= 500 or answer.status_code == 429:
-            raise _Transient(f"HTTPS server answered {answer.status_code}")
+            raise _Transient(f"HTTPS server answered {_said(answer)}")
         if answer.status_code >= 400:
-            raise TransferFailed(f"{location}: HTTPS server answered {answer.status_code} "
-                                 f"{answer.reason}")
+            raise TransferFailed(f"{location}: HTTPS server answered {_said(answer)}")
         return answer
 
     def _retried(self, location: GoUrl, call: Callable[[], Any]) -> Any:
@@ -425,6 +428,16 @@ def _make_directory(directory: Path, what: str) -> None:
                                  f"{error.strerror or error}") from None
         raise TransferFailed(f"{what}: {blocking} is a file, not a directory: remove it or "
                              "choose another destination") from None
+
+
+def _said(answer: Any) -> str:
+    """A refusal's status and the server's words: a JSON body's ``message`` (a full disk, say),
+    else the status line's reason."""
+    try:
+        message = answer.json().get("message")
+    except Exception:  # no JSON object: an HTML page, an empty body
+        message = None
+    return f"{answer.status_code} {message if isinstance(message, str) else answer.reason}"
 
 
 def _upload_source(source: Path, target: GoUrl) -> os.stat_result:
