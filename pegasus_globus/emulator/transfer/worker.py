@@ -301,12 +301,12 @@ class TaskWorker:
         name = Path(os.fsdecode(error.filename)) if error.filename else None
         if name is not None and name.name.startswith(".") and name.name.endswith(".part"):
             name = name.parent
-        why = error.strerror or str(error)
+        why = error.strerror or "I/O error"  # never str(error): it may hold a local path
         for collection in self._collections(doc):
             root = self.emulator.collection_path(collection)
             if name is not None and (name == root or root in name.parents):
                 return TaskFailure("IO_ERROR", f"{collection}:{_globus_path(root, name)}: {why}")
-        return TaskFailure("IO_ERROR", error.strerror or "I/O error")
+        return TaskFailure("IO_ERROR", why)
 
     def _finish(self, task: dict[str, Any], status: str, code: str, description: str,
                 started: float) -> None:
