@@ -120,13 +120,11 @@ def _library(args: argparse.Namespace, job_pid: int) -> tuple[Callable[[], Any] 
         return replay, ""
 
     def nvml() -> Any:
-        from .nvml import AbsentNvml, driver_library_loads
+        from .nvml import AbsentNvml, driver_library_loads, import_pynvml
 
         if args.backend == "auto" and not driver_library_loads():
             return AbsentNvml()  # what pynvml would conclude, without its 20 ms import
-        import pynvml  # about 20 to 50 ms: in the monitor thread, never before the job starts
-
-        return pynvml
+        return import_pynvml()  # 20 to 50 ms: in the monitor thread, never before the job
     return nvml, ""
 
 

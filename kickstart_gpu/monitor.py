@@ -262,7 +262,9 @@ class Monitor:
             # finish()'s, while the job runs rather than after it ended (here, not in the main
             # thread: two threads importing and parsing at once take turns of 5 ms)
             from . import block_writer  # noqa: F401
-            if self.devices:
+            # a job that ended while NVML started (90 ms on a GPU host) gets its exit sample
+            # alone: another sample would read the same idle GPU and hold the job's end
+            if self.devices and not self._stop.wait(0):
                 interval, started, beat = self.options.interval, time.monotonic(), 1
                 self.take_sample()
                 # start to start, so what sampling costs (PCIe: 40 ms per GPU) does not
@@ -271,7 +273,8 @@ class Monitor:
                                               - time.monotonic())):
                     self.take_sample()
                     beat = max(beat, int((time.monotonic() - started) / interval)) + 1
-                self.take_sample()  # at the job's exit
+            if self.devices:
+                self.take_sample(at_exit=True)
         except Exception as error:  # the job must never notice: record it and stop sampling
             self.problems.append(f"monitoring stopped: {error.__class__.__name__}: {error}")
         finally:
@@ -330,13 +333,18 @@ class Monitor:
         context.update(_kickstart_task(self.command))
         return context
 
-    def take_sample(self) -> list[dict[str, Any]]:
-        """One stats event per device, added to the record and the totals."""
+    def take_sample(self, at_exit: bool = False) -> list[dict[str, Any]]:
+        """One stats event per device, added to the record and the totals.
+
+        :param at_exit: the sample after the job's exit, which leaves out PCIe throughput: its
+            20 ms window per counter would measure the GPU after the job, and hold the job's
+            end 40 ms per GPU
+        """
         options = self.options
         events = []
         for device in self.devices:
             started = time.perf_counter()
-            body = device.sample(options.pcie, options.process_utilization,
+            body = device.sample(options.pcie and not at_exit, options.process_utilization,
                                  options.graphics_processes)
             duration = time.perf_counter() - started
             events.append({"event": "kickstart.inv.gpu.stats", "timestamp": int(time.time()),

@@ -379,6 +379,48 @@ def test_the_bounded_record_is_spread_over_the_run_and_maxima_cover_all():
     assert events["kickstart.inv.gpu.stats.max"]["devices"][0]["samples"] == 1000
 
 
+def test_a_job_that_ended_before_nvml_started_gets_its_exit_sample_alone():
+    """On a GPU host NVML takes about 90 ms to start (pynvml's import, nvmlInit): a job that
+    ended by then is sampled once, at its exit, and without PCIe, whose 20 ms window per
+    counter would hold the job's end and measure the GPU after it."""
+    def library() -> TraceLibrary:
+        monitor._stop.wait(10)  # NVML opens only once the job has ended
+        return TraceLibrary(load_trace(TRACE))
+
+    monitor = Monitor(library, Options(interval=1), {}, os.getpid())
+    monitor.start()
+    assert monitor.stop(10)
+    samples = monitor.finish()["kickstart.inv.gpu.stats"]
+    assert [s["id"] for s in samples] == [0, 1]
+    assert all("pcie_rx" not in s for s in samples) and samples[0]["temp"] is not None
+
+
+def test_a_running_job_is_sampled_at_once_and_at_its_exit_with_pcie_until_then():
+    monitor = Monitor(lambda: TraceLibrary(load_trace(TRACE)), Options(interval=60), {},
+                      os.getpid())
+    monitor.start()
+    while not monitor.samples.items:  # the first sample is in
+        time.sleep(0.01)
+    assert monitor.stop(10)
+    first, _, last, _ = monitor.finish()["kickstart.inv.gpu.stats"]
+    assert "pcie_rx" in first and "pcie_rx" not in last
+
+
+def test_pynvml_is_imported_without_ctypes_util_and_still_finds_libraries():
+    """pynvml imports ctypes.util's find_library (shutil, subprocess, tempfile, re: 26 ms)
+    and never calls it on Linux: the sidecar leaves ctypes.util out of its import, and
+    find_library still works, importing the real one when called."""
+    code = ("import sys; from kickstart_gpu.nvml import import_pynvml; pynvml = import_pynvml(); "
+            "print('ctypes.util' in sys.modules, 'subprocess' in sys.modules); "
+            "print(pynvml.find_library('c')); import ctypes.util; "
+            "print(ctypes.util.find_library('c'), ctypes.util.find_library is not "
+            "pynvml.find_library)")
+    result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                            timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["False False", "libc.so.6", "libc.so.6 True"]
+
+
 def test_spread_samples_keep_the_first_the_last_and_an_even_spread():
     spread = SpreadSamples(10)
     for index in range(1000):

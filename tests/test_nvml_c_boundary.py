@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from kickstart_gpu.block_writer import MARKER
 from tests.fake_nvml.build import NoCompiler, build, convert
 from tests.test_kickstart_gpu import SIDECAR, TRACE, block, validate
 
+H200_TRACE = TRACE.parent / "h200-pytorch-job.json"
 JOB = ["sleep", "2.2"]  # samples at about 0, 1 and 2 s, and at exit
 TIMING = {"timestamp", "sampling_duration", "duration"}
 
@@ -159,7 +161,7 @@ def test_a_consumer_gpu_without_power_pcie_bar1_or_process_utilisation(drivers, 
         "nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetPcieThroughput",
         "nvmlDeviceGetBAR1MemoryInfo", "nvmlDeviceGetProcessUtilization"]
     events = same_as_replay(trace, tmp_path, drivers["current"])
-    sample = stats(events, 0)[-1]
+    sample = stats(events, 0)[-2]  # the last before the exit sample, which leaves PCIe out
     for field in ("power_usage", "energy_consumption", "pcie_rx", "bar1_mem_usage",
                   "proc_samples"):
         assert sample[field] is None and sample["errors"][field] == "NOT_SUPPORTED"
@@ -231,6 +233,98 @@ def test_nvml_init_failing(drivers, tmp_path, error):
 
 
 def test_sampling_duration_includes_the_pcie_window(drivers, tmp_path):
-    """nvmlDeviceGetPcieThroughput samples for 20 ms by design; two counters per GPU."""
+    """nvmlDeviceGetPcieThroughput samples for 20 ms by design; two counters per GPU. The
+    sample after the job's exit leaves PCIe out: it would hold the job's end for a window that
+    measures nothing of the job."""
     _, events, _ = run("nvml", busy_trace(), tmp_path, drivers["current"])
-    assert all(e["sampling_duration"] >= 0.04 for e in stats(events, 0))
+    *during, at_exit = stats(events, 0)
+    assert all(e["sampling_duration"] >= 0.04 and "pcie_rx" in e for e in during)
+    assert at_exit["sampling_duration"] < 0.02 and "pcie_rx" not in at_exit
+
+
+def test_a_trace_recorded_on_an_h200_reads_the_same_through_the_driver(drivers, tmp_path):
+    """Values a real GPU gave (bench/real_gpu.sh on an H200: 141 GiB, a 256 GiB BAR1, clock
+    event reasons 0 and 0x4 power cap, the job's CUDA context with 14 MiB, then its 17 GiB)
+    pass through pynvml's real structures as through the replay. From sample 11 on, the job
+    starts on the GPU; samples are re-timed to fall between the sidecar's (read at 0, 1, 2 s
+    and at exit: trace samples 11, 11, 12, 12)."""
+    trace = json.loads(H200_TRACE.read_text())
+    trace["samples"] = [dict(s, t=0 if i == 0 else i + 0.5)
+                        for i, s in enumerate(trace["samples"][11:21])]
+    events = same_as_replay(trace, tmp_path, drivers["current"])
+    samples = stats(events, 0)
+    assert [s["throttle_reasons"] for s in samples] == [0, 0, 4, 4]
+    assert [(p["mem_usage"], p["in_job"]) for s in samples for p in s["compute_procs"]] == [
+        (14680064, True)] * 2 + [(18190696448, True)] * 2
+    assert events[0]["devices"][0]["total_memory"] == 150754820096
+
+
+# -- recording a trace through the driver ------------------------------------------------------
+
+def record(trace: dict[str, Any], tmp_path: Path, driver: Path, job: list[str],
+           interval: str = "1") -> tuple[subprocess.CompletedProcess, dict[str, Any]]:
+    """``python -m kickstart_gpu.record_trace`` through the real pynvml, the fake driver
+    playing ``trace``: (result, the recorded trace)."""
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")}
+    environ["LD_LIBRARY_PATH"] = str(driver)
+    environ["FAKE_NVML_TRACE"] = str(convert(trace, tmp_path / "played.txt"))
+    recorded = tmp_path / "recorded.json"
+    result = subprocess.run([sys.executable, "-m", "kickstart_gpu.record_trace", "--interval",
+                             interval, str(recorded), "--", *job],
+                            env=environ, capture_output=True, timeout=60)
+    return result, json.loads(recorded.read_text()) if recorded.exists() else {}
+
+
+def test_a_recorded_trace_holds_what_the_driver_answered(drivers, tmp_path):
+    """The recorder reads every function the sidecar reads: the trace it writes is the played
+    trace at the times it sampled (0, 1 and 2 s and at exit of a 2.2 s job), unsupported
+    functions and the job's PID as the played trace has them, and no process utilisation where
+    NVML had no sample newer than the last read."""
+    played = busy_trace()
+    result, recorded = record(played, tmp_path, drivers["current"], JOB)
+    assert result.returncode == 0, result.stderr
+    assert [round(s["t"]) for s in recorded["samples"]] == [0, 1, 2, 2]
+    assert recorded["devices"] == played["devices"]
+    assert (recorded["driver_version"], recorded["cuda_driver_version"]) == (
+        played["driver_version"], played["cuda_driver_version"])
+    expected = [played["samples"][i]["devices"] for i in (0, 0, 1, 1)]
+    for number, (sample, devices) in enumerate(zip(recorded["samples"], expected)):
+        for got, want in zip(sample["devices"], devices):
+            want = {**want, "graphics_procs": [[0, None]] if want["graphics_procs"] else []}
+            if number % 2:  # the played sample read again: NVML has no new process sample
+                want["proc_util"] = []
+            if "pcie_rx" not in got or got["pcie_rx"] is None:  # unsupported on GPU 1
+                want = {**want, "pcie_rx": None, "pcie_tx": None}
+            assert got == want
+
+
+def test_a_recorded_trace_replays_as_the_driver_ran(drivers, tmp_path):
+    """What the sidecar writes replaying a recorded trace is what it writes on the driver the
+    trace was recorded from: the recorder leaves out nothing the sidecar reads."""
+    played = busy_trace()
+    result, recorded = record(played, tmp_path, drivers["current"], ["sleep", "4.2"])
+    assert result.returncode == 0, result.stderr
+    recorded["samples"] = [dict(s, t=0 if i == 0 else i + 0.5)  # between the sidecar's
+                           for i, s in enumerate(recorded["samples"])]
+    assert untimed(run("replay", recorded, tmp_path, None)[1]) == untimed(
+        run("nvml", recorded, tmp_path, drivers["current"])[1])
+
+
+def test_recording_keeps_the_commands_exit_status_and_other_processes_apart(drivers, tmp_path):
+    played = busy_trace()
+    played["samples"][0]["devices"][0]["compute_procs"] = [[0, 1024], [1, 2048]]
+    result, recorded = record(played, tmp_path, drivers["current"],
+                              ["sh", "-c", "sleep 0.3; exit 3"])
+    assert result.returncode == 3
+    assert recorded["samples"][0]["devices"][0]["compute_procs"] == [[0, 1024], [4194305, 2048]]
+
+
+def test_recording_without_a_driver_says_so_and_writes_nothing(tmp_path):
+    environ = {**os.environ, "LD_LIBRARY_PATH": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "kickstart_gpu.record_trace",
+                             str(tmp_path / "t.json"), "--", "true"],
+                            env=environ, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "NVML did not start" in result.stderr and "NVIDIA driver" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -86,7 +86,7 @@ def convert(trace: dict[str, Any], path: Path, *, init_error: str | None = None,
     for sample in trace["samples"]:
         lines.append(f"sample {sample['t']}")
         for i, now in enumerate(sample["devices"]):
-            lines.append(" ".join(str(v) for v in (
+            lines.append(" ".join(str(0 if v is None else v) for v in (  # None: NVML failed
                 "d", i, now["temp"], now["power"], now["energy"], now["memory_used"],
                 now["bar1_used"], now["gpu_util"], now["mem_util"], *now["clocks"],
                 now.get("pcie_rx", 0), now.get("pcie_tx", 0), now.get("throttle", 0))))
