@@ -80,7 +80,9 @@ def import_pynvml() -> Any:
     """``pynvml``, imported without ``ctypes.util``: pynvml imports its ``find_library`` and
     never calls it on Linux, and ctypes.util imports shutil, subprocess, tempfile and re, more
     than half of pynvml's import (26 of 45 ms here). A job that ends before the import does
-    waits for it. The ``find_library`` pynvml gets imports the real one when called."""
+    waits for it. The ``find_library`` pynvml gets imports the real one when called. No other
+    thread may import ctypes.util meanwhile (it would get the placeholder): the sidecar's main
+    thread only waits for the job."""
     import sys
 
     if "ctypes.util" not in sys.modules:

@@ -6,8 +6,11 @@
 
 Every GPU NVML sees is read once for its inventory, then every ``--interval`` seconds (default
 1) from the command's start to its exit, with the last reading after it exits. The trace is
-written when the command ends (atomically: a failed recording leaves no half trace), and the
-recorder exits with the command's status.
+written when the command ends (atomically, through a symbolic link to where it points: a failed
+recording leaves no half trace), and the recorder ends as the command did: its exit status, or
+the signal that killed it. SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to the recorder
+are passed on to the command, which the recorder then waits for; a terminal's Ctrl-C reaches
+the command directly.
 
 What a replay needs from the record, and how it is kept:
 
@@ -15,8 +18,11 @@ What a replay needs from the record, and how it is kept:
   other processes on the GPUs become 4194305, 4194306, ... (above Linux's largest PID), so a
   replay can never take them for its job's.
 - A function that is NOT_SUPPORTED at the first reading is listed in the device's
-  ``unsupported``; any other error is named in the ``errors`` of the sample that first met it,
-  and a replay fails that function from that sample on, also where the driver recovered.
+  ``unsupported`` (where it takes a clock or counter and only some fail, those readings are
+  null); any other error is named in the ``errors`` of the sample that first met it, and a
+  replay fails that function from that sample on, also where the driver recovered.
+- MIG instances are kept as ``mig_uuids``, so ``CUDA_VISIBLE_DEVICES=MIG-...`` selects their GPU
+  in a replay.
 - ``nvmlDeviceGetProcessUtilization`` answering NOT_FOUND (no new sample since the last call)
   is an empty ``proc_util``, as the sidecar reads it.
 """
@@ -24,13 +30,14 @@ What a replay needs from the record, and how it is kept:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .monitor import JobProcesses
 from .nvml import (
@@ -53,16 +60,16 @@ class Recorder:
     """The trace of one run: each GPU's inventory, then a sample per :meth:`sample` call.
 
     :param job_pid: the command's PID; its process tree is the trace's PID 0
+    :param count: the GPUs NVML counts
     """
 
-    def __init__(self, nvml: Nvml, job_pid: int) -> None:
+    def __init__(self, nvml: Nvml, job_pid: int, count: int) -> None:
         self.nvml = nvml
         self._job = JobProcesses(job_pid)
         self._foreign: dict[int, int] = {}
         self._started = time.monotonic()
-        count = nvml.query("nvmlDeviceGetCount")
         self.handles = [nvml.query("nvmlDeviceGetHandleByIndex", index)
-                        for index in range(count or 0)]
+                        for index in range(count)]
         self._errors_seen: list[set[str]] = [set() for _ in self.handles]
         self._since_us = [0 for _ in self.handles]
         self.devices: list[dict[str, Any]] = []
@@ -71,28 +78,23 @@ class Recorder:
             device, errors = self._inventory(handle)
             self.devices.append(device)
             self.first_errors.append(errors)
-        self.samples: list[dict[str, Any]] = []
+        self.taken = 0
 
     # -- reading NVML ---------------------------------------------------------------------
 
     def _inventory(self, handle: Any) -> tuple[dict[str, Any], dict[str, str]]:
-        query, failed = self.nvml.query, {}
-
-        def read(function: str, *args: Any) -> Any:
-            value = query(function, handle, *args)
-            if isinstance(value, Unavailable):
-                failed[function] = value.reason
-                return None
-            return value
-
+        if isinstance(handle, Unavailable):  # every function of this GPU fails as it did
+            return {"name": None, "uuid": None, "pci_bus_id": None, "cuda_capability": None,
+                    "max_clocks": [None] * 4}, {"*": handle.reason}
+        failed: dict[str, list[str]] = {}
+        read = self._reader(handle, failed)
         pci = read("nvmlDeviceGetPciInfo")
         memory = read("nvmlDeviceGetMemoryInfo")
         bar1 = read("nvmlDeviceGetBAR1MemoryInfo")
         capability = read("nvmlDeviceGetCudaComputeCapability")
         device = {
             "name": read("nvmlDeviceGetName"), "uuid": read("nvmlDeviceGetUUID"),
-            "pci_bus_id": pci.busId.decode() if isinstance(pci.busId, bytes) else pci.busId
-            if pci else None,
+            "pci_bus_id": _text(pci.busId) if pci else None,
             "compute_mode": read("nvmlDeviceGetComputeMode"),
             "cuda_capability": list(capability) if capability else None,
             "power_limit": read("nvmlDeviceGetEnforcedPowerLimit"),
@@ -100,52 +102,68 @@ class Recorder:
             "bar1_total": bar1.bar1Total if bar1 else None,
             "max_clocks": [read("nvmlDeviceGetMaxClockInfo", clock)
                            for clock in CLOCKS.values()],
+            **self._mig(handle),
         }
-        unsupported = sorted(f for f, reason in failed.items() if reason == "NOT_SUPPORTED")
+        unsupported, errors = _sorted_out(failed)
         if unsupported:
             device["unsupported"] = unsupported
-        return device, {f: r for f, r in failed.items() if r != "NOT_SUPPORTED"}
+        return device, errors
+
+    def _mig(self, handle: Any) -> dict[str, Any]:
+        query = self.nvml.query
+        mode = query("nvmlDeviceGetMigMode", handle)
+        if isinstance(mode, Unavailable) or not mode or mode[0] != 1:
+            return {}
+        uuids = []
+        for index in range(query("nvmlDeviceGetMaxMigDeviceCount", handle) or 0):
+            instance = query("nvmlDeviceGetMigDeviceHandleByIndex", handle, index)
+            uuid = None if isinstance(instance, Unavailable) else query(
+                "nvmlDeviceGetUUID", instance)
+            if uuid:
+                uuids.append(uuid)
+        return {"mig_uuids": uuids} if uuids else {}
+
+    def _reader(self, handle: Any, failed: dict[str, list[str]]) -> Callable[..., Any]:
+        """A function that queries NVML and notes each failure's reason under the function's
+        name (the replay's: the first of those renamed over driver releases)."""
+        def read(function: str | tuple[str, ...], *args: Any) -> Any:
+            if isinstance(function, tuple):
+                value, name = self.nvml.query_first(function, handle, *args), function[0]
+            else:
+                value, name = self.nvml.query(function, handle, *args), function
+            if isinstance(value, Unavailable):
+                failed.setdefault(name, []).append(value.reason)
+                return None
+            return value
+        return read
 
     def _pid(self, pid: int) -> int:
         if pid in self._job:
             return 0
         return self._foreign.setdefault(pid, FIRST_FOREIGN_PID + len(self._foreign))
 
-    def sample(self) -> None:
+    def sample(self) -> dict[str, Any]:
         elapsed = round(time.monotonic() - self._started, 3)
-        entries = []
-        for index, handle in enumerate(self.handles):
-            entries.append(self._reading(index, handle, first=not self.samples))
-        self.samples.append({"t": elapsed, "devices": entries})
+        entries = [self._reading(index, handle) for index, handle in enumerate(self.handles)]
+        self.taken += 1
+        return {"t": elapsed, "devices": entries}
 
-    def _reading(self, index: int, handle: Any, first: bool) -> dict[str, Any]:
-        nvml, device = self.nvml, self.devices[index]
+    def _reading(self, index: int, handle: Any) -> dict[str, Any]:
+        first, device = not self.taken, self.devices[index]
         errors = dict(self.first_errors[index]) if first else {}
-
-        def read(function: str | tuple[str, ...], *args: Any) -> Any:
-            if isinstance(function, tuple):  # renamed over driver releases: the replay's name
-                value, name = nvml.query_first(function, handle, *args), function[0]
-            else:
-                value, name = nvml.query(function, handle, *args), function
-            if not isinstance(value, Unavailable):
-                return value
-            if value.reason == "NOT_FOUND" and name == "nvmlDeviceGetProcessUtilization":
-                return []
-            unsupported = device.get("unsupported", [])
-            if first and value.reason == "NOT_SUPPORTED":
-                if name not in unsupported:
-                    device["unsupported"] = [*unsupported, name]
-            elif name not in self._errors_seen[index] and name not in unsupported:
-                self._errors_seen[index].add(name)
-                errors[name] = value.reason
-            return None
-
+        if isinstance(handle, Unavailable):
+            reading: dict[str, Any] = {"clocks": [None] * 4}
+            return {**reading, "errors": errors} if errors else reading
+        failed: dict[str, list[str]] = {}
+        read = self._reader(handle, failed)
         memory = read("nvmlDeviceGetMemoryInfo")
         bar1 = read("nvmlDeviceGetBAR1MemoryInfo")
         rates = read("nvmlDeviceGetUtilizationRates")
         utilization = read("nvmlDeviceGetProcessUtilization", self._since_us[index])
         if utilization:
             self._since_us[index] = max(s.timeStamp for s in utilization)
+        if failed.get("nvmlDeviceGetProcessUtilization") == ["NOT_FOUND"]:
+            del failed["nvmlDeviceGetProcessUtilization"]  # no sample newer than the last read
         reading = {
             "temp": read("nvmlDeviceGetTemperature", TEMPERATURE_GPU),
             "power": read("nvmlDeviceGetPowerUsage"),
@@ -163,6 +181,16 @@ class Recorder:
             "proc_util": [[self._pid(s.pid), s.smUtil, s.memUtil, s.encUtil, s.decUtil]
                           for s in utilization or ()],
         }
+        unsupported, failures = _sorted_out(failed)
+        if first and unsupported:
+            device["unsupported"] = sorted({*device.get("unsupported", ()), *unsupported})
+        elif unsupported:  # NOT_SUPPORTED after the first reading: an error like any other
+            failures.update({name: "NOT_SUPPORTED" for name in unsupported})
+        for name, reason in failures.items():
+            if name not in self._errors_seen[index] and name not in device.get(
+                    "unsupported", ()):
+                self._errors_seen[index].add(name)
+                errors[name] = reason
         if errors:
             reading["errors"] = errors
         return reading
@@ -173,88 +201,212 @@ class Recorder:
 
     # -- the trace ------------------------------------------------------------------------
 
-    def trace(self, description: str) -> dict[str, Any]:
+    def header(self, description: str) -> dict[str, Any]:
+        """The trace without its samples (complete once the first sample is taken: it settles
+        what each GPU does not support)."""
         trace = {"format": FORMAT, "version": 1, "description": description,
                  "driver_version": self.nvml.query("nvmlSystemGetDriverVersion") or None}
         cuda = self.nvml.query("nvmlSystemGetCudaDriverVersion_v2")
         if not isinstance(cuda, Unavailable):
             trace["cuda_driver_version"] = cuda
-        return {**trace, "devices": self.devices, "samples": self.samples}
+        return {**trace, "devices": self.devices}
 
 
-def write_atomically(path: str, text: str) -> None:
-    partial = f"{path}.part{os.getpid()}"
-    try:
-        with open(partial, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.unlink(partial)
-        raise
+def _text(value: Any) -> Any:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-def exit_status(returncode: int) -> int:
-    return 128 - returncode if returncode < 0 else returncode
+def _sorted_out(failed: dict[str, list[str]]) -> tuple[list[str], dict[str, str]]:
+    """(functions NOT_SUPPORTED at every reading, {function: reason} for the others). A
+    function that fails for some clocks or counters only keeps null readings for those."""
+    unsupported = sorted(name for name, reasons in failed.items()
+                         if set(reasons) == {"NOT_SUPPORTED"} and _all_readings(name, reasons))
+    errors = {name: next(r for r in reasons if r != "NOT_SUPPORTED")
+              for name, reasons in failed.items()
+              if any(r != "NOT_SUPPORTED" for r in reasons)}
+    return unsupported, errors
 
 
-def main(argv: list[str] | None = None) -> int:
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _all_readings(function: str, reasons: list[str]) -> bool:
+    per_call = {"nvmlDeviceGetClockInfo": 4, "nvmlDeviceGetMaxClockInfo": 4,
+                "nvmlDeviceGetPcieThroughput": 2}
+    return len(reasons) >= per_call.get(function, 1)
+
+
+class Output:
+    """TRACE, written atomically where it points: the partial file is made before the command
+    runs, so a TRACE that cannot be written is said before anything else happens, and takes
+    each sample as it comes, so a day's recording needs no memory for it."""
+
+    def __init__(self, trace: str) -> None:
+        if not trace:
+            raise ValueError("TRACE is empty: name the file to write")
+        if os.path.abspath(trace).startswith(("/dev/", "/proc/")):  # /dev/stdout: a rename
+            # would replace the file behind the descriptor, not write to it
+            raise ValueError(f"{trace} is a device or a descriptor: name a regular file")
+        self.path = os.path.realpath(trace)  # through a link, to the file it names
+        if os.path.exists(self.path) and not os.path.isfile(self.path):
+            raise ValueError(f"{trace} is not a regular file: name a new file or a regular one")
+        self.partial = f"{self.path}.part{os.getpid()}"
+        try:
+            self._handle = open(self.partial, "x", encoding="utf-8")  # noqa: SIM115
+        except OSError as error:
+            raise ValueError(f"cannot write {trace}: {error.strerror}") from None
+
+    def begin(self, header: dict[str, Any]) -> None:
+        self._handle.write(_json(header)[:-1] + ',"samples":[')
+        self._separator = ""
+
+    def add(self, sample: dict[str, Any]) -> None:
+        self._handle.write(self._separator + _json(sample))
+        self._separator = ","
+
+    def finish(self) -> None:
+        try:
+            with self._handle:
+                self._handle.write("]}\n")
+            os.replace(self.partial, self.path)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        self._handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.partial)
+
+
+FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class Forward:
+    """Passes the FORWARDED signals the recorder gets on to the command; one that comes before
+    the command exists is passed on once it does (a caught signal is the default again in the
+    command, after its exec)."""
+
+    def __init__(self) -> None:
+        self._job: subprocess.Popen | None = None
+        self._pending: list[int] = []
+        for number in FORWARDED:
+            signal.signal(number, self._received)
+
+    def _received(self, number: int, frame: Any) -> None:
+        if self._job is None:
+            self._pending.append(number)
+        else:
+            self._job.send_signal(number)
+
+    def to(self, job: subprocess.Popen) -> None:
+        self._job = job
+        for number in self._pending:
+            job.send_signal(number)
+
+
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
         prog="python -m kickstart_gpu.record_trace",
         usage="%(prog)s [--interval SECONDS] [--description TEXT] TRACE -- COMMAND [ARGS...]",
         description="Runs COMMAND and records what NVML answers about this host's GPUs "
         "meanwhile, as a trace that 'pegasus-kickstart-gpu --backend replay:TRACE' plays "
-        "back. Exits with COMMAND's status.")
+        "back. Ends as COMMAND ends (its exit status or signal).")
     parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
-                        help="seconds between samples (default: 1)")
+                        help="seconds between samples, 0.05 to 3600 (default: 1)")
     parser.add_argument("--description", default="", help="what the trace shows "
                         "(default: the GPUs' names and the command)")
     parser.add_argument("trace", metavar="TRACE", help="the trace file to write")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    command = argv[split + 1:]
     if not command:
         parser.error("no COMMAND: give it after --, e.g. -- python train.py")
     if not 0.05 <= args.interval <= 3600:
         parser.error(f"--interval {args.interval}: give 0.05 to 3600 seconds")
-    directory = os.path.dirname(os.path.abspath(args.trace))
-    if not os.access(directory, os.W_OK):
-        parser.error(f"cannot write {args.trace}: {directory} is missing or not writable")
-    import pynvml
+    return args, command
 
-    nvml = Nvml(pynvml)
-    if not nvml.init():
-        print(f"record_trace: NVML did not start ({nvml.init_error}): record on a host "
-              "with an NVIDIA driver and GPU", file=sys.stderr)
-        return 2
+
+def main(argv: list[str] | None = None) -> int:
+    args, command = _parse(sys.argv[1:] if argv is None else argv)
     try:
-        job = subprocess.Popen(command)
+        output = Output(args.trace)
+    except ValueError as error:
+        print(f"record_trace: {error}", file=sys.stderr)
+        return 2
+    from .nvml import import_pynvml
+
+    nvml = Nvml(import_pynvml())
+    count = nvml.query("nvmlDeviceGetCount")
+    if isinstance(count, Unavailable):
+        output.discard()
+        problem = (f"NVML did not start ({nvml.init_error})" if nvml.init_error
+                   else f"NVML cannot count the GPUs ({count.reason})")
+        print(f"record_trace: {problem}: record on a host with a working NVIDIA driver and GPU",
+              file=sys.stderr)
+        return 2
+    forward = Forward()  # before the command starts, so that no signal finds it unset
+    try:
+        job = subprocess.Popen(command, close_fds=False)  # the command's descriptors are its own
     except OSError as error:
+        output.discard()
         print(f"record_trace: cannot run {command[0]}: {error.strerror}", file=sys.stderr)
         return 127 if isinstance(error, FileNotFoundError) else 126
-    # a terminal's ^C reaches the command too: the recorder records until the command ends
+    forward.to(job)
+    # a terminal's Ctrl-C reaches the command too: the recorder records until the command ends
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    recorder = Recorder(nvml, job.pid)
-    beat, started = 0, time.monotonic()
+    try:
+        recorder = record(nvml, job, count, args.interval, output,
+                          lambda devices: args.description or _described(devices, command))
+        output.finish()
+    except Exception as error:  # the command runs on, and ends as it would have
+        reason = error.strerror if isinstance(error, OSError) else (
+            f"{error.__class__.__name__}: {error}")
+        output.discard()
+        returncode = job.wait()
+        print(f"record_trace: {args.trace} not written: {reason} (the command ended with "
+              f"{returncode})", file=sys.stderr)
+        return 1
+    print(f"record_trace: {recorder.taken} samples of {len(recorder.devices)} GPUs in "
+          f"{args.trace}", file=sys.stderr)
+    return end_like(job.returncode)
+
+
+def _described(devices: list[dict[str, Any]], command: list[str]) -> str:
+    names = sorted({str(d["name"]) for d in devices}) or ["no GPU"]
+    return f"Recorded: {len(devices)} x {', '.join(names)}, running {' '.join(command)[:200]}"
+
+
+def record(nvml: Nvml, job: subprocess.Popen, count: int, interval: float, output: Output,
+           describe: Callable[[list[dict[str, Any]]], str]) -> Recorder:
+    """Samples from the command's start, every ``interval`` seconds (start to start), and
+    once after its exit, into ``output``; ``describe`` says what the GPUs recorded show."""
+    recorder = Recorder(nvml, job.pid, count)
+    started = time.monotonic()
+    first = recorder.sample()
+    output.begin(recorder.header(describe(recorder.devices)))
+    output.add(first)
+    beat = 1
     while True:
-        recorder.sample()
-        beat += 1
         try:
-            job.wait(max(0.0, started + beat * args.interval - time.monotonic()))
+            job.wait(max(0.0, started + beat * interval - time.monotonic()))
             break
         except subprocess.TimeoutExpired:
-            continue
-    recorder.sample()  # after the command's exit
-    names = sorted({str(d["name"]) for d in recorder.devices}) or ["no GPU"]
-    description = args.description or (
-        f"Recorded: {len(recorder.devices)} x {', '.join(names)}, running "
-        f"{' '.join(command)[:200]}")
-    write_atomically(args.trace, json.dumps(recorder.trace(description),
-                                            separators=(",", ":")) + "\n")
-    print(f"record_trace: {len(recorder.samples)} samples of {len(recorder.devices)} GPUs "
-          f"in {args.trace}", file=sys.stderr)
+            output.add(recorder.sample())
+            beat += 1
+    output.add(recorder.sample())  # after the command's exit
     nvml.shutdown()
-    return exit_status(job.returncode)
+    return recorder
+
+
+def end_like(returncode: int) -> int:
+    """The command's exit status, or (killed by a signal) the same death."""
+    if returncode >= 0:
+        return returncode
+    for number in (*FORWARDED, signal.SIGINT):
+        signal.signal(number, signal.SIG_DFL)
+    os.kill(os.getpid(), -returncode)
+    return 128 - returncode  # a signal that does not end a process by default
 
 
 if __name__ == "__main__":

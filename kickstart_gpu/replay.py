@@ -11,7 +11,8 @@ Trace format (JSON, ``"format": "pegasus-kickstart-gpu-trace", "version": 1``)::
      "devices": [{"name", "uuid", "pci_bus_id", "compute_mode": 0, "cuda_capability": [8, 0],
                   "power_limit": mW, "memory_total": bytes, "bar1_total": bytes,
                   "max_clocks": [graphics, sm, mem, video] MHz,
-                  "unsupported": ["nvmlDeviceGetPcieThroughput", ...]}],
+                  "unsupported": ["nvmlDeviceGetPcieThroughput", ...],
+                  "mig_uuids": ["MIG-...", ...]}],
      "samples": [{"t": seconds since start,
                   "devices": [{"temp": C, "power": mW, "energy": mJ since driver load,
                                "memory_used": bytes, "bar1_used": bytes, "gpu_util": %,
@@ -22,7 +23,9 @@ Trace format (JSON, ``"format": "pegasus-kickstart-gpu-trace", "version": 1``)::
                                "errors": {"nvmlDeviceGetTemperature": "GPU_IS_LOST"}}]}]}
 
 At a time ``t`` after ``nvmlInit`` the latest sample with ``"t" <= t`` answers. A device
-error named in a sample holds from that sample on ("GPU_IS_LOST" fails every later call).
+error named in a sample holds from that sample on ("GPU_IS_LOST" fails every later call); a
+function listed in ``unsupported`` is NOT_SUPPORTED throughout, and so is one reading given as
+null in ``clocks``, ``max_clocks``, ``pcie_rx`` or ``pcie_tx`` (one clock domain a GPU lacks).
 A trace PID of 0 stands for the job's own process, so a replay shows the running job on its
 GPUs.
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import os
 import time
+from bisect import bisect_right
 
 TYPE_CHECKING = False  # imported on every replayed run: pathlib and typing cost the job's wait
 if TYPE_CHECKING:
@@ -73,19 +77,35 @@ class TraceLibrary:
         self._job_pid = job_pid or os.getpid()
         self._clock = clock
         self._started: float | None = None
+        self._times: list[float] | None = None
+        self._failures: dict[tuple[int, str], tuple[int, str]] | None = None
 
     # -- the trace's clock and errors -----------------------------------------------------
 
-    def _now(self) -> dict[str, Any]:
+    def _index(self) -> int:
+        """The index of the sample that answers now: the latest with ``"t"`` <= now."""
         if self._started is None:
             raise self._error("UNINITIALIZED")
-        elapsed = self._clock() - self._started
-        current = self._trace["samples"][0]
-        for sample in self._trace["samples"]:
-            if sample["t"] > elapsed:
-                break
-            current = sample
-        return current
+        if self._times is None:  # once, in the monitor thread: a day at 1 s is 86,400 samples
+            self._times = [sample["t"] for sample in self._trace["samples"]]
+        return max(0, bisect_right(self._times, self._clock() - self._started) - 1)
+
+    def _now(self) -> dict[str, Any]:
+        return self._trace["samples"][self._index()]
+
+    def _failure(self, handle: int, function: str, index: int) -> str | None:
+        """The error a sample up to ``index`` names for this device and function (or ``*``):
+        errors hold from the sample naming them on."""
+        if self._failures is None:
+            self._failures = {}
+            for number, sample in enumerate(self._trace["samples"]):
+                for device, now in enumerate(sample["devices"]):
+                    for name, error in now.get("errors", {}).items():
+                        self._failures.setdefault((device, name), (number, error))
+        found = [self._failures.get((handle, name)) for name in (function, "*")]
+        onsets = [(failure[0], rank, failure[1]) for rank, failure in enumerate(found)
+                  if failure and failure[0] <= index]  # the earliest; the function's first
+        return min(onsets)[2] if onsets else None
 
     NVMLError = ReplayNVMLError  # as pynvml.NVMLError
 
@@ -96,15 +116,11 @@ class TraceLibrary:
         static = self._trace["devices"][handle]
         if function in static.get("unsupported", []):
             raise self._error("NOT_SUPPORTED")
-        now = self._now()
-        for sample in self._trace["samples"]:  # errors hold from the sample naming them on
-            if sample["t"] > now["t"]:
-                break
-            errors = sample["devices"][handle].get("errors", {})
-            failure = errors.get(function) or errors.get("*")
-            if failure:
-                raise self._error(failure)
-        return static, now["devices"][handle]
+        index = self._index()
+        failure = self._failure(handle, function, index)
+        if failure:
+            raise self._error(failure)
+        return static, self._trace["samples"][index]["devices"][handle]
 
     def _pid(self, pid: int) -> int:
         return self._job_pid if pid == 0 else pid
@@ -170,8 +186,14 @@ class TraceLibrary:
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: int) -> int:
         return int(self._device(handle, "nvmlDeviceGetEnforcedPowerLimit")[0]["power_limit"])
 
+    def _reading(self, value: Any) -> int:
+        if value is None:  # this one reading of a function that gives others
+            raise self._error("NOT_SUPPORTED")
+        return int(value)
+
     def nvmlDeviceGetMaxClockInfo(self, handle: int, clock: int) -> int:
-        return int(self._device(handle, "nvmlDeviceGetMaxClockInfo")[0]["max_clocks"][clock])
+        return self._reading(self._device(handle, "nvmlDeviceGetMaxClockInfo")[0]
+                             ["max_clocks"][clock])
 
     # -- dynamic device fields ------------------------------------------------------------
 
@@ -199,7 +221,7 @@ class TraceLibrary:
         return Struct(gpu=now["gpu_util"], memory=now["mem_util"])
 
     def nvmlDeviceGetClockInfo(self, handle: int, clock: int) -> int:
-        return int(self._device(handle, "nvmlDeviceGetClockInfo")[1]["clocks"][clock])
+        return self._reading(self._device(handle, "nvmlDeviceGetClockInfo")[1]["clocks"][clock])
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: int) -> int:
         return int(self._device(handle, "nvmlDeviceGetCurrentClocksEventReasons")[1]
@@ -207,7 +229,7 @@ class TraceLibrary:
 
     def nvmlDeviceGetPcieThroughput(self, handle: int, counter: int) -> int:
         now = self._device(handle, "nvmlDeviceGetPcieThroughput")[1]
-        return int(now["pcie_rx"] if counter == 1 else now["pcie_tx"])
+        return self._reading(now["pcie_rx"] if counter == 1 else now["pcie_tx"])
 
     def _processes(self, handle: int, function: str, key: str) -> list[Any]:
         now = self._device(handle, function)[1]
@@ -222,10 +244,19 @@ class TraceLibrary:
                                "graphics_procs")
 
     def nvmlDeviceGetProcessUtilization(self, handle: int, since_us: int) -> list[Any]:
-        now = self._device(handle, "nvmlDeviceGetProcessUtilization")[1]
-        stamp = int(((self._started or 0) + self._now()["t"]) * 1e6) + 1
-        if not now.get("proc_util") or stamp <= since_us:
+        """As the driver answers (seen on an H200): one entry per process, its latest of the
+        samples taken after ``since_us``; NOT_FOUND when none is."""
+        self._device(handle, "nvmlDeviceGetProcessUtilization")
+        latest: dict[int, Any] = {}
+        for index in range(self._index(), -1, -1):
+            sample = self._trace["samples"][index]
+            stamp = int(((self._started or 0) + sample["t"]) * 1e6) + 1
+            if stamp <= since_us:
+                break
+            for pid, sm, mem, enc, dec in sample["devices"][handle].get("proc_util", []):
+                latest.setdefault(self._pid(pid), Struct(
+                    pid=self._pid(pid), timeStamp=stamp, smUtil=sm, memUtil=mem, encUtil=enc,
+                    decUtil=dec))
+        if not latest:
             raise self._error("NOT_FOUND")  # what NVML says when no sample is new
-        return [Struct(pid=self._pid(pid), timeStamp=stamp, smUtil=sm, memUtil=mem,
-                       encUtil=enc, decUtil=dec)
-                for pid, sm, mem, enc, dec in now["proc_util"]]
+        return list(latest.values())

@@ -22,7 +22,7 @@ import yaml
 
 from kickstart_gpu.block_writer import MARKER, for_the_record
 from kickstart_gpu.monitor import Monitor, Options, SpreadSamples
-from kickstart_gpu.nvml import Nvml
+from kickstart_gpu.nvml import Device, Nvml
 from kickstart_gpu.replay import TraceLibrary
 from kickstart_gpu.selection import select
 from kickstart_gpu.trace_file import load_trace
@@ -419,6 +419,37 @@ def test_pynvml_is_imported_without_ctypes_util_and_still_finds_libraries():
                             timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:3] == ["False False", "libc.so.6", "libc.so.6 True"]
+
+
+def test_a_clock_a_gpu_lacks_is_recorded_and_replayed_as_that_clock_alone():
+    """A GPU without a video clock (NOT_SUPPORTED for that clock only): the recorder keeps the
+    other clocks, and a replay of its trace fails that clock alone, as the driver did."""
+    from kickstart_gpu.record_trace import Recorder
+
+    class NoVideoClock(TraceLibrary):  # stands for such a driver
+        def nvmlDeviceGetClockInfo(self, handle: int, clock: int) -> int:
+            if clock == 3:
+                raise self._error("NOT_SUPPORTED")
+            return super().nvmlDeviceGetClockInfo(handle, clock)
+
+        def nvmlDeviceGetMaxClockInfo(self, handle: int, clock: int) -> int:
+            if clock == 3:
+                raise self._error("NOT_SUPPORTED")
+            return super().nvmlDeviceGetMaxClockInfo(handle, clock)
+
+    def read(library: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        nvml = Nvml(library)
+        device = Device(nvml, 0, nvml.query("nvmlDeviceGetHandleByIndex", 0))
+        return device.inventory(), device.sample(False, False, False)
+
+    driver = NoVideoClock(load_trace(TRACE))
+    recorder = Recorder(Nvml(driver), os.getpid(), 2)
+    trace = {**recorder.header("one sample"), "samples": [recorder.sample()]}
+    replayed, driven = read(TraceLibrary(trace)), read(driver)
+    assert replayed == driven
+    inventory, sample = replayed
+    assert inventory["max_video_clock"] is None and inventory["max_gpu_clock"] == 1410
+    assert sample["errors"] == {"video_clock": "NOT_SUPPORTED"} and sample["gpu_clock"] == 210
 
 
 def test_spread_samples_keep_the_first_the_last_and_an_even_spread():

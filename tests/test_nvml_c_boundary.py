@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -300,15 +301,42 @@ def test_a_recorded_trace_holds_what_the_driver_answered(drivers, tmp_path):
 
 
 def test_a_recorded_trace_replays_as_the_driver_ran(drivers, tmp_path):
-    """What the sidecar writes replaying a recorded trace is what it writes on the driver the
-    trace was recorded from: the recorder leaves out nothing the sidecar reads."""
+    """What the sidecar writes replaying a trace recorded from a driver is what it writes on
+    that driver: the recorder leaves out nothing the sidecar reads. Recorded four times as
+    often as replayed: NVML gives each process's utilisation once, so most recorded samples
+    hold none, and a replay must still give the latest since the sidecar last asked."""
     played = busy_trace()
-    result, recorded = record(played, tmp_path, drivers["current"], ["sleep", "4.2"])
+    result, recorded = record(played, tmp_path, drivers["current"], ["sleep", "4.2"], "0.25")
     assert result.returncode == 0, result.stderr
-    recorded["samples"] = [dict(s, t=0 if i == 0 else i + 0.5)  # between the sidecar's
-                           for i, s in enumerate(recorded["samples"])]
-    assert untimed(run("replay", recorded, tmp_path, None)[1]) == untimed(
-        run("nvml", recorded, tmp_path, drivers["current"])[1])
+    assert sum(1 for s in recorded["samples"] if s["devices"][0]["proc_util"]) < len(
+        recorded["samples"]) / 2
+    replayed = run("replay", recorded, tmp_path, None)[1]
+    driven = run("nvml", played, tmp_path, drivers["current"])[1]
+    assert untimed(replayed) == untimed(driven)
+    assert sum(1 for e in stats(replayed, 0) if e["proc_samples"]) == 2  # at 0 and 2 s
+
+
+def test_a_gpu_lost_from_the_start_is_recorded_and_the_command_runs_on(drivers, tmp_path):
+    played = busy_trace()
+    played["samples"][0]["devices"][0]["errors"] = {"*": "GPU_IS_LOST"}
+    result, recorded = record(played, tmp_path, drivers["current"], ["sh", "-c", "exit 7"])
+    assert result.returncode == 7, result.stderr
+    lost = recorded["devices"][0]
+    assert lost["pci_bus_id"] is None and lost["name"] is None
+    assert set(recorded["samples"][0]["devices"][0]["errors"].values()) == {"GPU_IS_LOST"}
+    assert recorded["devices"][1] == played["devices"][1]
+
+
+def test_mig_instances_are_recorded_and_select_their_gpu_in_a_replay(drivers, tmp_path):
+    played = busy_trace()
+    mig = "MIG-11112222-3333-4444-5555-666677778888"
+    played["devices"][1]["mig_uuids"] = [mig]
+    result, recorded = record(played, tmp_path, drivers["current"], ["true"])
+    assert result.returncode == 0, result.stderr
+    assert recorded["devices"][1]["mig_uuids"] == [mig] and "mig_uuids" not in recorded[
+        "devices"][0]
+    _, events, _ = run("replay", recorded, tmp_path, None, env={"CUDA_VISIBLE_DEVICES": mig})
+    assert [(d["id"], d["mig_uuid"]) for d in events[0]["devices"]] == [(1, mig)]
 
 
 def test_recording_keeps_the_commands_exit_status_and_other_processes_apart(drivers, tmp_path):
@@ -318,6 +346,63 @@ def test_recording_keeps_the_commands_exit_status_and_other_processes_apart(driv
                               ["sh", "-c", "sleep 0.3; exit 3"])
     assert result.returncode == 3
     assert recorded["samples"][0]["devices"][0]["compute_procs"] == [[0, 1024], [4194305, 2048]]
+
+
+def test_recording_ends_as_the_command_did_and_passes_on_descriptors(drivers, tmp_path):
+    """Options may follow TRACE; a descriptor the recorder was given is the command's too; a
+    command killed by a signal kills the recorder with it, after the trace is written."""
+    with open(tmp_path / "fd-out", "w") as handle:
+        fd = handle.fileno()
+        environ = {**os.environ, "LD_LIBRARY_PATH": str(drivers["current"]),
+                   "FAKE_NVML_TRACE": str(convert(busy_trace(), tmp_path / "played.txt"))}
+        result = subprocess.run(
+            [sys.executable, "-m", "kickstart_gpu.record_trace", str(tmp_path / "t.json"),
+             "--interval", "0.5", "--", sys.executable, "-c",
+             f"import os, signal; os.write({fd}, b'hello\\n'); "
+             "signal.signal(2, signal.SIG_DFL); os.kill(os.getpid(), 2)"],
+            env=environ, capture_output=True, timeout=60, pass_fds=(fd,))
+    assert result.returncode == -signal.SIGINT, result.stderr
+    assert (tmp_path / "fd-out").read_text() == "hello\n"
+    assert json.loads((tmp_path / "t.json").read_text())["samples"]
+
+
+def test_sigterm_to_the_recorder_alone_reaches_the_command(drivers, tmp_path):
+    """A batch system's soft kill goes to the recorder: the command gets it, and the recorder
+    writes the trace and ends with the command's status."""
+    environ = {**os.environ, "LD_LIBRARY_PATH": str(drivers["current"]),
+               "FAKE_NVML_TRACE": str(convert(busy_trace(), tmp_path / "played.txt"))}
+    recorder = subprocess.Popen(
+        [sys.executable, "-m", "kickstart_gpu.record_trace", str(tmp_path / "t.json"), "--",
+         "sh", "-c", "trap 'exit 5' TERM; echo ready; while :; do sleep 0.05; done"],
+        env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert recorder.stdout.readline() == b"ready\n"
+    recorder.send_signal(signal.SIGTERM)
+    assert recorder.wait(30) == 5, recorder.stderr.read()
+    assert json.loads((tmp_path / "t.json").read_text())["samples"]
+
+
+@pytest.mark.parametrize("target", ["", "a-directory", "missing/t.json", "/dev/stdout"])
+def test_a_trace_that_cannot_be_written_is_refused_before_the_command_runs(tmp_path, target):
+    (tmp_path / "a-directory").mkdir()
+    result = subprocess.run([sys.executable, "-m", "kickstart_gpu.record_trace", target, "--",
+                             "touch", str(tmp_path / "ran")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("record_trace: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-directory"]
+
+
+def test_a_trace_named_by_a_link_is_written_where_the_link_points(drivers, tmp_path):
+    (tmp_path / "old.json").write_text("{}")
+    (tmp_path / "link.json").symlink_to("old.json")
+    environ = {**os.environ, "LD_LIBRARY_PATH": str(drivers["current"]),
+               "FAKE_NVML_TRACE": str(convert(busy_trace(), tmp_path / "played.txt"))}
+    result = subprocess.run([sys.executable, "-m", "kickstart_gpu.record_trace",
+                             str(tmp_path / "link.json"), "--", "true"], env=environ,
+                            capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "link.json").is_symlink()
+    assert json.loads((tmp_path / "old.json").read_text())["samples"]
 
 
 def test_recording_without_a_driver_says_so_and_writes_nothing(tmp_path):

@@ -377,6 +377,34 @@ EXPORT nvmlReturn_t nvmlDeviceGetDeviceHandleFromMigDeviceHandle(nvmlDevice_t mi
     return NVML_SUCCESS;
 }
 
+/* MIG mode is on where the trace names MIG instances; they are the GPU's MIG devices 0.. */
+EXPORT nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *currentMode,
+                                         unsigned int *pendingMode) {
+    GUARD(device);
+    NEED(currentMode);
+    NEED(pendingMode);
+    *currentMode = *pendingMode = fake.n_mig[physical(device)->index] ? 1 : 0;
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigned int *count) {
+    GUARD(device);
+    NEED(count);
+    if (!fake.n_mig[physical(device)->index]) return NVML_ERROR_NOT_SUPPORTED;
+    *count = MAX_MIG;
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, unsigned int index,
+                                                        nvmlDevice_t *migDevice) {
+    GUARD(device);
+    NEED(migDevice);
+    if (index >= MAX_MIG) return NVML_ERROR_INVALID_ARGUMENT;
+    if ((int)index >= fake.n_mig[physical(device)->index]) return NVML_ERROR_NOT_FOUND;
+    *migDevice = &fake.mig[physical(device)->index][index];
+    return NVML_SUCCESS;
+}
+
 /* -- static device fields ------------------------------------------------------------------- */
 
 EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length) {
@@ -582,29 +610,38 @@ EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
                                                    nvmlProcessUtilizationSample_t *utilization,
                                                    unsigned int *processSamplesCount,
                                                    unsigned long long lastSeenTimeStamp) {
-    struct reading *reading;
-    unsigned long long stamp;
-    int index;
+    /* As the driver answers (seen on an H200): one entry per process, its latest sample of
+     * those taken after lastSeenTimeStamp; NOT_FOUND when there is none. A trace sample's
+     * time on the CPU clock is when nvmlInit ran plus its offset. */
+    nvmlProcessUtilizationSample_t found[MAX_LISTED];
+    unsigned int n = 0;
     GUARD(device);
     NEED(processSamplesCount);
-    index = current_sample();
-    reading = &fake.samples[index].devices[physical(device)->index];
-    /* the sample's time on the CPU clock: when nvmlInit ran plus the sample's offset */
-    stamp = (unsigned long long)((fake.started_wall.tv_sec + fake.started_wall.tv_nsec / 1e9 +
-                                  fake.samples[index].t) * 1e6) + 1;
-    if (!reading->n_util || stamp <= lastSeenTimeStamp) return NVML_ERROR_NOT_FOUND;
-    if (!utilization || *processSamplesCount < (unsigned int)reading->n_util) {
-        *processSamplesCount = (unsigned int)reading->n_util;
+    for (int index = current_sample(); index >= 0; index--) {
+        struct reading *reading = &fake.samples[index].devices[physical(device)->index];
+        unsigned long long stamp = (unsigned long long)(
+            (fake.started_wall.tv_sec + fake.started_wall.tv_nsec / 1e9 + fake.samples[index].t)
+            * 1e6) + 1;
+        if (stamp <= lastSeenTimeStamp) break;
+        for (int i = 0; i < reading->n_util; i++) {
+            unsigned int pid = job_pid(reading->util[i].pid), seen = 0;
+            for (unsigned int k = 0; k < n; k++) seen |= found[k].pid == pid;
+            if (seen || n >= MAX_LISTED) continue;
+            found[n].pid = pid;
+            found[n].timeStamp = stamp;
+            found[n].smUtil = reading->util[i].sm;
+            found[n].memUtil = reading->util[i].mem;
+            found[n].encUtil = reading->util[i].enc;
+            found[n].decUtil = reading->util[i].dec;
+            n++;
+        }
+    }
+    if (!n) return NVML_ERROR_NOT_FOUND;
+    if (!utilization || *processSamplesCount < n) {
+        *processSamplesCount = n;
         return NVML_ERROR_INSUFFICIENT_SIZE;
     }
-    for (int i = 0; i < reading->n_util; i++) {
-        utilization[i].pid = job_pid(reading->util[i].pid);
-        utilization[i].timeStamp = stamp;
-        utilization[i].smUtil = reading->util[i].sm;
-        utilization[i].memUtil = reading->util[i].mem;
-        utilization[i].encUtil = reading->util[i].enc;
-        utilization[i].decUtil = reading->util[i].dec;
-    }
-    *processSamplesCount = (unsigned int)reading->n_util;
+    memcpy(utilization, found, n * sizeof found[0]);
+    *processSamplesCount = n;
     return NVML_SUCCESS;
 }
