@@ -214,6 +214,19 @@ def test_a_download_below_a_file_names_the_file_in_the_way(emulator, tmp_path):
     assert (site.scratch / "in").read_text() == "a file where a directory should be"
 
 
+def test_a_download_below_a_dangling_link_names_the_link(emulator, tmp_path):
+    """Not ``[Errno 17] File exists`` about the directory wanted."""
+    site = Site(emulator, tmp_path)
+    (site.scratch / "in").symlink_to(tmp_path / "unmounted")
+    source, target = f"go://{site.collection}/data/raw.csv", site.scratch / "in" / "x" / "raw.csv"
+    result = site.run(site.entry(source, f"file://{target}"))
+    assert result.returncode == 1
+    assert (f"{source} -> {target}: {site.scratch / 'in'} is a symbolic link to "
+            f"{tmp_path / 'unmounted'}, which does not exist: make that directory, or remove "
+            "the link") in result.stderr
+    assert not (tmp_path / "unmounted").exists()
+
+
 def change_the_upload_source_when_it_is_sent(emulator, monkeypatch, change) -> None:
     """``change()`` runs on the emulator's HTTPS server once a PUT's head has arrived, before
     any of its body is read."""

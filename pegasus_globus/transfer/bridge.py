@@ -417,17 +417,21 @@ def _part_file(target: Path) -> tuple[int, str]:
 
 
 def _make_directory(directory: Path, what: str) -> None:
-    """``directory`` and its parents, or a TransferFailed saying which of them is a file."""
+    """``directory`` and its parents, or a TransferFailed saying which of them is a file or a
+    symbolic link to nothing (mkdir's words, "File exists", name neither)."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        blocking = next((path for path in (directory, *directory.parents)
-                         if path.exists() and not path.is_dir()), None)
-        if blocking is None:
-            raise TransferFailed(f"{what}: cannot make the directory {directory}: "
-                                 f"{error.strerror or error}") from None
-        raise TransferFailed(f"{what}: {blocking} is a file, not a directory: remove it or "
-                             "choose another destination") from None
+        for path in reversed((directory, *directory.parents)):
+            if path.is_symlink() and not path.exists():
+                raise TransferFailed(
+                    f"{what}: {path} is a symbolic link to {os.readlink(path)}, which does not "
+                    "exist: make that directory, or remove the link") from None
+            if path.exists() and not path.is_dir():
+                raise TransferFailed(f"{what}: {path} is a file, not a directory: remove it "
+                                     "or choose another destination") from None
+        raise TransferFailed(f"{what}: cannot make the directory {directory}: "
+                             f"{error.strerror or error}") from None
 
 
 def _said(answer: Any) -> str:
