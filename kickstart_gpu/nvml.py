@@ -85,17 +85,14 @@ def import_pynvml() -> Any:
     thread only waits for the job."""
     import sys
 
-    if "ctypes.util" not in sys.modules:
-        placeholder = type(sys)("ctypes.util")
-        placeholder.find_library = _find_library  # type: ignore[attr-defined]
-        sys.modules["ctypes.util"] = placeholder
-        try:
-            import pynvml
-        finally:
-            if sys.modules.get("ctypes.util") is placeholder:
-                del sys.modules["ctypes.util"]
-    import pynvml
-
+    placeholder = type(sys)("ctypes.util")
+    placeholder.find_library = _find_library  # type: ignore[attr-defined]
+    placed = sys.modules.setdefault("ctypes.util", placeholder) is placeholder
+    try:
+        import pynvml
+    finally:
+        if placed and sys.modules.get("ctypes.util") is placeholder:
+            del sys.modules["ctypes.util"]
     return pynvml
 
 

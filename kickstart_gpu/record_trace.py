@@ -39,6 +39,7 @@ import sys
 import time
 from typing import Any, Callable
 
+from .launcher import end_like
 from .monitor import JobProcesses
 from .nvml import (
     CLOCK_REASONS,
@@ -50,6 +51,7 @@ from .nvml import (
     TEMPERATURE_GPU,
     Nvml,
     Unavailable,
+    _decode,
 )
 from .trace_file import FORMAT
 
@@ -86,15 +88,15 @@ class Recorder:
         if isinstance(handle, Unavailable):  # every function of this GPU fails as it did
             return {"name": None, "uuid": None, "pci_bus_id": None, "cuda_capability": None,
                     "max_clocks": [None] * 4}, {"*": handle.reason}
-        failed: dict[str, list[str]] = {}
-        read = self._reader(handle, failed)
+        outcomes: dict[str, list[str | None]] = {}
+        read = self._reader(handle, outcomes)
         pci = read("nvmlDeviceGetPciInfo")
         memory = read("nvmlDeviceGetMemoryInfo")
         bar1 = read("nvmlDeviceGetBAR1MemoryInfo")
         capability = read("nvmlDeviceGetCudaComputeCapability")
         device = {
             "name": read("nvmlDeviceGetName"), "uuid": read("nvmlDeviceGetUUID"),
-            "pci_bus_id": _text(pci.busId) if pci else None,
+            "pci_bus_id": _decode(pci.busId) if pci else None,
             "compute_mode": read("nvmlDeviceGetComputeMode"),
             "cuda_capability": list(capability) if capability else None,
             "power_limit": read("nvmlDeviceGetEnforcedPowerLimit"),
@@ -104,7 +106,7 @@ class Recorder:
                            for clock in CLOCKS.values()],
             **self._mig(handle),
         }
-        unsupported, errors = _sorted_out(failed)
+        unsupported, errors = _sorted_out(outcomes)
         if unsupported:
             device["unsupported"] = unsupported
         return device, errors
@@ -123,18 +125,19 @@ class Recorder:
                 uuids.append(uuid)
         return {"mig_uuids": uuids} if uuids else {}
 
-    def _reader(self, handle: Any, failed: dict[str, list[str]]) -> Callable[..., Any]:
-        """A function that queries NVML and notes each failure's reason under the function's
-        name (the replay's: the first of those renamed over driver releases)."""
+    def _reader(self, handle: Any,
+                outcomes: dict[str, list[str | None]]) -> Callable[..., Any]:
+        """A function that queries NVML and notes each call's outcome (None, or NVML's reason)
+        under the function's name (the replay's: the first of those renamed over driver
+        releases)."""
         def read(function: str | tuple[str, ...], *args: Any) -> Any:
             if isinstance(function, tuple):
                 value, name = self.nvml.query_first(function, handle, *args), function[0]
             else:
                 value, name = self.nvml.query(function, handle, *args), function
-            if isinstance(value, Unavailable):
-                failed.setdefault(name, []).append(value.reason)
-                return None
-            return value
+            failed = isinstance(value, Unavailable)
+            outcomes.setdefault(name, []).append(value.reason if failed else None)
+            return None if failed else value
         return read
 
     def _pid(self, pid: int) -> int:
@@ -154,16 +157,16 @@ class Recorder:
         if isinstance(handle, Unavailable):
             reading: dict[str, Any] = {"clocks": [None] * 4}
             return {**reading, "errors": errors} if errors else reading
-        failed: dict[str, list[str]] = {}
-        read = self._reader(handle, failed)
+        outcomes: dict[str, list[str | None]] = {}
+        read = self._reader(handle, outcomes)
         memory = read("nvmlDeviceGetMemoryInfo")
         bar1 = read("nvmlDeviceGetBAR1MemoryInfo")
         rates = read("nvmlDeviceGetUtilizationRates")
         utilization = read("nvmlDeviceGetProcessUtilization", self._since_us[index])
         if utilization:
             self._since_us[index] = max(s.timeStamp for s in utilization)
-        if failed.get("nvmlDeviceGetProcessUtilization") == ["NOT_FOUND"]:
-            del failed["nvmlDeviceGetProcessUtilization"]  # no sample newer than the last read
+        if outcomes["nvmlDeviceGetProcessUtilization"] == ["NOT_FOUND"]:
+            del outcomes["nvmlDeviceGetProcessUtilization"]  # no sample newer than the last
         reading = {
             "temp": read("nvmlDeviceGetTemperature", TEMPERATURE_GPU),
             "power": read("nvmlDeviceGetPowerUsage"),
@@ -181,7 +184,7 @@ class Recorder:
             "proc_util": [[self._pid(s.pid), s.smUtil, s.memUtil, s.encUtil, s.decUtil]
                           for s in utilization or ()],
         }
-        unsupported, failures = _sorted_out(failed)
+        unsupported, failures = _sorted_out(outcomes)
         if first and unsupported:
             device["unsupported"] = sorted({*device.get("unsupported", ()), *unsupported})
         elif unsupported:  # NOT_SUPPORTED after the first reading: an error like any other
@@ -212,29 +215,22 @@ class Recorder:
         return {**trace, "devices": self.devices}
 
 
-def _text(value: Any) -> Any:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
-def _sorted_out(failed: dict[str, list[str]]) -> tuple[list[str], dict[str, str]]:
-    """(functions NOT_SUPPORTED at every reading, {function: reason} for the others). A
-    function that fails for some clocks or counters only keeps null readings for those."""
-    unsupported = sorted(name for name, reasons in failed.items()
-                         if set(reasons) == {"NOT_SUPPORTED"} and _all_readings(name, reasons))
-    errors = {name: next(r for r in reasons if r != "NOT_SUPPORTED")
-              for name, reasons in failed.items()
-              if any(r != "NOT_SUPPORTED" for r in reasons)}
+def _sorted_out(outcomes: dict[str, list[str | None]]) -> tuple[list[str], dict[str, str]]:
+    """(functions NOT_SUPPORTED at every call, {function: reason} for those that failed
+    otherwise). A function that fails for some clocks or counters only keeps null readings
+    for those."""
+    unsupported = sorted(name for name, reasons in outcomes.items()
+                         if set(reasons) == {"NOT_SUPPORTED"})
+    errors = {}
+    for name, reasons in outcomes.items():
+        other = [reason for reason in reasons if reason not in (None, "NOT_SUPPORTED")]
+        if other:
+            errors[name] = other[0]
     return unsupported, errors
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
-
-
-def _all_readings(function: str, reasons: list[str]) -> bool:
-    per_call = {"nvmlDeviceGetClockInfo": 4, "nvmlDeviceGetMaxClockInfo": 4,
-                "nvmlDeviceGetPcieThroughput": 2}
-    return len(reasons) >= per_call.get(function, 1)
 
 
 class Output:
@@ -369,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"record_trace: {recorder.taken} samples of {len(recorder.devices)} GPUs in "
           f"{args.trace}", file=sys.stderr)
-    return end_like(job.returncode)
+    end_like(wait_status(job.returncode))  # its status, or death by the same signal
 
 
 def _described(devices: list[dict[str, Any]], command: list[str]) -> str:
@@ -399,14 +395,9 @@ def record(nvml: Nvml, job: subprocess.Popen, count: int, interval: float, outpu
     return recorder
 
 
-def end_like(returncode: int) -> int:
-    """The command's exit status, or (killed by a signal) the same death."""
-    if returncode >= 0:
-        return returncode
-    for number in (*FORWARDED, signal.SIGINT):
-        signal.signal(number, signal.SIG_DFL)
-    os.kill(os.getpid(), -returncode)
-    return 128 - returncode  # a signal that does not end a process by default
+def wait_status(returncode: int) -> int:
+    """Popen's returncode as the wait status :func:`launcher.end_like` takes."""
+    return -returncode if returncode < 0 else returncode << 8
 
 
 if __name__ == "__main__":

@@ -262,18 +262,25 @@ def test_a_trace_recorded_on_an_h200_reads_the_same_through_the_driver(drivers, 
 
 # -- recording a trace through the driver ------------------------------------------------------
 
+RECORDER = [sys.executable, "-m", "kickstart_gpu.record_trace"]
+
+
+def playing(trace: dict[str, Any], tmp_path: Path, driver: Path) -> dict[str, str]:
+    """The environment in which the real pynvml loads the fake driver playing ``trace``."""
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")}
+    return {**environ, "LD_LIBRARY_PATH": str(driver),
+            "FAKE_NVML_TRACE": str(convert(trace, tmp_path / "played.txt"))}
+
+
 def record(trace: dict[str, Any], tmp_path: Path, driver: Path, job: list[str],
            interval: str = "1") -> tuple[subprocess.CompletedProcess, dict[str, Any]]:
     """``python -m kickstart_gpu.record_trace`` through the real pynvml, the fake driver
     playing ``trace``: (result, the recorded trace)."""
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")}
-    environ["LD_LIBRARY_PATH"] = str(driver)
-    environ["FAKE_NVML_TRACE"] = str(convert(trace, tmp_path / "played.txt"))
     recorded = tmp_path / "recorded.json"
-    result = subprocess.run([sys.executable, "-m", "kickstart_gpu.record_trace", "--interval",
-                             interval, str(recorded), "--", *job],
-                            env=environ, capture_output=True, timeout=60)
+    result = subprocess.run([*RECORDER, "--interval", interval, str(recorded), "--", *job],
+                            env=playing(trace, tmp_path, driver), capture_output=True,
+                            timeout=60)
     return result, json.loads(recorded.read_text()) if recorded.exists() else {}
 
 
@@ -353,14 +360,12 @@ def test_recording_ends_as_the_command_did_and_passes_on_descriptors(drivers, tm
     command killed by a signal kills the recorder with it, after the trace is written."""
     with open(tmp_path / "fd-out", "w") as handle:
         fd = handle.fileno()
-        environ = {**os.environ, "LD_LIBRARY_PATH": str(drivers["current"]),
-                   "FAKE_NVML_TRACE": str(convert(busy_trace(), tmp_path / "played.txt"))}
         result = subprocess.run(
-            [sys.executable, "-m", "kickstart_gpu.record_trace", str(tmp_path / "t.json"),
-             "--interval", "0.5", "--", sys.executable, "-c",
+            [*RECORDER, str(tmp_path / "t.json"), "--interval", "0.5", "--", sys.executable, "-c",
              f"import os, signal; os.write({fd}, b'hello\\n'); "
              "signal.signal(2, signal.SIG_DFL); os.kill(os.getpid(), 2)"],
-            env=environ, capture_output=True, timeout=60, pass_fds=(fd,))
+            env=playing(busy_trace(), tmp_path, drivers["current"]), capture_output=True,
+            timeout=60, pass_fds=(fd,))
     assert result.returncode == -signal.SIGINT, result.stderr
     assert (tmp_path / "fd-out").read_text() == "hello\n"
     assert json.loads((tmp_path / "t.json").read_text())["samples"]
@@ -369,12 +374,11 @@ def test_recording_ends_as_the_command_did_and_passes_on_descriptors(drivers, tm
 def test_sigterm_to_the_recorder_alone_reaches_the_command(drivers, tmp_path):
     """A batch system's soft kill goes to the recorder: the command gets it, and the recorder
     writes the trace and ends with the command's status."""
-    environ = {**os.environ, "LD_LIBRARY_PATH": str(drivers["current"]),
-               "FAKE_NVML_TRACE": str(convert(busy_trace(), tmp_path / "played.txt"))}
     recorder = subprocess.Popen(
-        [sys.executable, "-m", "kickstart_gpu.record_trace", str(tmp_path / "t.json"), "--",
+        [*RECORDER, str(tmp_path / "t.json"), "--",
          "sh", "-c", "trap 'exit 5' TERM; echo ready; while :; do sleep 0.05; done"],
-        env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        env=playing(busy_trace(), tmp_path, drivers["current"]), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
     assert recorder.stdout.readline() == b"ready\n"
     recorder.send_signal(signal.SIGTERM)
     assert recorder.wait(30) == 5, recorder.stderr.read()
@@ -384,7 +388,7 @@ def test_sigterm_to_the_recorder_alone_reaches_the_command(drivers, tmp_path):
 @pytest.mark.parametrize("target", ["", "a-directory", "missing/t.json", "/dev/stdout"])
 def test_a_trace_that_cannot_be_written_is_refused_before_the_command_runs(tmp_path, target):
     (tmp_path / "a-directory").mkdir()
-    result = subprocess.run([sys.executable, "-m", "kickstart_gpu.record_trace", target, "--",
+    result = subprocess.run([*RECORDER, target, "--",
                              "touch", str(tmp_path / "ran")], cwd=tmp_path,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
@@ -395,10 +399,8 @@ def test_a_trace_that_cannot_be_written_is_refused_before_the_command_runs(tmp_p
 def test_a_trace_named_by_a_link_is_written_where_the_link_points(drivers, tmp_path):
     (tmp_path / "old.json").write_text("{}")
     (tmp_path / "link.json").symlink_to("old.json")
-    environ = {**os.environ, "LD_LIBRARY_PATH": str(drivers["current"]),
-               "FAKE_NVML_TRACE": str(convert(busy_trace(), tmp_path / "played.txt"))}
-    result = subprocess.run([sys.executable, "-m", "kickstart_gpu.record_trace",
-                             str(tmp_path / "link.json"), "--", "true"], env=environ,
+    result = subprocess.run([*RECORDER, str(tmp_path / "link.json"), "--", "true"],
+                            env=playing(busy_trace(), tmp_path, drivers["current"]),
                             capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "link.json").is_symlink()
@@ -407,8 +409,7 @@ def test_a_trace_named_by_a_link_is_written_where_the_link_points(drivers, tmp_p
 
 def test_recording_without_a_driver_says_so_and_writes_nothing(tmp_path):
     environ = {**os.environ, "LD_LIBRARY_PATH": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "kickstart_gpu.record_trace",
-                             str(tmp_path / "t.json"), "--", "true"],
+    result = subprocess.run([*RECORDER, str(tmp_path / "t.json"), "--", "true"],
                             env=environ, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "NVML did not start" in result.stderr and "NVIDIA driver" in result.stderr
