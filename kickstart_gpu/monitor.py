@@ -321,9 +321,12 @@ class Monitor:
             device_count=len(self.devices), devices=[d.inventory() for d in self.devices],
             host_device_count=None if isinstance(host_count, Unavailable) else host_count,
             selected_by=selection.source)
-        if not self.devices:
-            environment["reason"] = (f"no GPU for this job ({selection.source})"
-                                     if host_count else "no NVIDIA GPU on this host")
+        if not self.devices:  # a count NVML cannot give is no "no GPU": there may be eight
+            environment["reason"] = (
+                f"NVML cannot count the GPUs: {host_count.reason}"
+                if isinstance(host_count, Unavailable) else
+                f"no GPU for this job ({selection.source})" if host_count else
+                "no NVIDIA GPU on this host")
         self._emit(environment)
 
     def _context(self) -> dict[str, Any]:

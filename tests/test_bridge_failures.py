@@ -415,3 +415,28 @@ def test_an_upload_source_that_is_no_file_says_so_in_words(emulator, tmp_path, k
     line = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 1
     assert f"{local} -> {target}: " in line and "[Errno" not in line, line
+
+
+def test_a_file_the_file_system_sizes_at_0_bytes_yet_reads_fails_naming_it(emulator, tmp_path):
+    """/proc and /sys give their files 0 bytes in stat and content when read (a job's output
+    copied from /proc/self/status, say, or a symbolic link to one). Seen: exit 0 and an
+    empty file on the collection: the upload sent the 0 bytes stat gave, and the size check
+    agreed."""
+    site = Site(emulator, tmp_path)
+    pseudo = site.scratch / "status"
+    pseudo.symlink_to("/proc/self/status")
+    assert pseudo.stat().st_size == 0 and pseudo.read_bytes()
+    _, result = upload(site, pseudo)
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1, (result.stderr, landed(emulator, site))
+    assert str(pseudo) in line and "0 bytes" in line and "copy it" in line, line
+    assert landed(emulator, site) is None
+
+
+def test_an_empty_output_is_uploaded_as_an_empty_file(emulator, tmp_path):
+    site = Site(emulator, tmp_path)
+    output = site.scratch / "out.dat"
+    output.write_bytes(b"")
+    _, result = upload(site, output)
+    assert result.returncode == 0, result.stderr
+    assert landed(emulator, site) == b""

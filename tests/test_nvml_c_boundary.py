@@ -62,10 +62,11 @@ def busy_trace(gpus: int = 2) -> dict[str, Any]:
 
 def run(backend: str, trace: dict[str, Any], tmp_path: Path, driver: Path | None = None,
         *options: str, env: dict[str, str] | None = None, job: list[str] = JOB,
-        init_error: str | None = None, pcie_ms: int = 20):
+        init_error: str | None = None, count_error: str | None = None, pcie_ms: int = 20):
     """The sidecar on ``trace``: (result, every event it emitted, the record's block).
 
     :param init_error: the NVML error nvmlInit returns
+    :param count_error: the NVML error nvmlDeviceGetCount returns
     :param pcie_ms: what one PCIe counter read costs, milliseconds (hardware: 20)
     """
     work = tmp_path / backend
@@ -76,7 +77,8 @@ def run(backend: str, trace: dict[str, Any], tmp_path: Path, driver: Path | None
     if backend in ("nvml", "auto"):
         environ["LD_LIBRARY_PATH"] = str(driver)
         environ["FAKE_NVML_TRACE"] = str(convert(trace, work / "trace.txt",
-                                                 init_error=init_error, pcie_ms=pcie_ms))
+                                                 init_error=init_error,
+                                                 count_error=count_error, pcie_ms=pcie_ms))
     else:
         (work / "trace.json").write_text(json.dumps(trace))
         backend = f"replay:{work / 'trace.json'}"
@@ -231,6 +233,34 @@ def test_nvml_init_failing(drivers, tmp_path, error):
     environment = record["kickstart.inv.gpu.environment"]
     assert environment["reason"] == f"NVML did not start: {error}"
     assert environment["device_count"] == 0
+
+
+def test_a_clock_or_counter_unsupported_in_some_readings_only(drivers, tmp_path):
+    """A recorded trace keeps a clock or PCIe counter that NVML did not give in one reading as
+    null, and a maximum clock it never gave too; the replay answers NOT_SUPPORTED there. The
+    fake driver once played them as 0 MHz and 0 KB/s, so the two disagreed."""
+    trace = busy_trace()
+    trace["devices"][0]["max_clocks"][3] = None  # the video clock
+    second = trace["samples"][1]["devices"][0]  # read at 2 s
+    second["clocks"][1] = None
+    second["pcie_tx"] = None
+    events = same_as_replay(trace, tmp_path, drivers["current"])
+    assert events[0]["devices"][0]["max_video_clock"] is None
+    assert events[0]["devices"][0]["max_sm_clock"]
+    at_2_s = stats(events, 0)[2]
+    assert at_2_s["sm_clock"] is None and at_2_s["pcie_tx"] is None, at_2_s
+    assert at_2_s["errors"] == {"sm_clock": "NOT_SUPPORTED", "pcie_tx": "NOT_SUPPORTED"}
+    assert at_2_s["gpu_clock"] and at_2_s["pcie_rx"] is not None
+
+
+def test_nvml_failing_to_count_the_gpus(drivers, tmp_path):
+    result, _, record = run("nvml", busy_trace(), tmp_path, drivers["current"],
+                            job=["sh", "-c", "echo out; exit 3"], count_error="UNKNOWN")
+    assert result.returncode == 3 and job_output(result) == b"out\n"
+    environment = record["kickstart.inv.gpu.environment"]
+    assert environment["device_count"] == 0 and environment["host_device_count"] is None
+    # it said "no NVIDIA GPU on this host"
+    assert environment["reason"] == "NVML cannot count the GPUs: UNKNOWN", environment
 
 
 def test_sampling_duration_includes_the_pcie_window(drivers, tmp_path):
@@ -405,6 +435,19 @@ def test_a_trace_named_by_a_link_is_written_where_the_link_points(drivers, tmp_p
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "link.json").is_symlink()
     assert json.loads((tmp_path / "old.json").read_text())["samples"]
+
+
+def test_recording_where_nvml_cannot_count_the_gpus_says_so_and_runs_nothing(drivers,
+                                                                             tmp_path):
+    environ = playing(busy_trace(), tmp_path, drivers["current"])
+    convert(busy_trace(), Path(environ["FAKE_NVML_TRACE"]), count_error="UNKNOWN")
+    ran = tmp_path / "ran"
+    result = subprocess.run([*RECORDER, str(tmp_path / "t.json"), "--", "touch", str(ran)],
+                            env=environ, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and not ran.exists()
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "NVML cannot count the GPUs" in lines[0], result.stderr
+    assert not (tmp_path / "t.json").exists()
 
 
 def test_recording_without_a_driver_says_so_and_writes_nothing(tmp_path):

@@ -174,16 +174,20 @@ class HttpsBridge:
             with open(fd, "rb") as handle:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise _SourceChanged("no longer a regular file")
+                if not size and handle.read(1):  # stat's 0 bytes are no promise: see _Unsized
+                    raise _Unsized
                 # requests sends an empty file chunked, having no length to give it: the
                 # server refuses that (411), and an empty output is a file like any other;
                 # a body is made for each request: one refused for a stale token is sent again
                 return self._request("PUT", target, url, body=lambda: (
                     _Exactly(handle, size) if size else b""))
-        shrank = False
+        shrank = unsized = False
         try:
             self._retried(target, send)
         except _SourceChanged:
             shrank = True  # said below, with the file as it is now
+        except _Unsized:
+            unsized = True  # said below, unless the file was written meanwhile
         try:
             after: os.stat_result | None = source.stat()
         except FileNotFoundError:
@@ -196,6 +200,10 @@ class HttpsBridge:
                 f"{source} -> {target}: the file changed while it was uploaded ({size} bytes "
                 f"when the upload began, {now} after): upload it once the job that writes it "
                 "has ended")
+        if unsized:
+            raise TransferFailed(
+                f"{source} -> {target}: the file system gives it 0 bytes, yet it reads more (a "
+                "/proc or /sys file): copy it to a regular file and upload that")
         if check:
             failed = self.check_uploads([(target, size)])[0]
             if failed:
@@ -540,6 +548,11 @@ class NoHttpsAccess(TransferFailed):
 
 class _SourceChanged(Exception):
     """The local file being uploaded shrank under the upload."""
+
+
+class _Unsized(Exception):
+    """The local file has content where stat gives it 0 bytes, as /proc's and /sys' files do:
+    sent as 0 bytes, it would land empty and pass the size check."""
 
 
 class _Transient(Exception):

@@ -25,6 +25,7 @@ from typing import Any
 
 SOURCE = Path(__file__).resolve().parent / "fake_nvml.c"
 NULL_MEMORY = 2 ** 64 - 1  # NVML_VALUE_NOT_AVAILABLE as unsigned long long: pynvml's None
+NOT_READ = 2 ** 32 - 1  # fake_nvml.c's NOT_READ: a clock or PCIe counter a reading lacks
 
 
 class NoCompiler(RuntimeError):
@@ -64,10 +65,11 @@ def error_code(name: str) -> int:
 
 
 def convert(trace: dict[str, Any], path: Path, *, init_error: str | None = None,
-            pcie_ms: int = 20) -> Path:
+            count_error: str | None = None, pcie_ms: int = 20) -> Path:
     """Write a replay trace (kickstart_gpu/replay.py's format) as fake_nvml.c reads it.
 
     :param init_error: an NVML error name nvmlInit returns (``NO_PERMISSION``...)
+    :param count_error: an NVML error name nvmlDeviceGetCount returns
     :param pcie_ms: what one nvmlDeviceGetPcieThroughput call takes, milliseconds
     """
     lines = ["fake-nvml-trace 1", f"driver {trace['driver_version']}", f"pcie_ms {pcie_ms}"]
@@ -75,21 +77,25 @@ def convert(trace: dict[str, Any], path: Path, *, init_error: str | None = None,
         lines.append(f"cuda {int(trace['cuda_driver_version'])}")
     if init_error:
         lines.append(f"init_error {error_code(init_error)}")
+    if count_error:
+        lines.append(f"count_error {error_code(count_error)}")
     for i, device in enumerate(trace["devices"]):
         major, minor = device["cuda_capability"]
-        lines.append(" ".join(str(v) for v in (
+        lines.append(" ".join(str(0 if v is None else v) for v in (  # None: "unsupported"
             "device", i, device["uuid"], device["pci_bus_id"], device.get("compute_mode", 0),
             major, minor, device["power_limit"], device["memory_total"], device["bar1_total"],
-            *device["max_clocks"], device["name"])))
+            *unread(device["max_clocks"]), device["name"])))
         lines += [f"unsupported {i} {name}" for name in device.get("unsupported", [])]
         lines += [f"mig {i} {uuid}" for uuid in device.get("mig_uuids", [])]
     for sample in trace["samples"]:
         lines.append(f"sample {sample['t']}")
         for i, now in enumerate(sample["devices"]):
-            lines.append(" ".join(str(0 if v is None else v) for v in (  # None: NVML failed
+            # None elsewhere: the function failed, which "unsupported" or "err" answers
+            lines.append(" ".join(str(0 if v is None else v) for v in (
                 "d", i, now["temp"], now["power"], now["energy"], now["memory_used"],
-                now["bar1_used"], now["gpu_util"], now["mem_util"], *now["clocks"],
-                now.get("pcie_rx", 0), now.get("pcie_tx", 0), now.get("throttle", 0))))
+                now["bar1_used"], now["gpu_util"], now["mem_util"], *unread(now["clocks"]),
+                *unread([now.get("pcie_rx", 0), now.get("pcie_tx", 0)]),
+                now.get("throttle", 0))))
             for key, tag in (("compute_procs", "cp"), ("graphics_procs", "gp")):
                 lines += [f"{tag} {i} {pid} {NULL_MEMORY if memory is None else memory}"
                           for pid, memory in now.get(key, [])]
@@ -98,6 +104,12 @@ def convert(trace: dict[str, Any], path: Path, *, init_error: str | None = None,
                       for function, name in now.get("errors", {}).items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def unread(readings: list[int | None]) -> list[int]:
+    """Clocks or PCIe counters as fake_nvml.c reads them: a null (the recorder's reading
+    that NVML did not support that time, which the replay answers NOT_SUPPORTED) as NOT_READ."""
+    return [NOT_READ if value is None else value for value in readings]
 
 
 def main() -> int:

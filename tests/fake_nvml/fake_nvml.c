@@ -6,7 +6,8 @@
  * the time since nvmlInit answers, as in kickstart_gpu/replay.py.
  *
  * Driver realities it plays: per-device NOT_SUPPORTED functions, errors (GPU_IS_LOST...) that
- * hold from the sample naming them on, nvmlInit failing, MIG instances, nvmlDeviceGetPcieThroughput
+ * hold from the sample naming them on, nvmlInit or nvmlDeviceGetCount failing, one clock or PCIe
+ * counter NOT_SUPPORTED in some readings only, MIG instances, nvmlDeviceGetPcieThroughput
  * taking 20 ms as the real one does by design, and, built with -DFAKE_NVML_OLD_DRIVER, a driver
  * older than 510/535 without the _v3 process lists and nvmlDeviceGetCurrentClocksEventReasons.
  *
@@ -27,6 +28,8 @@
 #define MAX_DEVICES 64
 #define MAX_MIG 8
 #define MAX_LISTED 64 /* processes per list per device per sample */
+/* a clock or PCIe counter this one reading lacks (the trace's null): NOT_SUPPORTED */
+#define NOT_READ 4294967295u
 
 struct process { unsigned int pid; unsigned long long memory; };
 struct utilization { unsigned int pid, sm, mem, enc, dec; };
@@ -63,7 +66,7 @@ static struct {
     struct timespec started, started_wall;
     char driver[NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE];
     int cuda, has_cuda;
-    nvmlReturn_t init_error;
+    nvmlReturn_t init_error, count_error;
     int pcie_ms;
     int n_devices;
     struct nvmlDevice_st devices[MAX_DEVICES];
@@ -112,6 +115,7 @@ static int parse_line(char *line) {
         return sscanf(rest, "%d", &fake.cuda) == 1 ? 0 : -1;
     }
     if (!strcmp(word, "init_error")) return sscanf(rest, "%u", &fake.init_error) == 1 ? 0 : -1;
+    if (!strcmp(word, "count_error")) return sscanf(rest, "%u", &fake.count_error) == 1 ? 0 : -1;
     if (!strcmp(word, "pcie_ms")) return sscanf(rest, "%d", &fake.pcie_ms) == 1 ? 0 : -1;
     if (!strcmp(word, "sample")) {
         struct sample *grown = realloc(fake.samples, (fake.n_samples + 1) * sizeof *grown);
@@ -341,6 +345,7 @@ EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *cudaDriverVersion) {
 EXPORT nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount) {
     if (!fake.initialized) return NVML_ERROR_UNINITIALIZED;
     NEED(deviceCount);
+    if (fake.count_error) return fake.count_error;
     *deviceCount = (unsigned int)fake.n_devices;
     return NVML_SUCCESS;
 }
@@ -461,6 +466,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetMaxClockInfo(nvmlDevice_t device, nvmlClockType
     GUARD(device);
     NEED(clock);
     if ((unsigned int)type > NVML_CLOCK_VIDEO) return NVML_ERROR_INVALID_ARGUMENT;
+    if (device->max_clocks[type] == NOT_READ) return NVML_ERROR_NOT_SUPPORTED;
     *clock = device->max_clocks[type];
     return NVML_SUCCESS;
 }
@@ -525,6 +531,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, nvmlClockType_t 
     GUARD(device);
     NEED(clock);
     if ((unsigned int)type > NVML_CLOCK_VIDEO) return NVML_ERROR_INVALID_ARGUMENT;
+    if (now(device)->clocks[type] == NOT_READ) return NVML_ERROR_NOT_SUPPORTED;
     *clock = now(device)->clocks[type];
     return NVML_SUCCESS;
 }
@@ -540,7 +547,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetPcieThroughput(nvmlDevice_t device,
     if (counter == NVML_PCIE_UTIL_TX_BYTES) *value = now(device)->pcie_tx;
     else if (counter == NVML_PCIE_UTIL_RX_BYTES) *value = now(device)->pcie_rx;
     else return NVML_ERROR_INVALID_ARGUMENT;
-    return NVML_SUCCESS;
+    return *value == NOT_READ ? NVML_ERROR_NOT_SUPPORTED : NVML_SUCCESS;
 }
 
 static nvmlReturn_t clock_reasons(nvmlDevice_t device, unsigned long long *reasons) {
