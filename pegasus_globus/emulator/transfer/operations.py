@@ -7,7 +7,7 @@ import stat as stat_module
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..auth import TRANSFER_RS
 from ..errors import ApiError
@@ -50,6 +50,26 @@ def _file_entry(path: Path, name: str | None = None) -> dict[str, Any]:
     }
 
 
+def _denied_by_endpoint(operation: Callable[[Request, str], Response],
+                        command: str) -> Callable[[Request, str], Response]:
+    """``operation``, answering a path the collection's storage will not let it read or
+    write (POSIX permissions) as Globus does: 403 EndpointPermissionDenied, which globus-sdk
+    does not retry (its own test data, ``globus_sdk.testing`` operation_stat's
+    ``permission_denied``), where any other OSError is the server's 500."""
+
+    def answered(request: Request, endpoint_id: str) -> Response:
+        try:
+            return operation(request, endpoint_id)
+        except PermissionError as error:
+            collection = collection_id(endpoint_id)
+            raise ApiError(
+                403, "EndpointPermissionDenied",
+                f"Denied by endpoint, Error ({command})\nEndpoint: Emulated collection "
+                f"{collection[:8]} ({collection})\nMessage: Fatal FTP Response\n---\n"
+                f"Details: 500 Command failed : {error.strerror}.") from None
+    return answered
+
+
 class OperationService:
     def __init__(self, emulator: Host) -> None:
         self.emulator = emulator
@@ -57,10 +77,10 @@ class OperationService:
     def routes(self) -> list[Route]:
         v = "/v0.10/operation/endpoint/{endpoint_id}"
         return [
-            Route("GET", f"{v}/ls", self.ls),
-            Route("POST", f"{v}/mkdir", self.mkdir),
-            Route("GET", f"{v}/stat", self.stat),
-            Route("POST", f"{v}/rename", self.rename),
+            Route("GET", f"{v}/ls", _denied_by_endpoint(self.ls, "list")),
+            Route("POST", f"{v}/mkdir", _denied_by_endpoint(self.mkdir, "mkdir")),
+            Route("GET", f"{v}/stat", _denied_by_endpoint(self.stat, "list")),
+            Route("POST", f"{v}/rename", _denied_by_endpoint(self.rename, "rename")),
         ]
 
     def _operation_target(self, request: Request, endpoint_id: str, path: str | None,
