@@ -535,6 +535,38 @@ def test_downloads_from_one_directory_list_it_once_and_check_every_size(site, tr
     assert not (site.scratch / "f3-again").exists()
 
 
+def test_threads_downloading_from_one_directory_list_it_once(site, transfer_client,
+                                                             monkeypatch):
+    """Seen (bench.scaling bridge): 4 listings of a 10,000-file directory, one per thread, each
+    thread asking before the first listing came back. The listing is made slow here, so that
+    every thread asks while it is under way; and so the endpoint document."""
+    import time
+
+    from pegasus_globus.emulator.transfer import endpoints, operations
+    from pegasus_globus.transfer.bridge import HttpsBridge
+    from pegasus_globus.transfer.operations import GlobusTransfers
+    from pegasus_globus.transfer.urls import GoUrl
+
+    root = site.emulator.collection_path(site.collection) / "many"
+    root.mkdir()
+    for index in range(8):
+        (root / f"f{index}").write_bytes(b"x" * index)
+    def slow(answer: Any) -> Any:
+        return lambda *args: (time.sleep(0.5), answer(*args))[1]
+    monkeypatch.setattr(operations, "_ls_filtered", slow(operations._ls_filtered))
+    monkeypatch.setattr(endpoints, "collection_id", slow(endpoints.collection_id))
+    bridge = HttpsBridge(GlobusTransfers(transfer_client),
+                         TokenStore(site.home / ".pegasus" / "globus.conf"))
+    admin(site.emulator, "DELETE", "_emulator/stats")
+    moved = bridge.run([("download", GoUrl(site.collection, f"/many/f{index}"),
+                         site.scratch / f"f{index}") for index in range(8)], threads=4)
+    assert [result for _, result in moved] == list(range(8))
+    calls = admin(site.emulator, "GET", "_emulator/stats")["requests"]
+    assert calls.get("GET /v0.10/operation/endpoint/{endpoint_id}/ls") == 1
+    assert calls.get("GET /v0.10/endpoint/{endpoint_id}") == 1  # was 4 too
+    assert "GET /v0.10/operation/endpoint/{endpoint_id}/stat" not in calls
+
+
 def test_uploads_to_one_directory_are_checked_with_one_listing(site, transfer_client):
     """An upload's size is checked against the collection after it landed: for a batch, one
     listing per directory once all landed, instead of a stat each (which cost as much as the

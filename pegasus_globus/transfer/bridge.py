@@ -67,6 +67,7 @@ class HttpsBridge:
         # (collection, directory) -> {file name: size}: one listing per directory downloaded
         # from, instead of a stat per file
         self._listings: dict[tuple[str, str], dict[str, int | None]] = {}
+        self._gates: dict[tuple[str, ...], threading.Lock] = {}  # see _first_asks
         self._mkdir_lock = threading.Lock()
 
     def run(self, jobs: list[tuple[Any, ...]], threads: int = 4,
@@ -101,18 +102,23 @@ class HttpsBridge:
         """The collection's HTTPS base URL; a TransferFailed naming the alternative if none."""
         with self._lock:
             known = self._servers.get(collection)
-        if known is None:
-            document = self.transfers.client.get_endpoint(collection)
-            server = document.get("https_server")
-            if not server:
-                kind = document.get("entity_type") or "this collection"
-                raise NoHttpsAccess(
-                    f"go://{collection}: {kind} serves no HTTPS (GCSv4 and Globus Connect "
-                    f"Personal collections do not), so it cannot reach a file:// site: "
-                    f"{STAGING_RECIPE}")
-            known = server.rstrip("/")
+        if known is not None:
+            return known
+        with self._first_asks(("endpoint", collection)):
             with self._lock:
-                self._servers[collection] = known
+                known = self._servers.get(collection)
+            if known is None:
+                document = self.transfers.client.get_endpoint(collection)
+                server = document.get("https_server")
+                if not server:
+                    kind = document.get("entity_type") or "this collection"
+                    raise NoHttpsAccess(
+                        f"go://{collection}: {kind} serves no HTTPS (GCSv4 and Globus Connect "
+                        f"Personal collections do not), so it cannot reach a file:// site: "
+                        f"{STAGING_RECIPE}")
+                known = server.rstrip("/")
+                with self._lock:
+                    self._servers[collection] = known
         return known
 
     def download(self, source: GoUrl, target: Path) -> int:
@@ -286,9 +292,34 @@ class HttpsBridge:
         import globus_sdk
 
         key = _directory_of(location)
+        try:
+            listing = self._listing(key)
+            name = posixpath.basename(location.path)
+            if name in listing:
+                return listing[name]
+            return self._size(location)
+        except globus_sdk.NetworkError as error:
+            raise TransferFailed(f"{location}: its size cannot be looked up: "
+                                 f"{_unreached(error)}") from None
+
+    def _first_asks(self, key: tuple[str, ...]) -> threading.Lock:
+        """The lock under which the first thread to need ``key`` (an endpoint document, a
+        directory's listing) asks Globus for it while the others wait and then find it kept:
+        each thread asked on its own, 4 listings of 10,000 entries where one does."""
+        with self._lock:
+            return self._gates.setdefault(key, threading.Lock())
+
+    def _listing(self, key: tuple[str, str]) -> dict[str, int | None]:
+        """The directory's sizes by name, listed once (see _first_asks)."""
+        import globus_sdk
+
         with self._lock:
             listing = self._listings.get(key)
-        try:
+        if listing is not None:
+            return listing
+        with self._first_asks(("listing", *key)):
+            with self._lock:
+                listing = self._listings.get(key)
             if listing is None:
                 try:
                     listing = _sizes(self.transfers.client.operation_ls(
@@ -297,13 +328,7 @@ class HttpsBridge:
                     listing = {}  # say what is wrong per file, with the stat's words
                 with self._lock:
                     listing = self._listings.setdefault(key, listing)
-            name = posixpath.basename(location.path)
-            if name in listing:
-                return listing[name]
-            return self._size(location)
-        except globus_sdk.NetworkError as error:
-            raise TransferFailed(f"{location}: its size cannot be looked up: "
-                                 f"{_unreached(error)}") from None
+        return listing
 
     def _authorizer(self, collection: str) -> Any:
         from ..token_store import TokenStoreError
