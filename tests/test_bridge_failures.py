@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import globus_sdk
@@ -430,6 +431,34 @@ def test_a_file_the_file_system_sizes_at_0_bytes_yet_reads_fails_naming_it(emula
     line = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 1, (result.stderr, landed(emulator, site))
     assert str(pseudo) in line and "0 bytes" in line and "copy it" in line, line
+    assert landed(emulator, site) is None
+
+
+def test_a_sys_file_that_reads_fewer_bytes_than_stat_gives_fails_naming_it(emulator,
+                                                                           tmp_path):
+    """/sys gives its files 4096 bytes in stat, and reads fewer. Seen: "the file changed while
+    it was uploaded (4096 bytes when the upload began, 4096 bytes after)", which it had not."""
+    site = Site(emulator, tmp_path)
+    pseudo = Path("/sys/devices/system/cpu/online")
+    if not pseudo.exists() or pseudo.stat().st_size <= len(pseudo.read_bytes()):
+        pytest.skip(f"{pseudo}: no sysfs file here that reads fewer bytes than stat gives")
+    _, result = upload(site, pseudo)
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1, (result.stderr, landed(emulator, site))
+    assert f"{pseudo} -> " in line and "gives it 4096 bytes, yet it reads fewer" in line, line
+    assert "changed" not in line
+    assert landed(emulator, site) is None
+
+
+def test_a_local_file_that_cannot_be_read_fails_in_the_usual_form(emulator, tmp_path):
+    """/proc/self/mem stats at 0 bytes, and reading it fails (EIO). Seen: ``go://C/…:
+    [Errno 5] Input/output error``, without the file's name; an unreadable file (EACCES)
+    read ``[Errno 13] Permission denied: '/…'``."""
+    site = Site(emulator, tmp_path)
+    target, result = upload(site, "/proc/self/mem")
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1
+    assert line.endswith(f"/proc/self/mem -> {target}: Input/output error"), line
     assert landed(emulator, site) is None
 
 

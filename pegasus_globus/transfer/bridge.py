@@ -24,7 +24,7 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from urllib.parse import quote
 
 from ..files import NEW_FILE_MODE, hidden_beside
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ..token_store import TokenStore
     from .operations import GlobusTransfers
 
+T = TypeVar("T")
 RETRY_DELAYS = (1.0, 2.0, 4.0)  # seconds between tries of one GET or PUT
 CHUNK = 1 << 20  # bytes read and written at a time
 LISTING_LIMIT = 100_000  # entries of one listing: Globus' own default and most
@@ -67,7 +68,8 @@ class HttpsBridge:
         # (collection, directory) -> {file name: size}: one listing per directory downloaded
         # from, instead of a stat per file
         self._listings: dict[tuple[str, str], dict[str, int | None]] = {}
-        self._gates: dict[tuple[str, ...], threading.Lock] = {}  # see _first_asks
+        self._gates: dict[tuple[str, ...], threading.Lock] = {}  # see _asked_once
+        self._unreachable: dict[tuple[str, ...], Exception] = {}
         self._mkdir_lock = threading.Lock()
 
     def run(self, jobs: list[tuple[Any, ...]], threads: int = 4,
@@ -100,26 +102,20 @@ class HttpsBridge:
 
     def https_server(self, collection: str) -> str:
         """The collection's HTTPS base URL; a TransferFailed naming the alternative if none."""
-        with self._lock:
-            known = self._servers.get(collection)
-        if known is not None:
-            return known
-        with self._first_asks(("endpoint", collection)):
+        def ask() -> str:
+            document = self.transfers.client.get_endpoint(collection)
+            server = document.get("https_server")
+            if not server:
+                kind = document.get("entity_type") or "this collection"
+                raise NoHttpsAccess(
+                    f"go://{collection}: {kind} serves no HTTPS (GCSv4 and Globus Connect "
+                    f"Personal collections do not), so it cannot reach a file:// site: "
+                    f"{STAGING_RECIPE}")
             with self._lock:
-                known = self._servers.get(collection)
-            if known is None:
-                document = self.transfers.client.get_endpoint(collection)
-                server = document.get("https_server")
-                if not server:
-                    kind = document.get("entity_type") or "this collection"
-                    raise NoHttpsAccess(
-                        f"go://{collection}: {kind} serves no HTTPS (GCSv4 and Globus Connect "
-                        f"Personal collections do not), so it cannot reach a file:// site: "
-                        f"{STAGING_RECIPE}")
-                known = server.rstrip("/")
-                with self._lock:
-                    self._servers[collection] = known
-        return known
+                self._servers[collection] = server.rstrip("/")
+                return self._servers[collection]
+        return self._asked_once(("endpoint", collection),
+                                lambda: self._servers.get(collection), ask)
 
     def download(self, source: GoUrl, target: Path) -> int:
         """``source`` into the local file ``target`` (its directory is made); returns bytes."""
@@ -176,40 +172,43 @@ class HttpsBridge:
         def send() -> Any:
             # O_NONBLOCK: a named pipe put in the file's place since its stat would block the
             # open until a writer came (a regular file ignores the flag)
-            fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = _local(lambda: os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
             with open(fd, "rb") as handle:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise _SourceChanged("no longer a regular file")
-                if not size and handle.read(1):  # stat's 0 bytes are no promise: see _Unsized
+                if not size and _local(lambda: handle.read(1)):  # see _Unsized
                     raise _Unsized
                 # requests sends an empty file chunked, having no length to give it: the
                 # server refuses that (411), and an empty output is a file like any other;
                 # a body is made for each request: one refused for a stale token is sent again
                 return self._request("PUT", target, url, body=lambda: (
                     _Exactly(handle, size) if size else b""))
-        shrank = unsized = False
+        ended_early = unsized = False
         try:
             self._retried(target, send)
         except _SourceChanged:
-            shrank = True  # said below, with the file as it is now
+            ended_early = True  # said below, with the file as it is now
         except _Unsized:
             unsized = True  # said below, unless the file was written meanwhile
+        except _Unreadable as error:  # not Python's "[Errno 13] ...: '<path>'"
+            raise TransferFailed(f"{source} -> {target}: {error.reason}") from None
         try:
             after: os.stat_result | None = source.stat()
         except FileNotFoundError:
             after = None
         except OSError as error:
             raise TransferFailed(f"{source} -> {target}: {error.strerror or error}") from None
-        if shrank or after is None or _identity(after) != _identity(before):
+        if after is None or _identity(after) != _identity(before):
             now = "gone" if after is None else f"{after.st_size} bytes"
             raise TransferFailed(
                 f"{source} -> {target}: the file changed while it was uploaded ({size} bytes "
                 f"when the upload began, {now} after): upload it once the job that writes it "
                 "has ended")
-        if unsized:
+        if unsized or ended_early:  # read otherwise than stat says, yet unchanged
             raise TransferFailed(
-                f"{source} -> {target}: the file system gives it 0 bytes, yet it reads more (a "
-                "/proc or /sys file): copy it to a regular file and upload that")
+                f"{source} -> {target}: the file system gives it {size} bytes, yet it reads "
+                f"{'more' if unsized else 'fewer'} (a /proc or /sys file): copy it to a "
+                "regular file and upload that")
         if check:
             failed = self.check_uploads([(target, size)])[0]
             if failed:
@@ -302,33 +301,48 @@ class HttpsBridge:
             raise TransferFailed(f"{location}: its size cannot be looked up: "
                                  f"{_unreached(error)}") from None
 
-    def _first_asks(self, key: tuple[str, ...]) -> threading.Lock:
-        """The lock under which the first thread to need ``key`` (an endpoint document, a
-        directory's listing) asks Globus for it while the others wait and then find it kept:
-        each thread asked on its own, 4 listings of 10,000 entries where one does."""
-        with self._lock:
-            return self._gates.setdefault(key, threading.Lock())
-
-    def _listing(self, key: tuple[str, str]) -> dict[str, int | None]:
-        """The directory's sizes by name, listed once (see _first_asks)."""
+    def _asked_once(self, key: tuple[str, ...], kept: Callable[[], T | None],
+                    ask: Callable[[], T]) -> T:
+        """What ``kept()`` (called under the lock) has, else what ``ask()`` asks Globus for
+        and keeps: asked by the first thread that needs ``key`` (an endpoint document, a
+        directory's listing) while the others wait, then find it kept. Each thread asked on
+        its own: 4 listings of 10,000 entries where one does. A NetworkError the first one met
+        (globus-sdk's retries spent) is the others' too, as they would each wait those retries
+        out again, one after another."""
         import globus_sdk
 
         with self._lock:
-            listing = self._listings.get(key)
-        if listing is not None:
-            return listing
-        with self._first_asks(("listing", *key)):
+            value = kept()
+            gate = self._gates.setdefault(key, threading.Lock())
+        if value is not None:
+            return value
+        with gate:
             with self._lock:
-                listing = self._listings.get(key)
-            if listing is None:
-                try:
-                    listing = _sizes(self.transfers.client.operation_ls(
-                        key[0], path=key[1], limit=LISTING_LIMIT))
-                except globus_sdk.TransferAPIError:
-                    listing = {}  # say what is wrong per file, with the stat's words
+                value, unreachable = kept(), self._unreachable.get(key)
+            if value is not None:
+                return value
+            if unreachable is not None:
+                raise unreachable
+            try:
+                return ask()
+            except globus_sdk.NetworkError as error:
                 with self._lock:
-                    listing = self._listings.setdefault(key, listing)
-        return listing
+                    self._unreachable[key] = error
+                raise
+
+    def _listing(self, key: tuple[str, str]) -> dict[str, int | None]:
+        """The directory's sizes by name, listed once (see _asked_once)."""
+        import globus_sdk
+
+        def ask() -> dict[str, int | None]:
+            try:
+                listing = _sizes(self.transfers.client.operation_ls(
+                    key[0], path=key[1], limit=LISTING_LIMIT))
+            except globus_sdk.TransferAPIError:
+                listing = {}  # say what is wrong per file, with the stat's words
+            with self._lock:
+                return self._listings.setdefault(key, listing)
+        return self._asked_once(("listing", *key), lambda: self._listings.get(key), ask)
 
     def _authorizer(self, collection: str) -> Any:
         from ..token_store import TokenStoreError
@@ -517,7 +531,7 @@ class _Exactly:
 
     def read(self, amount: int = -1) -> bytes:
         wanted = self._left if amount is None or amount < 0 else min(amount, self._left)
-        data = self._handle.read(wanted) if wanted else b""
+        data = _local(lambda: self._handle.read(wanted)) if wanted else b""
         if len(data) < wanted:
             raise _SourceChanged(f"ended {self._left - len(data)} bytes early")
         self._left -= len(data)
@@ -576,8 +590,26 @@ class _SourceChanged(Exception):
 
 
 class _Unsized(Exception):
-    """The local file has content where stat gives it 0 bytes, as /proc's and /sys' files do:
-    sent as 0 bytes, it would land empty and pass the size check."""
+    """The local file has content where stat gives it 0 bytes, as /proc's files do: sent as
+    0 bytes, it would land empty and pass the size check. (/sys gives its files 4096 bytes
+    and fewer to read: the upload ends early, as for a file that shrank.)"""
+
+
+class _Unreadable(Exception):
+    """The local file could not be opened or read (permissions, an I/O error)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error.strerror or str(error))
+        self.reason = error.strerror or str(error)
+
+
+def _local(operation: Callable[[], T]) -> T:
+    """``operation()`` on the local file to upload; its OSError as _Unreadable, which no retry
+    of the request takes for the network's."""
+    try:
+        return operation()
+    except OSError as error:
+        raise _Unreadable(error) from None
 
 
 class _Transient(Exception):
