@@ -175,6 +175,37 @@ def test_a_move_failing_on_a_globus_refusal_is_one_line_naming_it(tmp_path, emul
     assert error_lines(caplog) == [f"{source}: Globus refused a call (400 invalid_grant)"]
 
 
+def test_a_download_the_collection_denies_you_says_what_to_do(tmp_path, emulator,
+                                                              monkeypatch):
+    """A directory whose storage permissions keep you out (403 EndpointPermissionDenied, as
+    Globus answers path by path; made here: tests run as root). Seen: "Globus Transfer refused
+    a stat (403 EndpointPermissionDenied)", and no word of what to do."""
+    site = Site(emulator, tmp_path)
+    locked = emulator.collection_path(site.collection) / "locked"
+    locked.mkdir()
+    (locked / "raw.csv").write_text("1,1\n")
+    listed, stated = Path.iterdir, Path.stat
+
+    def iterdir(path: Path) -> Any:
+        if path == locked:
+            raise PermissionError(13, "Permission denied")
+        return listed(path)
+
+    def stat(path: Path, **kwargs: Any) -> Any:
+        if locked in path.parents:
+            raise PermissionError(13, "Permission denied")
+        return stated(path, **kwargs)
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    monkeypatch.setattr(Path, "stat", stat)
+    source = f"go://{site.collection}/locked/raw.csv"
+    result = site.run(site.entry(source, f"file://{site.scratch}/raw.csv"))
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1
+    assert line.endswith(f"{source}: the collection denies you access there (403 "
+                         "EndpointPermissionDenied): ask its administrator for access, or use "
+                         "a path you can reach"), line
+
+
 def test_a_target_name_of_250_bytes_lands_its_part_files_names_cut_short(
         tmp_path, emulator, transfer_client):
     """``.<name>.part`` would be 256 bytes, past NAME_MAX: the target fits, so its download

@@ -115,6 +115,27 @@ def test_mkdir_on_a_fresh_collection_and_a_parent_that_is_a_file(world):
     assert admin(world.emulator, "GET", "/_emulator/stats")["total"] < 20
 
 
+def test_mkdir_where_the_collection_denies_you_says_what_to_do(world, monkeypatch):
+    """A directory whose storage permissions keep you out (403 EndpointPermissionDenied, as
+    Globus answers path by path; made here: tests run as root). Seen: Globus' several lines of
+    GridFTP details squeezed into one, and no word of what to do."""
+    locked = world.dst_root / "locked"
+    locked.mkdir()
+    made = Path.mkdir
+
+    def mkdir(path: Path, *args: Any, **kwargs: Any) -> None:
+        if locked in path.parents:
+            raise PermissionError(13, "Permission denied")
+        made(path, *args, **kwargs)
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    result = world.run("mkdir", world.spec(endpoint=world.destination, files=["/~/locked/run"]))
+    [line] = result.stderr.splitlines()
+    assert result.returncode == 1
+    assert line.endswith("the collection denies you access there (403 "
+                         "EndpointPermissionDenied): ask its administrator for access, or use a "
+                         "path you can reach"), line
+
+
 def test_remove_honours_recursive_and_ignores_what_is_gone(world):
     (world.dst_root / "tree" / "deep").mkdir(parents=True)
     (world.dst_root / "tree" / "deep" / "f").write_text("f")

@@ -12,6 +12,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -209,6 +210,27 @@ def test_a_missing_input_directory(world):
     [line] = problems(world.check())
     assert f"go://{world.data}/dta/raw.csv does not exist: no directory go://{world.data}/dta/" \
         in line
+
+
+def test_an_input_directory_the_collection_denies_you_is_named(world, emulator, monkeypatch):
+    """Globus denies paths one by one (a collection's path restrictions, its storage's
+    permissions: 403 EndpointPermissionDenied). Seen: "collection C refuses you access", as if
+    the whole collection did, and a second denied directory of it left unsaid. The storage's
+    refusal is made here: tests run as root, who passes POSIX permissions."""
+    world.login("--permanent", "--timers")
+    denied = emulator.collection_path(world.data) / "data"
+    listed = Path.iterdir
+
+    def iterdir(path: Path) -> Iterator[Path]:
+        if path == denied:
+            raise PermissionError(13, "Permission denied")
+        return listed(path)
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    [line] = problems(world.check())
+    assert line == (f"input raw.csv of job analyse: collection {world.data} denies you access "
+                    f"to go://{world.data}/data/ (EndpointPermissionDenied); fix: ask the "
+                    "collection's administrator for access to that directory, or use one you "
+                    "can reach")
 
 
 def test_an_input_of_the_wrong_kind(world, emulator):

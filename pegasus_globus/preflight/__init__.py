@@ -132,7 +132,7 @@ class _Check:
         self.store = token_store or TokenStore()
         self.report = Report(run.name, inputs=len(run.inputs))
         self.documents: dict[str, dict[str, Any]] = {}
-        self.said: set[tuple[str, str]] = set()  # (collection, kind) reported once
+        self.said: set[tuple[str, ...]] = set()  # (collection, [directory,] kind) said once
         self.listings: Listings | None = None
 
     def problem(self, where: str, what: str, fix: str) -> None:
@@ -279,6 +279,18 @@ class _Check:
                          f"({failure.detail})", "try again later, or ask the collection's "
                          "administrator")
 
+    def _denied(self, collection: str, directory: str, where: str, failure: Failure) -> None:
+        """A directory the collection will not list for you: said once per directory, not
+        per collection, as Globus denies paths one by one too (a collection's path
+        restrictions, the storage's permissions: 403 EndpointPermissionDenied either way)."""
+        if (collection, directory, DENIED) in self.said:
+            return
+        self.said.add((collection, directory, DENIED))
+        shown = f"go://{collection}{directory.rstrip('/')}/"
+        self.problem(where, f"collection {collection} denies you access to {shown} "
+                     f"({failure.detail})", "ask the collection's administrator for access to "
+                     "that directory, or use one you can reach")
+
     def _usable(self, collection: str) -> bool:
         return collection in self.documents
 
@@ -299,6 +311,8 @@ class _Check:
                 if listing.kind == OUTSIDE:
                     self.problem(item.where, f"{item.url} is outside collection "
                                  f"{url.collection}", OUTSIDE_FIX)
+                elif listing.kind == DENIED:
+                    self._denied(url.collection, directory, item.where, listing)
                 elif listing.kind in COLLECTION_WIDE or listing.kind not in (
                         MISSING, NOT_A_DIRECTORY):
                     self._collection_failure(url.collection, item.where, listing)
@@ -353,6 +367,9 @@ class _Check:
                 if listing.kind == OUTSIDE:
                     self.problem(place.where, f"{place.url} is outside collection "
                                  f"{url.collection}", OUTSIDE_FIX)
+                    break
+                if listing.kind == DENIED:
+                    self._denied(url.collection, path, place.where, listing)
                     break
                 if listing.kind != MISSING:
                     self._collection_failure(url.collection, place.where, listing)

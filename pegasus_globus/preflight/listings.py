@@ -18,7 +18,7 @@ THREADS = 8
 # why a listing failed
 MISSING, NOT_A_DIRECTORY, CONSENT, SESSION, DENIED, REFUSED, OUTSIDE = (
     "missing", "not a directory", "consent", "session", "denied", "refused", "outside")
-COLLECTION_WIDE = (CONSENT, SESSION, DENIED)  # the same for every path of the collection
+COLLECTION_WIDE = (CONSENT, SESSION)  # the same for every path of the collection
 
 
 @dataclass(frozen=True)

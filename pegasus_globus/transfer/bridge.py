@@ -281,6 +281,10 @@ class HttpsBridge:
         except globus_sdk.TransferAPIError as error:
             if error.http_status == 404:
                 raise TransferFailed(f"{location}: no such file on the collection") from None
+            if error.code == "EndpointPermissionDenied":
+                from .operations import DENIED
+
+                raise TransferFailed(f"{location}: {DENIED}") from None
             raise TransferFailed(f"{location}: Globus Transfer refused a stat "
                                  f"({error.http_status} {error.code})") from None
         return entry.get("size")

@@ -79,6 +79,12 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+# a path the collection will not let you read or write (its path restrictions, its storage's
+# permissions: Globus answers 403 EndpointPermissionDenied, path by path)
+DENIED = ("the collection denies you access there (403 EndpointPermissionDenied): ask its "
+          "administrator for access, or use a path you can reach")
+
+
 class GlobusTransfers:
     """Runs Globus tasks to the end and says exactly what failed.
 
@@ -192,6 +198,8 @@ class GlobusTransfers:
         if error.http_status == 401:
             return TransferFailed(f"{what}: Globus rejected the access token ({error.code}): "
                                   f"run {init_command()}", code=error.code)
+        if error.code == "EndpointPermissionDenied":
+            return TransferFailed(f"{what}: {DENIED}", code=error.code)
         return TransferFailed(f"{what}: Globus refused it ({error.http_status} {error.code}): "
                               f"{_one_line(error.message)}", code=error.code)
 
