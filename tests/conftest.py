@@ -7,6 +7,7 @@ import os
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import globus_sdk
@@ -75,6 +76,20 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, every: float =
             return value
         time.sleep(every)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def deny_as_mode_000(monkeypatch, directory: Path) -> None:
+    """The emulator's storage refuses ``directory`` as POSIX mode 000 does: it stats, but is
+    neither listed nor entered (PermissionError). Tests run as root, who passes POSIX
+    permissions, so the refusal is made here, in the emulator's process."""
+    def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(path: Path, *args: Any, **kwargs: Any) -> Any:
+            if (path == directory and method.__name__ != "stat") or directory in path.parents:
+                raise PermissionError(13, "Permission denied")
+            return method(path, *args, **kwargs)
+        return call
+    for name in ("iterdir", "stat", "mkdir"):
+        monkeypatch.setattr(Path, name, guarded(getattr(Path, name)))
 
 
 def wait_task(client: globus_sdk.TransferClient, task_id: str) -> dict[str, Any]:

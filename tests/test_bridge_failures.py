@@ -17,6 +17,7 @@ import pytest
 from pegasus_globus.token_store import TokenStore
 from pegasus_globus.transfer.watch import TransferFailed
 
+from .conftest import deny_as_mode_000
 from .test_bridge import BRIDGE, Site
 
 MIB = 1 << 20
@@ -178,25 +179,13 @@ def test_a_move_failing_on_a_globus_refusal_is_one_line_naming_it(tmp_path, emul
 def test_a_download_the_collection_denies_you_says_what_to_do(tmp_path, emulator,
                                                               monkeypatch):
     """A directory whose storage permissions keep you out (403 EndpointPermissionDenied, as
-    Globus answers path by path; made here: tests run as root). Seen: "Globus Transfer refused
+    Globus answers path by path; see deny_as_mode_000). Seen: "Globus Transfer refused
     a stat (403 EndpointPermissionDenied)", and no word of what to do."""
     site = Site(emulator, tmp_path)
     locked = emulator.collection_path(site.collection) / "locked"
     locked.mkdir()
     (locked / "raw.csv").write_text("1,1\n")
-    listed, stated = Path.iterdir, Path.stat
-
-    def iterdir(path: Path) -> Any:
-        if path == locked:
-            raise PermissionError(13, "Permission denied")
-        return listed(path)
-
-    def stat(path: Path, **kwargs: Any) -> Any:
-        if locked in path.parents:
-            raise PermissionError(13, "Permission denied")
-        return stated(path, **kwargs)
-    monkeypatch.setattr(Path, "iterdir", iterdir)
-    monkeypatch.setattr(Path, "stat", stat)
+    deny_as_mode_000(monkeypatch, locked)
     source = f"go://{site.collection}/locked/raw.csv"
     result = site.run(site.entry(source, f"file://{site.scratch}/raw.csv"))
     line = result.stderr.strip().splitlines()[-1]

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import importlib
 import uuid
-from pathlib import Path
 from typing import Any, Callable
 
 import globus_sdk
 import pytest
 
-from .conftest import TRANSFER, admin, login, wait_for, wait_task
+from .conftest import TRANSFER, admin, deny_as_mode_000, login, wait_for, wait_task
 
 
 def canned(module: str, case: str = "default") -> tuple[int, Any]:
@@ -260,23 +259,13 @@ def test_every_served_route_with_a_canned_response_is_covered(emulator) -> None:
 
 def test_a_path_the_storage_denies_is_answered_as_globus_denies_it(world, monkeypatch) -> None:
     """A directory the collection's storage will not let the service read or write (POSIX
-    permissions: tests run as root, who passes them, so the refusal is made here). Seen: 500
+    permissions, see deny_as_mode_000). Seen: 500
     InternalError, which globus-sdk retries for seconds before any caller hears of it; Globus
     answers 403 EndpointPermissionDenied (the canned ``permission_denied``), not retried."""
     private = world["emulator"].collection_path(world["src"]) / "private"
     private.mkdir()
     (private / "f").write_text("data")
-    denied = PermissionError(13, "Permission denied")
-
-    def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
-        """As mode 000 on ``private``: it stats, but is neither listed nor entered."""
-        def call(path: Path, *args: Any, **kwargs: Any) -> Any:
-            if (path == private and method.__name__ != "stat") or private in path.parents:
-                raise denied
-            return method(path, *args, **kwargs)
-        return call
-    for name in ("iterdir", "stat", "mkdir"):
-        monkeypatch.setattr(Path, name, guarded(getattr(Path, name)))
+    deny_as_mode_000(monkeypatch, private)
     admin(world["emulator"], "DELETE", "_emulator/stats")
     expected_status, expected = canned("transfer.operation_stat", "permission_denied")
     for call in (lambda: world["tc"].operation_ls(world["src"], path="/private/"),

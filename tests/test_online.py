@@ -18,7 +18,7 @@ import pytest
 from bench.concurrent_refresh import logged_in_store
 from pegasus_globus.scopes import TRANSFER_RS
 
-from .conftest import admin, wait_for
+from .conftest import admin, deny_as_mode_000, wait_for
 
 HANDLER = [sys.executable, "-m", "pegasus_globus.online"]
 
@@ -117,17 +117,11 @@ def test_mkdir_on_a_fresh_collection_and_a_parent_that_is_a_file(world):
 
 def test_mkdir_where_the_collection_denies_you_says_what_to_do(world, monkeypatch):
     """A directory whose storage permissions keep you out (403 EndpointPermissionDenied, as
-    Globus answers path by path; made here: tests run as root). Seen: Globus' several lines of
+    Globus answers path by path; see deny_as_mode_000). Seen: Globus' several lines of
     GridFTP details squeezed into one, and no word of what to do."""
     locked = world.dst_root / "locked"
     locked.mkdir()
-    made = Path.mkdir
-
-    def mkdir(path: Path, *args: Any, **kwargs: Any) -> None:
-        if locked in path.parents:
-            raise PermissionError(13, "Permission denied")
-        made(path, *args, **kwargs)
-    monkeypatch.setattr(Path, "mkdir", mkdir)
+    deny_as_mode_000(monkeypatch, locked)
     result = world.run("mkdir", world.spec(endpoint=world.destination, files=["/~/locked/run"]))
     [line] = result.stderr.splitlines()
     assert result.returncode == 1

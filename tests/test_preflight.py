@@ -12,12 +12,11 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
 
-from tests.conftest import admin
+from tests.conftest import admin, deny_as_mode_000
 from tests.test_online_init import run_init
 
 SETUP = [sys.executable, "-m", "pegasus_globus.setup_cli"]
@@ -215,17 +214,9 @@ def test_a_missing_input_directory(world):
 def test_an_input_directory_the_collection_denies_you_is_named(world, emulator, monkeypatch):
     """Globus denies paths one by one (a collection's path restrictions, its storage's
     permissions: 403 EndpointPermissionDenied). Seen: "collection C refuses you access", as if
-    the whole collection did, and a second denied directory of it left unsaid. The storage's
-    refusal is made here: tests run as root, who passes POSIX permissions."""
+    the whole collection did, and a second denied directory of it left unsaid."""
     world.login("--permanent", "--timers")
-    denied = emulator.collection_path(world.data) / "data"
-    listed = Path.iterdir
-
-    def iterdir(path: Path) -> Iterator[Path]:
-        if path == denied:
-            raise PermissionError(13, "Permission denied")
-        return listed(path)
-    monkeypatch.setattr(Path, "iterdir", iterdir)
+    deny_as_mode_000(monkeypatch, emulator.collection_path(world.data) / "data")
     [line] = problems(world.check())
     assert line == (f"input raw.csv of job analyse: collection {world.data} denies you access "
                     f"to go://{world.data}/data/ (EndpointPermissionDenied); fix: ask the "
