@@ -26,6 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+from bench.targets import at_least, at_most
 from pegasus_globus.emulator import approve
 from pegasus_globus.emulator.server import SERVICES
 from pegasus_globus.scopes import login_scopes
@@ -115,10 +116,11 @@ def main() -> None:
                 print(f"{count:>3} file(s) x {size / 1e6:g} MB {path:>8}: {seconds:6.2f} s, "
                       f"{total / 1e6 / seconds:7.1f} MB/s")
     many, one = results[100], results[1]
-    print(f"100 files: go->file / go->go = {many['go->file'] / many['go->go']:.2f}, "
-          f"file->go / go->go = {many['file->go'] / many['go->go']:.2f} (targets <= 1); "
-          f"1 file: upload / download speed = {one['go->file'] / one['file->go']:.2f} "
-          f"(target >= 0.8)")
+    download, upload = (many[path] / many["go->go"] for path in ("go->file", "file->go"))
+    speed = one["go->file"] / one["file->go"]
+    print(f"100 files: go->file / go->go = {download:.2f} {at_most(download, 1)}, "
+          f"file->go / go->go = {upload:.2f} {at_most(upload, 1)}; "
+          f"1 file: upload / download speed = {speed:.2f} {at_least(speed, 0.8)}")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.handler_vs_stock import admin, spec_credentials
+from bench.targets import at_most
 from pegasus_globus.emulator import Emulator, approve
 from pegasus_globus.scopes import login_scopes
 from pegasus_globus.token_store import StoredToken, TokenStore
@@ -134,8 +135,9 @@ def handler(sizes: list[int]) -> int:
               f"{service:>9.2f}{after:>7.2f}{growth(previous, n, own)}")
         previous = (n, own)
     n, wall, mib, *_, service, _ = rows[-1]
-    print(f"handler at {n} files: own {wall - service:.2f} s (target < {HANDLER_TARGET[0]:g}),"
-          f" peak {mib:.0f} MiB (target < {HANDLER_TARGET[1]:g})")
+    own, (own_target, mib_target) = wall - service, HANDLER_TARGET
+    print(f"handler at {n} files: own {own:.2f} s {at_most(own, own_target, ' s')}, "
+          f"peak {mib:.0f} MiB {at_most(mib, mib_target, ' MiB')}")
     return 0
 
 

@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.targets import at_most
 from kickstart_gpu.monitor import Monitor, Options
 from kickstart_gpu.replay import TraceLibrary
 from kickstart_gpu.trace_file import load_trace
@@ -54,8 +55,8 @@ def startup() -> str:
         [SIDECAR, "--backend", "none", "--output", os.devnull, "--", "true"],
         [sys.executable, "-c", "pass"]])
     print(f"start-up: sidecar {sidecar * 1000:.1f} ms, python3 -c pass {python * 1000:.1f} ms, "
-          f"ratio {sidecar / python:.2f} (target <= 1.5)")
-    return f"start-up / python3 -c pass = {sidecar / python:.2f} (target <= 1.5)"
+          f"ratio {sidecar / python:.2f} {at_most(sidecar / python, 1.5)}")
+    return f"start-up / python3 -c pass = {sidecar / python:.2f} {at_most(sidecar / python, 1.5)}"
 
 
 def cpu(seconds: int) -> None:
@@ -67,7 +68,8 @@ def cpu(seconds: int) -> None:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     print(f"cpu: {used:.3f} s of CPU in {wall:.1f} s at a 1 s interval, two GPUs = "
-          f"{100 * used / wall:.3f} % of a core (target <= 0.5 %; includes `sleep` itself)")
+          f"{100 * used / wall:.3f} % of a core {at_most(100 * used / wall, 0.5, ' %')} "
+          "(includes `sleep` itself)")
 
 
 def resident_mib() -> float:
@@ -88,7 +90,8 @@ def memory() -> None:
         monitor.take_sample()
     late = resident_mib()
     print(f"memory: {early:.1f} MiB after 100 samples, {late:.1f} MiB after 100,000 "
-          f"({time.monotonic() - started:.0f} s), growth {late - early:.2f} MiB (target <= 5)")
+          f"({time.monotonic() - started:.0f} s), growth {late - early:.2f} MiB "
+          f"{at_most(late - early, 5, ' MiB')}")
 
 
 def kickstart_overhead() -> str:
@@ -108,8 +111,9 @@ def kickstart_overhead() -> str:
         print(f"added wall time over kickstart alone (--backend {name}): "
               f"{(wall - alone) * 1000:.1f} ms ({alone * 1000:.1f} -> {wall * 1000:.1f} ms,"
               " median of 30, alternating)")
-        added.append(f"+{(wall - alone) * 1000:.1f} ms {name}")
-    return f"added wall over kickstart alone: {', '.join(added)} (target <= +25 ms each)"
+        added.append(f"+{(wall - alone) * 1000:.1f} ms {name} "
+                     f"{at_most((wall - alone) * 1000, 25, ' ms')}")
+    return f"added wall over kickstart alone: {', '.join(added)}"
 
 
 def main() -> int:
