@@ -38,6 +38,14 @@ def _kickstart_task(command: list[str]) -> dict[str, str]:
     return found
 
 
+def next_beat(beat: int, elapsed: float, interval: float) -> int:
+    """The beat to sample at next, after sampling at ``beat`` (beat n is n * ``interval``
+    seconds after the first sample, ``elapsed`` seconds ago): the one after it, or, where a
+    slow sample let beats go by, the first still ahead. Missed beats are skipped, not made
+    up for with samples back to back."""
+    return max(beat, int(elapsed / interval)) + 1
+
+
 class Flag:
     """A threading.Event, set once, on a bare lock."""
 
@@ -272,7 +280,7 @@ class Monitor:
                 while not self._stop.wait(max(0.0, started + beat * interval
                                               - time.monotonic())):
                     self.take_sample()
-                    beat = max(beat, int((time.monotonic() - started) / interval)) + 1
+                    beat = next_beat(beat, time.monotonic() - started, interval)
             if self.devices:
                 self.take_sample(at_exit=True)
         except Exception as error:  # the job must never notice: record it and stop sampling

@@ -40,7 +40,7 @@ import time
 from typing import Any, Callable
 
 from .launcher import end_like
-from .monitor import JobProcesses
+from .monitor import JobProcesses, next_beat
 from .nvml import (
     CLOCK_REASONS,
     CLOCKS,
@@ -375,8 +375,9 @@ def _described(devices: list[dict[str, Any]], command: list[str]) -> str:
 
 def record(nvml: Nvml, job: subprocess.Popen, count: int, interval: float, output: Output,
            describe: Callable[[list[dict[str, Any]]], str]) -> Recorder:
-    """Samples from the command's start, every ``interval`` seconds (start to start), and
-    once after its exit, into ``output``; ``describe`` says what the GPUs recorded show."""
+    """Samples from the command's start, every ``interval`` seconds (start to start; as the
+    sidecar, beats a slow sample let go by are skipped), and once after its exit, into
+    ``output``; ``describe`` says what the GPUs recorded show."""
     recorder = Recorder(nvml, job.pid, count)
     started = time.monotonic()
     first = recorder.sample()
@@ -389,7 +390,7 @@ def record(nvml: Nvml, job: subprocess.Popen, count: int, interval: float, outpu
             break
         except subprocess.TimeoutExpired:
             output.add(recorder.sample())
-            beat += 1
+            beat = next_beat(beat, time.monotonic() - started, interval)
     output.add(recorder.sample())  # after the command's exit
     nvml.shutdown()
     return recorder
