@@ -223,6 +223,25 @@ def test_a_target_name_of_250_bytes_lands_its_part_files_names_cut_short(
     assert sorted(p.name for p in site.scratch.iterdir()) == sorted([name, held.split("/")[-1]])
 
 
+def test_a_download_lands_where_the_file_system_has_no_locks(
+        tmp_path, emulator, transfer_client, monkeypatch):
+    """flock failing with ENOLCK (an NFS mount without its lock daemon) says nothing about who
+    holds a part file: the download writes one of its own and lands, leaving nothing else."""
+    import errno
+    import fcntl
+
+    from pegasus_globus.transfer.urls import GoUrl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+    site = Site(emulator, tmp_path)
+    bridge = bridge_of(site, transfer_client)
+    monkeypatch.setattr(fcntl, "flock", no_locks)  # after the login: the token file locks too
+    target = site.scratch / "raw.csv"
+    assert bridge.download(GoUrl(site.collection, "/data/raw.csv"), target) == 8000
+    assert sorted(p.name for p in site.scratch.iterdir()) == ["raw.csv"]
+
+
 def test_a_download_below_a_file_names_the_file_in_the_way(emulator, tmp_path):
     """Not ``[Errno 17] File exists`` about the directory wanted."""
     site = Site(emulator, tmp_path)

@@ -40,7 +40,7 @@ T = TypeVar("T")
 RETRY_DELAYS = (1.0, 2.0, 4.0)  # seconds between tries of one GET or PUT
 CHUNK = 1 << 20  # bytes read and written at a time
 LISTING_LIMIT = 100_000  # entries of one listing: Globus' own default and most
-_PART_NUMBERS = itertools.count(1)  # with the pid, a part file name no other download has
+_PART_NUMBERS = itertools.count(1)  # with the pid: a part file of its own, where no locks are
 STAGING_RECIPE = ("stage through a Globus collection instead: a site whose scratch is a "
                   "collection (pegasus-globus-setup snippets --scratch-collection)")
 
@@ -145,6 +145,7 @@ class HttpsBridge:
                                      f"{expected}; not kept")
             os.replace(temporary, target)
             landed = True
+            _remove_leftover_parts(target)
         except OSError as error:  # a full disk, say: name the file, not only the errno
             raise TransferFailed(f"{source} -> {target}: {error.strerror or error}") from None
         finally:
@@ -435,36 +436,82 @@ class HttpsBridge:
 
 def _part_file(target: Path) -> tuple[int, str]:
     """A file of its own beside ``target`` for one download to write, open and locked, and
-    its path: ``.<name>.part`` when no other download holds that one (a killed download's
-    leftover is taken over, so a rerun leaves none behind), else a new
-    ``.<name>.<pid>-<n>.part``. Each download renames only its own file: two into one
-    target at once (two jobs staging into a shared directory) land one whole version.
+    its path: ``.<name>.part``, or while other downloads hold that one, ``.<name>.2.part``,
+    ``.<name>.3.part``, ...: the first that none holds, a killed download's leftover taken
+    over. Each download renames only its own file: two into one target at once (two jobs
+    staging into a shared directory) land one whole version.
 
     A download removes or renames its part file while it holds the lock (flock: held per open
     file, so two threads conflict too); a lock won on a file that by then has another name,
-    or none, is let go and the name tried again."""
+    or none, is let go and the name tried again. On a file system without locks each download
+    writes a ``.<name>.<pid>-<n>.part`` of its own, created exclusively."""
     import fcntl
 
-    usual = hidden_beside(target, "part")
-    while True:
-        fd = os.open(usual, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # another download's, under way (or a file system without locks)
+    for number in itertools.count(1):
+        path = _numbered_part(target, number)
+        while True:
+            try:  # 0o666: the mode a new file gets (umask applies)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                created = True
+            except FileExistsError:
+                try:
+                    fd, created = os.open(path, os.O_WRONLY | os.O_CLOEXEC), False
+                except FileNotFoundError:  # removed meanwhile
+                    continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another download's, under way
+                os.close(fd)
+                break
+            except OSError:  # no locks here (ENOLCK): nothing tells whose a file is
+                os.close(fd)
+                if created:
+                    os.unlink(path)
+                return _unshared_part_file(target)
+            opened = os.fstat(fd)
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.samestat(opened, os.stat(path)):
+                    if opened.st_mode & 0o777 != NEW_FILE_MODE:  # a leftover of another mode
+                        os.fchmod(fd, NEW_FILE_MODE)
+                    return fd, path
             os.close(fd)
-            break
-        opened = os.fstat(fd)
-        with contextlib.suppress(FileNotFoundError):
-            if os.path.samestat(opened, os.stat(usual)):
-                if opened.st_mode & 0o777 != NEW_FILE_MODE:  # a leftover of another mode
-                    os.fchmod(fd, NEW_FILE_MODE)
-                return fd, usual
-        os.close(fd)
+    raise AssertionError("unreachable")
+
+
+def _numbered_part(target: Path, number: int) -> str:
+    return hidden_beside(target, "part" if number == 1 else f"{number}.part")
+
+
+def _unshared_part_file(target: Path) -> tuple[int, str]:
     while True:  # created exclusively: no other download has it, whatever its pid
         path = hidden_beside(target, f"{os.getpid()}-{next(_PART_NUMBERS)}.part")
         with contextlib.suppress(FileExistsError):
             return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                            0o666), path  # 0o666: the mode a new file gets (umask applies)
+
+
+def _remove_leftover_parts(target: Path) -> None:
+    """Once ``target`` landed: remove ``.<name>.2.part``, ``.<name>.3.part``, ... that no
+    download holds, left by downloads killed while another held ``.<name>.part`` (a rerun
+    takes that one over, but nothing would ever take these). Stops at the first number that
+    is not there: one stat, where none was left."""
+    import fcntl
+
+    for number in itertools.count(2):
+        path = _numbered_part(target, number)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:  # none (or not ours to open): nothing further to look for
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.samestat(os.fstat(fd), os.stat(path)):
+                    os.unlink(path)  # while locked: see _part_file
+        except OSError:  # held: a download under way
+            pass
+        finally:
+            os.close(fd)
 
 
 def _make_directory(directory: Path, what: str) -> None:
