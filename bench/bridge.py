@@ -14,7 +14,6 @@ overheads (requests, polling, renames), not networks.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import statistics
@@ -26,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from bench.targets import at_least, at_most
+from bench.common import Arguments, at_least, at_most, positive, run
 from pegasus_globus.emulator import approve
 from pegasus_globus.emulator.server import SERVICES
 from pegasus_globus.scopes import login_scopes
@@ -63,9 +62,9 @@ def alternated(actions: dict, rounds: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--megabytes", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=15)  # medians of 5 swung 0.82 to 1.10
+    parser = Arguments("bridge", __doc__)
+    parser.add_argument("--megabytes", type=positive, default=32)
+    parser.add_argument("--rounds", type=positive, default=15)  # medians of 5 swung 0.82 to 1.10
     args = parser.parse_args()
     total = args.megabytes * 1_000_000
     with tempfile.TemporaryDirectory() as scratch, emulator_process(Path(scratch) / "g") as root:
@@ -124,4 +123,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

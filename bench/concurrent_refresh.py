@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench import common
 from pegasus_globus.emulator import Emulator, approve
 from pegasus_globus.scopes import TIMERS_SCOPE, TRANSFER_RS, TRANSFER_SCOPE
 from pegasus_globus.token_store import StoredToken, TokenStore
@@ -85,7 +86,9 @@ def run(emulator: Emulator, path: Path, processes: int = 32) -> dict[str, Any]:
 
 
 def main() -> int:
-    processes = int(sys.argv[1]) if len(sys.argv) > 1 else 32
+    parser = common.Arguments("concurrent_refresh", __doc__)
+    parser.add_argument("processes", metavar="N", type=common.positive, nargs="?", default=32)
+    processes = parser.parse_args().processes
     with tempfile.TemporaryDirectory() as scratch, Emulator(Path(scratch) / "g") as emulator:
         os.environ.update(emulator.environment)
         print(json.dumps(run(emulator, Path(scratch) / "home" / "globus.conf", processes),
@@ -94,4 +97,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -27,6 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.common import Arguments, positive, run
 from bench.concurrent_refresh import logged_in_store
 from pegasus_globus.emulator import Emulator
 from pegasus_globus.scopes import TRANSFER_RS
@@ -153,9 +153,9 @@ def refresh_race(scratch: Path, processes: int = 64, rounds: int = 5) -> dict[st
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--files", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser = Arguments("failure_modes", __doc__)
+    parser.add_argument("--files", type=positive, default=200)
+    parser.add_argument("--rounds", type=positive, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         for figures in faults(Path(scratch), args.files, args.rounds):
@@ -166,4 +166,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

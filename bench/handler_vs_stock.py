@@ -25,8 +25,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench import common
+from bench.common import at_most
 from bench.concurrent_refresh import logged_in_store
-from bench.targets import at_most
 from pegasus_globus.emulator import Emulator
 from pegasus_globus.scopes import TRANSFER_RS
 
@@ -86,6 +87,10 @@ def spec_credentials(emulator: Emulator, home: Path) -> dict[str, Any]:
 
 
 def main() -> int:
+    parser = common.Arguments("handler_vs_stock", __doc__)
+    parser.add_argument("rounds", metavar="ROUNDS", type=common.positive, nargs="?", default=3)
+    parser.add_argument("--json", action="store_true", help="also print every run's figures")
+    args = parser.parse_args()
     stock = stock_command()
     ours = [str(Path(sys.executable).parent / "pegasus-globus-online")]  # as users run it
     # with its bytecode, as pip installs it (and stock's Pegasus modules): an editable
@@ -110,7 +115,7 @@ def main() -> int:
                 "1,000 files": [{"src": f"/f{i:04d}.dat", "dst": f"/~/many/f{i:04d}.dat"}
                                 for i in range(1000)],
             }
-            rounds = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 3
+            rounds = args.rounds
             runs: dict[str, list[dict[str, Any]]] = {}
             for latency in LATENCIES:
                 admin(emulator, "PATCH", "_emulator/settings", {"task_latency": latency})
@@ -137,10 +142,10 @@ def main() -> int:
             print(f"{latency:g} s latency, {case}: wall ours/stock = {ratio:.3f}"
                   + (f" {at_most(ratio, target)}" if target else "")
                   + f", API calls ours/stock = {ours_f['api_calls']:g}/{stock_f['api_calls']:g}")
-    if "--json" in sys.argv:
+    if args.json:
         print(json.dumps(results, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

@@ -12,7 +12,6 @@ cannot show is the real driver's own cost per call: only a GPU can.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import os
@@ -21,14 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import Arguments, positive, run
 from tests.fake_nvml.build import build, convert
 
 TRACE = Path(__file__).resolve().parent.parent / "share/kickstart-gpu/traces/a2x-a100-training.json"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=200)
+    parser = Arguments("nvml_sampling", __doc__)
+    parser.add_argument("--samples", type=positive, default=200)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         library = build(Path(directory))
@@ -58,4 +58,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

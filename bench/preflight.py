@@ -19,6 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench import common
 from bench.concurrent_refresh import logged_in_store
 from bench.register_timers import calls
 from pegasus_globus.emulator import Emulator
@@ -47,7 +48,10 @@ def write_workflow(directory: Path, data: str, scratch: str, inputs: int) -> Non
 
 
 def main() -> int:
-    inputs = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    parser = common.Arguments("preflight", __doc__)
+    parser.add_argument("inputs", metavar="INPUTS", type=common.positive, nargs="?",
+                        default=10_000)
+    inputs = parser.parse_args().inputs
     with tempfile.TemporaryDirectory() as scratch_directory:
         root = Path(scratch_directory)
         with Emulator(root / "globus") as emulator:
@@ -76,4 +80,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

@@ -11,7 +11,6 @@ set. Needs a GPU: on a host without one it says so and exits 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -20,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from bench.common import Arguments, positive, run
 from kickstart_gpu.nvml import (
     CLOCK_REASONS,
     COMPUTE_PROCESSES,
@@ -57,8 +57,8 @@ def shown(value: Any) -> Any:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=50)
+    parser = Arguments("real_gpu", __doc__)
+    parser.add_argument("--calls", type=positive, default=50)
     args = parser.parse_args()
     import pynvml
 
@@ -112,4 +112,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

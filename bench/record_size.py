@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import common
 from kickstart_gpu.block_writer import MARKER, render_entries
 from kickstart_gpu.monitor import Monitor, Options
 from kickstart_gpu.replay import TraceLibrary
@@ -114,13 +115,19 @@ def measured_pair(without: list[str], with_block: list[str], runs: int) -> tuple
                  for rows in results.values())
 
 
-def main(argv: list[str]) -> int:
-    hours = float(argv[0]) if argv else 24.0
-    if len(argv) > 1:  # try another budget than the sidecar's
+def main() -> int:
+    parser = common.Arguments("record_size", __doc__)
+    parser.add_argument("hours", metavar="HOURS", type=common.positive_number, nargs="?",
+                        default=24.0)
+    parser.add_argument("budget", metavar="BYTES_PER_GPU", type=common.positive, nargs="?",
+                        help="another budget than the sidecar's")
+    parser.add_argument("runs", metavar="RUNS", type=common.positive, nargs="?", default=15)
+    args = parser.parse_args()
+    hours, runs = args.hours, args.runs
+    if args.budget:
         import kickstart_gpu.block_writer
 
-        kickstart_gpu.block_writer.BYTES_PER_GPU = int(argv[1])
-    runs = int(argv[2]) if len(argv) > 2 else 15
+        kickstart_gpu.block_writer.BYTES_PER_GPU = args.budget
     gpus, interval = 8, 10.0
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(scratch)
@@ -160,4 +167,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    common.run(main)

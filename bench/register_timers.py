@@ -20,6 +20,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from bench import common
 from bench.concurrent_refresh import logged_in_store
 from bench.scaling import run_measured
 from pegasus_globus.emulator import Emulator
@@ -57,7 +58,10 @@ def calls(emulator: Emulator, reset: bool = False) -> int:
 
 
 def main() -> int:
-    sizes = [int(n) for n in sys.argv[1:]] or [1000, 10_000, 100_000]
+    parser = common.Arguments("register_timers", __doc__)
+    parser.add_argument("sizes", metavar="N", type=common.positive, nargs="*",
+                        default=[1000, 10_000, 100_000])
+    sizes = parser.parse_args().sizes
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -91,4 +95,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import common
 from kickstart_gpu.block_writer import MARKER, render_entries
 from kickstart_gpu.monitor import Monitor, Options
 from kickstart_gpu.replay import TraceLibrary
@@ -81,7 +82,10 @@ def timed_report(directory: Path) -> tuple[float, float, dict]:
 
 
 def main() -> int:
-    records = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    parser = common.Arguments("report", __doc__)
+    parser.add_argument("records", metavar="RECORDS", type=common.positive, nargs="?",
+                        default=100_000)
+    records = parser.parse_args().records
     with tempfile.TemporaryDirectory(prefix="bench-report-") as scratch:
         started = time.monotonic()
         size = write_submit_dir(Path(scratch), records)
@@ -98,4 +102,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

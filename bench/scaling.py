@@ -32,8 +32,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench import common
+from bench.common import at_most
 from bench.handler_vs_stock import admin, spec_credentials
-from bench.targets import at_most
 from pegasus_globus.emulator import Emulator, approve
 from pegasus_globus.scopes import login_scopes
 from pegasus_globus.token_store import StoredToken, TokenStore
@@ -55,10 +56,15 @@ def run_measured(command: list[str], env: dict[str, str], stdin: str | None = No
     with tempfile.TemporaryFile("w+") as errors:
         process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE,
                                    stdout=subprocess.DEVNULL, stderr=errors, text=True)
-        if stdin is not None:
-            process.stdin.write(stdin)
-        process.stdin.close()
-        _, status, usage = os.wait4(process.pid, 0)
+        try:
+            if stdin is not None:
+                process.stdin.write(stdin)
+            process.stdin.close()
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # Ctrl-C, SIGTERM (see common.run): it ends with the bench
+            process.kill()
+            process.wait()
+            raise
         process.returncode = os.waitstatus_to_exitcode(status)
         wall = time.monotonic() - started
         errors.seek(0)
@@ -195,14 +201,17 @@ def bridge(sizes: list[int]) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("handler", "bridge"):
-        print(__doc__, file=sys.stderr)
-        return 2
-    defaults = {"handler": [1000, 10_000, 100_000], "bridge": [1000, 10_000]}
-    sizes = [int(n) for n in argv[1:]] or defaults[argv[0]]
-    return handler(sizes) if argv[0] == "handler" else bridge(sizes)
+def main() -> int:
+    parser = common.Arguments("scaling", __doc__)
+    parser.add_argument("tool", choices=("handler", "bridge"))
+    parser.add_argument("sizes", metavar="N", type=common.positive, nargs="*",
+                        help="files (default: 1000 10000 100000 for the handler, "
+                        "1000 10000 for the bridge)")
+    args = parser.parse_args()
+    if args.tool == "handler":
+        return handler(args.sizes or [1000, 10_000, 100_000])
+    return bridge(args.sizes or [1000, 10_000])
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    common.run(main)

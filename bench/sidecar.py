@@ -19,7 +19,6 @@ the added times are printed again last.
 
 from __future__ import annotations
 
-import argparse
 import compileall
 import os
 import resource
@@ -29,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.targets import at_most
+from bench.common import Arguments, at_most, positive, run
 from kickstart_gpu.monitor import Monitor, Options
 from kickstart_gpu.replay import TraceLibrary
 from kickstart_gpu.trace_file import load_trace
@@ -117,8 +116,8 @@ def kickstart_overhead() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cpu-seconds", type=int, default=60)
+    parser = Arguments("sidecar", __doc__)
+    parser.add_argument("--cpu-seconds", type=positive, default=60)
     args = parser.parse_args()
     # the bytecode pip writes when it installs the package; an editable checkout (and
     # PYTHONDONTWRITEBYTECODE) would otherwise compile the sidecar's modules on every run
@@ -132,4 +131,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

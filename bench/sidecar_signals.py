@@ -22,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import common
+from bench.common import descendants
+
 ROOT = Path(__file__).resolve().parent.parent
 TRACE = ROOT / "share" / "kickstart-gpu" / "traces" / "a2x-a100-training.json"
 SIDECAR = str(Path(sys.executable).parent / "pegasus-kickstart-gpu")
@@ -31,24 +34,6 @@ JOB = """echo ready > {ready}
 trap 'echo TERM >> {seen}; sleep 0.2; exit 143' TERM
 i=0; while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
 """
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = collections.defaultdict(list)
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children[parent].append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children[current])
-    return sorted(found)
 
 
 def trial(kickstart: str, mode: str, sidecar: bool, directory: Path) -> tuple[bool, int, int]:
@@ -99,8 +84,10 @@ def run(kickstart: str, trials: int) -> dict[tuple[str, bool], dict[str, object]
     return results
 
 
-def main(argv: list[str]) -> int:
-    trials = int(argv[0]) if argv else 200
+def main() -> int:
+    parser = common.Arguments("sidecar_signals", __doc__)
+    parser.add_argument("trials", metavar="TRIALS", type=common.positive, nargs="?", default=200)
+    trials = parser.parse_args().trials
     home = os.environ.get("PEGASUS_HOME")
     if not home:
         print("set PEGASUS_HOME to a Pegasus installation (the real pegasus-kickstart)")
@@ -117,4 +104,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    common.run(main)

@@ -679,6 +679,48 @@ def test_closing_stops_every_task_worker_and_leaves_the_task_to_resume(tmp_path,
     shutil.rmtree(tmp_path / "globus")
 
 
+def test_closing_waits_for_the_requests_being_answered(tmp_path, monkeypatch):
+    """Their threads are daemons, which nothing waits for: a request still being answered
+    when the emulator closed wrote in its collections after close() returned (Ctrl-C on
+    bench.scaling: removing the emulator's directory failed with 'Directory not empty').
+    A kept-alive connection's next request, after, is refused (503)."""
+    import contextlib
+
+    from pegasus_globus.emulator import Emulator
+
+    emulator = Emulator(tmp_path / "globus").start()
+    entered, release, order = threading.Event(), threading.Event(), []
+    answer = emulator._dispatch
+
+    def slow(request):  # a request that writes in the collections, and takes its time
+        entered.set()
+        release.wait(30)
+        (emulator.root / "collections" / "late").mkdir()
+        order.append("written")
+        return answer(request)
+    monkeypatch.setattr(emulator, "_dispatch", slow)
+
+    def ask() -> None:
+        with contextlib.suppress(OSError):
+            admin(emulator, "GET", "_emulator/stats")
+    asking = threading.Thread(target=ask)
+    asking.start()
+    assert entered.wait(30)
+    closing = threading.Thread(target=lambda: (emulator.close(), order.append("closed")))
+    closing.start()
+    closing.join(2)  # before: closed at once, while the request still had its write to do
+    release.set()
+    closing.join(30)
+    asking.join(30)
+    assert order == ["written", "closed"]
+    from pegasus_globus.emulator.web import Request
+
+    refused, _ = emulator.dispatch(Request(method="GET", path="/v0.10/task_list", query={},
+                                           headers={}, body=b"", stream=None))
+    assert refused.status == 503
+    shutil.rmtree(tmp_path / "globus")
+
+
 def test_tls_and_plain_http_share_the_port_and_a_refused_certificate_is_quiet(emulator,
                                                                               monkeypatch):
     """A connection opening with a TLS handshake is answered over TLS with the root's

@@ -96,6 +96,11 @@ class Emulator:
         self._httpd.emulator = self
         self._httpd.tls = server_context(self.certificate)
         self._thread: threading.Thread | None = None
+        # requests being answered, and whether the emulator closes: close() waits for them
+        # (their threads are daemons, which nothing else waits for) before it saves the state,
+        # so that none writes in the collections once it returned and its root can be removed
+        self._answering, self._closing = 0, False
+        self._answered = threading.Condition()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -138,11 +143,15 @@ class Emulator:
         self._httpd.shutdown()
 
     def close(self) -> None:
-        """Stop serving and save the state."""
+        """Stop serving, wait for the requests being answered (each, at most CLOSE_WAIT
+        seconds) and save the state."""
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
         self._httpd.server_close()
+        with self._answered:
+            self._closing = True  # a kept-alive connection's next request is refused
+            self._answered.wait_for(lambda: not self._answering, CLOSE_WAIT)
         self.https.abandon_uploads()
         self.timers.stop()
         self.transfer.stop()
@@ -310,6 +319,19 @@ class Emulator:
 
     def dispatch(self, request: Request) -> tuple[Response, str | None]:
         """Answer one request; also says which fault, if any, to inject into the answer."""
+        with self._answered:
+            if self._closing:
+                return self._error(service_of(request.path), ApiError(
+                    503, "ServiceUnavailable", "The service is shutting down"), request.path), None
+            self._answering += 1
+        try:
+            return self._dispatch(request)
+        finally:
+            with self._answered:
+                self._answering -= 1
+                self._answered.notify_all()
+
+    def _dispatch(self, request: Request) -> tuple[Response, str | None]:
         service = service_of(request.path)
         allowed: list[str] = []
         for route in self.routes:
@@ -380,6 +402,7 @@ MAX_BODY = 64 * 1024 * 1024  # bytes; Globus documents are small, and nothing is
 # (file uploads excepted: they are streamed to disk, of any size)
 FILE_CHUNK = 1 << 20  # bytes of a download read and sent at a time
 IDLE_TIMEOUT = 60.0  # seconds a kept-alive connection may sit idle before it is closed
+CLOSE_WAIT = 10.0  # seconds close() waits for the requests being answered
 
 
 class _Handler(BaseHTTPRequestHandler):
