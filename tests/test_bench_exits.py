@@ -114,3 +114,16 @@ def test_a_bench_given_a_bad_argument_says_so_in_one_line(tmp_path, args):
     assert "Traceback" not in errors
     assert len(errors.strip().splitlines()) == 1, errors
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_the_handler_target_set_at_100000_files_is_not_judged_at_another_size(tmp_path):
+    """Issue 25's handler target is at 10^5 files: a run at 100 files cannot say it holds (nor
+    that it is missed)."""
+    process = bench(tmp_path, "bench.scaling", "handler", "100")
+    try:
+        output, errors = process.communicate(timeout=120)
+    finally:
+        for pid in session_processes(process.pid):
+            os.kill(pid, signal.SIGKILL)
+    assert process.returncode == 0, errors
+    assert "holds" not in output and "MISSED" not in output, output
