@@ -40,7 +40,8 @@ from pegasus_globus.scopes import login_scopes
 from pegasus_globus.token_store import StoredToken, TokenStore
 
 BIN = Path(sys.executable).parent
-HANDLER_TARGET = (10.0, 300.0)  # seconds of its own, MiB at 10^5 files
+HANDLER_TARGET_FILES = 100_000  # issue 25: at 10^5 files, under 10 s of its own and 300 MB
+HANDLER_TARGET_SECONDS, HANDLER_TARGET_MB = 10.0, 300.0
 
 
 def scratch_directory() -> tempfile.TemporaryDirectory:
@@ -140,10 +141,12 @@ def handler(sizes: list[int]) -> int:
         print(f"{n:>8}{wall:>9.2f}{own:>8.2f}{mib:>10.1f}{calls:>7}{before:>15.2f}"
               f"{service:>9.2f}{after:>7.2f}{growth(previous, n, own)}")
         previous = (n, own)
-    n, wall, mib, *_, service, _ = rows[-1]
-    own, (own_target, mib_target) = wall - service, HANDLER_TARGET
-    print(f"handler at {n} files: own {own:.2f} s {at_most(own, own_target, ' s')}, "
-          f"peak {mib:.0f} MiB {at_most(mib, mib_target, ' MiB')}")
+    for n, wall, mib, *_, service, _ in rows:
+        if n == HANDLER_TARGET_FILES:  # the target is set there, and says nothing elsewhere
+            own, megabytes = wall - service, mib * 2**20 / 1e6
+            print(f"handler at {n:,} files: own {own:.2f} s "
+                  f"{at_most(own, HANDLER_TARGET_SECONDS, ' s')}, peak {megabytes:.0f} MB "
+                  f"{at_most(megabytes, HANDLER_TARGET_MB, ' MB')}")
     return 0
 
 
@@ -208,9 +211,10 @@ def main() -> int:
                         help="files (default: 1000 10000 100000 for the handler, "
                         "1000 10000 for the bridge)")
     args = parser.parse_args()
+    sizes = list(dict.fromkeys(args.sizes))  # each once
     if args.tool == "handler":
-        return handler(args.sizes or [1000, 10_000, 100_000])
-    return bridge(args.sizes or [1000, 10_000])
+        return handler(sizes or [1000, 10_000, 100_000])
+    return bridge(sizes or [1000, 10_000])
 
 
 if __name__ == "__main__":

@@ -393,17 +393,20 @@ def test_sigterm_reaches_the_stock_tool_and_leaves_no_spec_file(site, pegasus, t
                     found.append(pid)
         return found
 
-    deadline = time.monotonic() + 30
-    while not stock_tool():
-        assert time.monotonic() < deadline, "the stock pegasus-transfer never started"
-        time.sleep(0.05)
-    (stock,) = stock_tool()
-    bridge.send_signal(signal.SIGTERM)
-    assert bridge.wait(timeout=30) == -signal.SIGTERM
-    assert not os.path.exists(f"/proc/{stock}")  # reaped by the bridge before it ended
-    assert list(spool.glob("pegasus-transfer-*.json")) == []
-    with contextlib.suppress(OSError):  # unblock whatever the stock tool left reading it
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    try:
+        deadline = time.monotonic() + 30
+        while not stock_tool():
+            assert time.monotonic() < deadline, "the stock pegasus-transfer never started"
+            time.sleep(0.05)
+        (stock,) = stock_tool()
+        bridge.send_signal(signal.SIGTERM)
+        assert bridge.wait(timeout=30) == -signal.SIGTERM
+        assert not os.path.exists(f"/proc/{stock}")  # reaped by the bridge before it ended
+        assert list(spool.glob("pegasus-transfer-*.json")) == []
+    finally:  # failed or not, nothing of it is left (its session: the bridge and the tool)
+        with contextlib.suppress(OSError):
+            os.killpg(bridge.pid, signal.SIGKILL)
+        bridge.wait(30)
 
 
 @pytest.mark.parametrize("name", ["a b.txt", "100%.txt", "caf\u00e9.txt", "x#y?z.txt"])

@@ -145,13 +145,13 @@ class HttpsBridge:
                                      f"{expected}; not kept")
             os.replace(temporary, target)
             landed = True
-            _remove_leftover_parts(target)
+            _remove_leftover_parts(target, temporary)
         except OSError as error:  # a full disk, say: name the file, not only the errno
             raise TransferFailed(f"{source} -> {target}: {error.strerror or error}") from None
         finally:
             try:  # removed while still locked: see _part_file
-                if not landed:
-                    with contextlib.suppress(FileNotFoundError):
+                if not landed:  # (a directory that refuses it keeps it: the error above says)
+                    with contextlib.suppress(OSError):
                         os.unlink(temporary)
             finally:
                 handle.close()
@@ -434,30 +434,39 @@ class HttpsBridge:
         raise AssertionError("unreachable")
 
 
+# a part file is opened as a file of our own or not at all: never through a symbolic link
+# (whose target would be written), nor waiting on a FIFO; O_NONBLOCK is dropped once it is ours
+_PART_FLAGS = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
 def _part_file(target: Path) -> tuple[int, str]:
     """A file of its own beside ``target`` for one download to write, open and locked, and
     its path: ``.<name>.part``, or while other downloads hold that one, ``.<name>.2.part``,
     ``.<name>.3.part``, ...: the first that none holds, a killed download's leftover taken
     over. Each download renames only its own file: two into one target at once (two jobs
-    staging into a shared directory) land one whole version.
+    staging into a shared directory) land one whole version. A name this download cannot take
+    as a regular file of its own (a symbolic link, a directory, a FIFO, another user's file)
+    is passed over for the next number.
 
     A download removes or renames its part file while it holds the lock (flock: held per open
     file, so two threads conflict too); a lock won on a file that by then has another name,
     or none, is let go and the name tried again. On a file system without locks each download
-    writes a ``.<name>.<pid>-<n>.part`` of its own, created exclusively."""
+    writes a ``.<name>.<pid>-<n>.part`` of its own, created exclusively. An error creating a
+    new one (a read-only directory, a full disk) is raised."""
     import fcntl
 
     for number in itertools.count(1):
         path = _numbered_part(target, number)
         while True:
             try:  # 0o666: the mode a new file gets (umask applies)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-                created = True
+                fd, created = os.open(path, _PART_FLAGS | os.O_CREAT | os.O_EXCL, 0o666), True
             except FileExistsError:
                 try:
-                    fd, created = os.open(path, os.O_WRONLY | os.O_CLOEXEC), False
+                    fd, created = os.open(path, _PART_FLAGS), False
                 except FileNotFoundError:  # removed meanwhile
                     continue
+                except OSError:  # not a file of ours to write: the next number
+                    break
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:  # another download's, under way
@@ -469,13 +478,32 @@ def _part_file(target: Path) -> tuple[int, str]:
                     os.unlink(path)
                 return _unshared_part_file(target)
             opened = os.fstat(fd)
-            with contextlib.suppress(FileNotFoundError):
-                if os.path.samestat(opened, os.stat(path)):
-                    if opened.st_mode & 0o777 != NEW_FILE_MODE:  # a leftover of another mode
-                        os.fchmod(fd, NEW_FILE_MODE)
-                    return fd, path
-            os.close(fd)
+            try:
+                renamed = not os.path.samestat(opened, os.stat(path, follow_symlinks=False))
+            except FileNotFoundError:
+                renamed = True
+            if renamed:  # renamed or removed while this download waited for it: the name again
+                os.close(fd)
+                continue
+            if _made_ours(fd, opened):
+                return fd, path
+            os.close(fd)  # a FIFO with a reader, a device, another user's file
+            break
     raise AssertionError("unreachable")
+
+
+def _made_ours(fd: int, opened: os.stat_result) -> bool:
+    """Whether the locked ``fd`` is a regular file this download may write as its own: made
+    blocking, with the mode a new file gets (a leftover of another mode is changed)."""
+    if not stat.S_ISREG(opened.st_mode):
+        return False
+    try:
+        if opened.st_mode & 0o777 != NEW_FILE_MODE:
+            os.fchmod(fd, NEW_FILE_MODE)
+    except OSError:  # another user's
+        return False
+    os.set_blocking(fd, True)
+    return True
 
 
 def _numbered_part(target: Path, number: int) -> str:
@@ -490,25 +518,31 @@ def _unshared_part_file(target: Path) -> tuple[int, str]:
                            0o666), path  # 0o666: the mode a new file gets (umask applies)
 
 
-def _remove_leftover_parts(target: Path) -> None:
-    """Once ``target`` landed: remove ``.<name>.2.part``, ``.<name>.3.part``, ... that no
-    download holds, left by downloads killed while another held ``.<name>.part`` (a rerun
-    takes that one over, but nothing would ever take these). Stops at the first number that
-    is not there: one stat, where none was left."""
+def _remove_leftover_parts(target: Path, own: str) -> None:
+    """Once ``target`` landed from ``own``: remove ``.<name>.2.part``, ``.<name>.3.part``, ...
+    that no download holds, left by downloads killed while another held ``.<name>.part`` (a
+    rerun takes that one over, but nothing would take these). Stops at the first number that
+    is not there (its own passed over): one failed open, where none was left. Names that are
+    no regular file of ours are left as they are."""
     import fcntl
 
     for number in itertools.count(2):
         path = _numbered_part(target, number)
+        if path == own:
+            continue
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        except OSError:  # none (or not ours to open): nothing further to look for
+            fd = os.open(path, _PART_FLAGS)
+        except FileNotFoundError:
             return
+        except OSError:  # a symbolic link, a directory, another user's: not ours to remove
+            continue
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            with contextlib.suppress(FileNotFoundError):
-                if os.path.samestat(os.fstat(fd), os.stat(path)):
+            opened = os.fstat(fd)
+            if stat.S_ISREG(opened.st_mode):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while a download holds it
+                if os.path.samestat(opened, os.stat(path, follow_symlinks=False)):
                     os.unlink(path)  # while locked: see _part_file
-        except OSError:  # held: a download under way
+        except OSError:  # held, or gone meanwhile
             pass
         finally:
             os.close(fd)
