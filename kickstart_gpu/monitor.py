@@ -273,8 +273,9 @@ class Monitor:
             # a job that ended while NVML started (90 ms on a GPU host) gets its exit sample
             # alone: another sample would read the same idle GPU and hold the job's end
             if self.devices and not self._stop.wait(0):
-                interval, started, beat = self.options.interval, time.monotonic(), 1
-                self.take_sample()
+                interval, started = self.options.interval, time.monotonic()
+                self.take_sample()  # beat 0
+                beat = next_beat(0, time.monotonic() - started, interval)
                 # start to start, so what sampling costs (PCIe: 40 ms per GPU) does not
                 # stretch the interval; beats missed while sampling are skipped
                 while not self._stop.wait(max(0.0, started + beat * interval

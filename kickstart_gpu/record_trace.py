@@ -383,7 +383,7 @@ def record(nvml: Nvml, job: subprocess.Popen, count: int, interval: float, outpu
     first = recorder.sample()
     output.begin(recorder.header(describe(recorder.devices)))
     output.add(first)
-    beat = 1
+    beat = next_beat(0, time.monotonic() - started, interval)  # the first is beat 0
     while True:
         try:
             job.wait(max(0.0, started + beat * interval - time.monotonic()))

@@ -521,21 +521,29 @@ def _unshared_part_file(target: Path) -> tuple[int, str]:
 def _remove_leftover_parts(target: Path, own: str) -> None:
     """Once ``target`` landed from ``own``: remove ``.<name>.2.part``, ``.<name>.3.part``, ...
     that no download holds, left by downloads killed while another held ``.<name>.part`` (a
-    rerun takes that one over, but nothing would take these). Stops at the first number that
-    is not there (its own passed over): one failed open, where none was left. Names that are
-    no regular file of ours are left as they are."""
+    rerun takes that one over, but nothing would take these). Stops after two numbers in a
+    row that are not there (its own counts as there): two failed opens, where none was left,
+    and a number that landed between leftovers (three downloads at once) is looked past.
+    Names that are no regular file of ours are left as they are."""
     import fcntl
 
+    missing = 0
     for number in itertools.count(2):
         path = _numbered_part(target, number)
         if path == own:
+            missing = 0
             continue
         try:
             fd = os.open(path, _PART_FLAGS)
         except FileNotFoundError:
-            return
-        except OSError:  # a symbolic link, a directory, another user's: not ours to remove
+            missing += 1
+            if missing == 2:
+                return
             continue
+        except OSError:  # a symbolic link, a directory, another user's: not ours to remove
+            missing = 0
+            continue
+        missing = 0
         try:
             opened = os.fstat(fd)
             if stat.S_ISREG(opened.st_mode):
