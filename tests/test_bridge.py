@@ -443,46 +443,6 @@ def test_a_rerun_leaves_no_partial_file_of_a_killed_download(site):
     assert sorted(p.name for p in site.scratch.iterdir()) == ["raw.csv"]
 
 
-def test_a_download_killed_beside_another_leaves_nothing_once_the_file_lands(
-        site, monkeypatch):
-    """Two downloads into one file (two jobs staging into a shared directory): the second
-    writes a part file of its own, and is SIGKILLed mid-download. Once the file lands (the
-    rerun, here), neither part file is left: the usual one is taken over, the other removed."""
-    import fcntl
-    import threading
-    import time
-
-    from pegasus_globus.files import hidden_beside
-
-    resolve, serve = site.emulator.https._target, threading.Event()
-
-    def held(request, *args):  # the killed download's GET is not answered
-        if request.method == "GET":
-            serve.wait(60)
-        return resolve(request, *args)
-    monkeypatch.setattr(site.emulator.https, "_target", held)
-    entry = site.entry(f"go://{site.collection}/data/raw.csv", f"file://{site.scratch}/raw.csv")
-    usual = hidden_beside(site.scratch / "raw.csv", "part")
-    with open(usual, "wb") as other:  # the first download's, under way
-        fcntl.flock(other, fcntl.LOCK_EX)
-        killed = subprocess.Popen(BRIDGE, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, env=site.env)
-        killed.stdin.write(json.dumps([entry]).encode())
-        killed.stdin.close()
-        deadline = time.monotonic() + 60
-        while len(list(site.scratch.iterdir())) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)  # until the second download made its part file
-        killed.kill()
-        killed.wait(60)
-    serve.set()
-    # the usual part file and the killed one's; nothing landed
-    assert len(list(site.scratch.iterdir())) == 2 and not (site.scratch / "raw.csv").exists()
-    result = site.run(entry)
-    assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in site.scratch.iterdir()) == ["raw.csv"]
-    assert (site.scratch / "raw.csv").read_bytes() == b"a,b\n1,2\n" * 1000
-
-
 def test_a_full_disk_names_the_file_and_keeps_nothing(site):
     import resource
 

@@ -43,6 +43,45 @@ def held(path: Path) -> Iterator[None]:
         yield
 
 
+def kill_a_download_once_there_are(site: Site, monkeypatch, entries: int) -> None:
+    """A download into scratch/raw.csv, SIGKILLed once the scratch directory holds ``entries``
+    (its part file made), its GET never answered: nothing of it lands."""
+    resolve, serve = site.emulator.https._target, threading.Event()
+
+    def unanswered(request, *args):
+        if request.method == "GET":
+            serve.wait(60)
+        return resolve(request, *args)
+    monkeypatch.setattr(site.emulator.https, "_target", unanswered)
+    entry = site.entry(f"go://{site.collection}/data/raw.csv", f"file://{site.scratch}/raw.csv")
+    killed = subprocess.Popen(BRIDGE, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=site.env)
+    killed.stdin.write(json.dumps([entry]).encode())
+    killed.stdin.close()
+    deadline = time.monotonic() + 60
+    while len(list(site.scratch.iterdir())) < entries and time.monotonic() < deadline:
+        time.sleep(0.01)
+    killed.kill()
+    killed.wait(60)
+    serve.set()  # the next downloads' answers
+
+
+def test_a_download_killed_beside_another_leaves_nothing_once_the_file_lands(
+        site, monkeypatch):
+    """Two downloads into one file (two jobs staging into a shared directory): the second
+    writes a part file of its own, and is SIGKILLed mid-download. Once the file lands (the
+    rerun, here), neither part file is left: the usual one is taken over, the other removed
+    (before, the second's ``.raw.csv.<pid>-1.part`` stayed for good)."""
+    with held(site.scratch / ".raw.csv.part"):  # the first download's, under way
+        kill_a_download_once_there_are(site, monkeypatch, 2)
+    # the usual part file and the killed one's; nothing landed
+    assert len(list(site.scratch.iterdir())) == 2 and not (site.scratch / "raw.csv").exists()
+    result = download(site)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in site.scratch.iterdir()) == ["raw.csv"]
+    assert (site.scratch / "raw.csv").read_bytes() == DATA
+
+
 def test_a_dangling_link_named_as_the_part_file_does_not_hang_the_download(site, tmp_path):
     """``.raw.csv.part`` a symbolic link to nothing: O_CREAT|O_EXCL says it exists, an open
     without O_CREAT says it does not, and _part_file went round that forever at full CPU."""
@@ -100,30 +139,13 @@ def test_a_numbered_part_file_left_past_a_gap_is_removed_once_the_file_lands(
     ``.raw.csv.2.part``, the third ``.raw.csv.3.part`` and is SIGKILLed. The second lands,
     then the first; a rerun lands too. ``.raw.csv.3.part`` was left for good: the removal of
     leftovers stops at ``.raw.csv.2.part``, gone since the second landed."""
-    resolve, serve = site.emulator.https._target, threading.Event()
-
-    def held_answer(request, *args):  # the killed download's GET is not answered
-        if request.method == "GET":
-            serve.wait(60)
-        return resolve(request, *args)
-    monkeypatch.setattr(site.emulator.https, "_target", held_answer)
-    entry = site.entry(f"go://{site.collection}/data/raw.csv", f"file://{site.scratch}/raw.csv")
     first, second = site.scratch / ".raw.csv.part", site.scratch / ".raw.csv.2.part"
     with held(first), held(second):  # the first two downloads, under way
-        killed = subprocess.Popen(BRIDGE, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, env=site.env)
-        killed.stdin.write(json.dumps([entry]).encode())
-        killed.stdin.close()
-        deadline = time.monotonic() + 60
-        while not (site.scratch / ".raw.csv.3.part").exists() and time.monotonic() < deadline:
-            time.sleep(0.01)  # until the third download made its part file
-        killed.kill()
-        killed.wait(60)
+        kill_a_download_once_there_are(site, monkeypatch, 3)  # the third
         second.write_bytes(DATA)
         os.replace(second, site.scratch / "raw.csv")  # the second lands
         first.write_bytes(DATA)
         os.replace(first, site.scratch / "raw.csv")  # then the first
-    serve.set()
     assert sorted(p.name for p in site.scratch.iterdir()) == [".raw.csv.3.part", "raw.csv"]
     result = download(site)  # the rerun
     assert result.returncode == 0, result.stderr

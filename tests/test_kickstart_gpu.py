@@ -452,50 +452,6 @@ def test_a_clock_a_gpu_lacks_is_recorded_and_replayed_as_that_clock_alone():
     assert sample["errors"] == {"video_clock": "NOT_SUPPORTED"} and sample["gpu_clock"] == 210
 
 
-def test_the_recorder_skips_the_beats_a_slow_sample_let_go_by(monkeypatch):
-    """As the sidecar does: after a sample that took ten intervals, recording goes on at the
-    next beat ahead, instead of making up the ten missed beats with samples back to back (a
-    burst that a replay of the trace would play back as one). On a clock of its own."""
-    from kickstart_gpu import record_trace
-
-    now, starts = [0.0], []
-
-    class Clock:  # record_trace's time module
-        @staticmethod
-        def monotonic() -> float:
-            return now[0]
-
-    class Job:  # the recorded command: ends 1.45 s after the first sample began
-        pid = os.getpid()
-
-        def wait(self, timeout: float) -> int:
-            if now[0] + timeout >= 1.45:
-                now[0] = max(now[0], 1.45)
-                return 0
-            now[0] += timeout
-            raise subprocess.TimeoutExpired("job", timeout)
-
-    class SlowFirstSample(record_trace.Recorder):  # 1 s (NVML waking up), then 1 ms each
-        def sample(self) -> dict[str, Any]:
-            starts.append(now[0])
-            now[0] += 1.0 if len(starts) == 1 else 0.001
-            return super().sample()
-
-    class Output:
-        def begin(self, header: dict[str, Any]) -> None:
-            pass
-
-        def add(self, sample: dict[str, Any]) -> None:
-            pass
-
-    monkeypatch.setattr(record_trace, "time", Clock)
-    monkeypatch.setattr(record_trace, "Recorder", SlowFirstSample)
-    nvml = Nvml(TraceLibrary(load_trace(TRACE)))
-    record_trace.record(nvml, Job(), 2, 0.1, Output(), lambda devices: "")
-    # the slow one, then every 0.1 s from the first beat after it, and the exit's
-    assert starts == pytest.approx([0.0, 1.1, 1.2, 1.3, 1.4, 1.45])
-
-
 def test_spread_samples_keep_the_first_the_last_and_an_even_spread():
     spread = SpreadSamples(10)
     for index in range(1000):

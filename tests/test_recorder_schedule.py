@@ -9,6 +9,8 @@ import os
 import subprocess
 from typing import Any
 
+import pytest
+
 from kickstart_gpu import record_trace
 from kickstart_gpu.nvml import Nvml
 from kickstart_gpu.replay import TraceLibrary
@@ -69,3 +71,12 @@ def test_after_a_slow_first_sample_no_two_samples_are_closer_than_the_interval(m
         gaps = [later - earlier for earlier, later in zip(regular, regular[1:])]
         assert min(gaps) >= 0.1 - 1e-9, (slow, starts)
         assert len(starts) == 12, (slow, starts)
+
+
+def test_the_recorder_skips_the_beats_a_slow_sample_let_go_by(monkeypatch):
+    """As the sidecar does: after a first sample that took ten intervals, recording goes on at
+    the next beat ahead, instead of making up the ten missed beats with samples back to back
+    (a burst that a replay of the trace would play back as one)."""
+    starts = sample_starts(monkeypatch, 0, 1.0, 0.1, 1.45)
+    # the slow one, then every 0.1 s from the first beat after it, and the exit's
+    assert starts == pytest.approx([0.0, 1.1, 1.2, 1.3, 1.4, 1.45])
