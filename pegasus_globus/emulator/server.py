@@ -143,8 +143,8 @@ class Emulator:
         self._httpd.shutdown()
 
     def close(self) -> None:
-        """Stop serving, wait for the requests being answered (each, at most CLOSE_WAIT
-        seconds) and save the state."""
+        """Stop serving, wait for the requests being answered (uploads aside, at most
+        CLOSE_WAIT seconds), abandon the uploads still arriving and save the state."""
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
@@ -319,16 +319,19 @@ class Emulator:
 
     def dispatch(self, request: Request) -> tuple[Response, str | None]:
         """Answer one request; also says which fault, if any, to inject into the answer."""
+        # an upload is not waited for: it may be stalled mid-body, and close() removes its
+        # part file (HttpsService.abandon_uploads), which it then cannot land
+        counted = request.stream is None
         with self._answered:
             if self._closing:
                 return self._error(service_of(request.path), ApiError(
                     503, "ServiceUnavailable", "The service is shutting down"), request.path), None
-            self._answering += 1
+            self._answering += counted
         try:
             return self._dispatch(request)
         finally:
             with self._answered:
-                self._answering -= 1
+                self._answering -= counted
                 self._answered.notify_all()
 
     def _dispatch(self, request: Request) -> tuple[Response, str | None]:
