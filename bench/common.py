@@ -65,6 +65,9 @@ def run(main: Callable[[], int | None]) -> NoReturn:
         signal.signal(signum, interrupt)
     try:
         status = main()
+    except BrokenPipeError:  # its reader is gone (`| head`): nothing more to say, to anyone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 1
     except KeyboardInterrupt:
         signum = received[0] if received else signal.SIGINT
         print(f"interrupted by {signal.Signals(signum).name}; its processes and files removed",

@@ -41,13 +41,14 @@ LATENCIES = (0.0, 1.0)
 
 def stock_command() -> list[str]:
     """The stock handler's command, with globus-sdk 3 in its own virtual environment."""
-    python = STOCK_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(STOCK_VENV)], check=True)
+    python, made = STOCK_VENV / "bin" / "python", STOCK_VENV / ".made"
+    if not made.exists():  # (an interrupted first run left it half made: made again)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(STOCK_VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet",
                         "--disable-pip-version-check", "globus-sdk>=3,<4"], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps",
                         "--disable-pip-version-check", PEGASUS_WORKER], check=True)
+        made.touch()
     script = subprocess.run(
         [str(python), "-c", "import Pegasus, os; print(os.path.join(os.path.dirname("
          "Pegasus.__file__), 'cli', 'pegasus-globus-online.py'))"],

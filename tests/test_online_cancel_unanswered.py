@@ -1,7 +1,7 @@
 """The cancel as the handler ends on SIGTERM, against a Globus that takes the request and
-never answers it (tester s32c). README: "tried 4 times, about 3.5 s"; each try waits for
-globus-sdk's own HTTP timeout (60 s) instead: the handler was still running 150 s after
-SIGTERM at commit 98d03e2, past any batch system's SIGKILL."""
+never answers it (tester s32c). README: "3 times, each given 2 s to answer, 8 s at most";
+each try waited for globus-sdk's own HTTP timeout (60 s): the handler was still running 150 s
+after SIGTERM at commit 98d03e2, past any batch system's SIGKILL."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import threading
 
 from .test_online import world  # noqa: F401
 
-GUARD = 30  # seconds: about 3.5 s promised; far past it, the handler hangs on the cancel
+GUARD = 30  # seconds: 8 s at most promised; far past it, the handler hangs on the cancel
 
 
 def test_a_cancel_globus_never_answers_does_not_hold_the_ending_handler(world):  # noqa: F811

@@ -97,9 +97,14 @@ class HttpsService:
             os.chmod(temporary, 0o644)
             os.replace(temporary, target)
             self.emulator.hand_over(Path(target))
-        except BaseException:
+        except BaseException as error:
             if os.path.exists(temporary):
                 os.unlink(temporary)
+            with self._arriving_lock:
+                abandoned = temporary not in self._arriving
+            if abandoned and isinstance(error, FileNotFoundError):  # the server is stopping:
+                # abandon_uploads removed its part file
+                raise ApiError(503, "ServiceUnavailable", "The service is shutting down") from None
             raise
         finally:
             with self._arriving_lock:

@@ -124,8 +124,10 @@ class HttpsBridge:
         expected = self._listed_size(source)
         try:
             fd, temporary = _part_file(target)
-        except OSError as error:
-            raise TransferFailed(f"{source} -> {target}: {error.strerror}") from None
+        except OSError as error:  # no new file in the directory: read-only, full, ...
+            raise TransferFailed(
+                f"{source} -> {target}: cannot write in {target.parent} ({error.strerror}): "
+                "make it writable, or choose another destination") from None
         handle, landed = os.fdopen(fd, "wb"), False
         try:
             def fetch() -> None:
@@ -465,6 +467,10 @@ def _part_file(target: Path) -> tuple[int, str]:
                     fd, created = os.open(path, _PART_FLAGS), False
                 except FileNotFoundError:  # removed meanwhile
                     continue
+                except PermissionError:  # a leftover of ours made unwritable (mode 000)?
+                    if _writable_again(path):
+                        continue
+                    break
                 except OSError:  # not a file of ours to write: the next number
                     break
             try:
@@ -493,9 +499,10 @@ def _part_file(target: Path) -> tuple[int, str]:
 
 
 def _made_ours(fd: int, opened: os.stat_result) -> bool:
-    """Whether the locked ``fd`` is a regular file this download may write as its own: made
-    blocking, with the mode a new file gets (a leftover of another mode is changed)."""
-    if not stat.S_ISREG(opened.st_mode):
+    """Whether the locked ``fd`` is a regular file this download may write as its own (this
+    user's, of no other name: a hard link's other name would be written): made blocking, with
+    the mode a new file gets (a leftover of another mode is changed)."""
+    if not _own_file(opened):
         return False
     try:
         if opened.st_mode & 0o777 != NEW_FILE_MODE:
@@ -504,6 +511,31 @@ def _made_ours(fd: int, opened: os.stat_result) -> bool:
         return False
     os.set_blocking(fd, True)
     return True
+
+
+def _own_file(found: os.stat_result) -> bool:
+    return (stat.S_ISREG(found.st_mode) and found.st_uid == os.geteuid()
+            and found.st_nlink == 1)
+
+
+def _writable_again(path: str) -> bool:
+    """Give this user's part file that it cannot open for writing the mode a new file gets;
+    says whether that changed anything. Through an O_PATH descriptor, so never the target of
+    a link that replaced it meanwhile."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        found = os.fstat(fd)
+        if not _own_file(found) or found.st_mode & 0o777 == NEW_FILE_MODE:
+            return False
+        os.chmod(f"/proc/self/fd/{fd}", NEW_FILE_MODE)  # the inode fd names
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _numbered_part(target: Path, number: int) -> str:
@@ -523,8 +555,9 @@ def _remove_leftover_parts(target: Path, own: str) -> None:
     that no download holds, left by downloads killed while another held ``.<name>.part`` (a
     rerun takes that one over, but nothing would take these). Stops after two numbers in a
     row that are not there (its own counts as there): two failed opens, where none was left,
-    and a number that landed between leftovers (three downloads at once) is looked past.
-    Names that are no regular file of ours are left as they are."""
+    and a number that landed between leftovers (three downloads at once) is looked past; a
+    leftover behind two missing numbers (four at once, in a rare order) stays. Names that are
+    no regular file of this user's, of no other name, are left as they are."""
     import fcntl
 
     missing = 0
@@ -546,7 +579,7 @@ def _remove_leftover_parts(target: Path, own: str) -> None:
         missing = 0
         try:
             opened = os.fstat(fd)
-            if stat.S_ISREG(opened.st_mode):
+            if _own_file(opened):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while a download holds it
                 if os.path.samestat(opened, os.stat(path, follow_symlinks=False)):
                     os.unlink(path)  # while locked: see _part_file

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pegasus_globus")
 RETRY_DELAYS = (1.0, 2.0, 4.0)  # our retries, after globus-sdk's own
-CANCEL_RETRIES, CANCEL_MAX_SLEEP = 3, 2.0  # a cancel as the process ends: tries, seconds
+# a cancel as the process ends: retries, the longest wait between tries and for an answer (s)
+CANCEL_RETRIES, CANCEL_MAX_SLEEP, CANCEL_HTTP_TIMEOUT = 2, 2.0, 2.0
 _COLLECTION_IN_SCOPE = re.compile(r"scopes/([0-9a-fA-F-]{36})/data_access")
 
 
@@ -149,15 +150,17 @@ class GlobusTransfers:
         return sum(self._mkdir(collection, posixpath.normpath(path)) for path in paths)
 
     def cancel_current(self) -> bool:
-        """Cancel the task in progress, if any; says whether Globus took the cancel. Tried
-        CANCEL_RETRIES times more, CANCEL_MAX_SLEEP seconds apart at most (about 3.5 s in
-        all): the process is ending, and a batch system's soft kill (SIGTERM) is followed by
-        SIGKILL within seconds."""
+        """Cancel the task in progress, if any; says whether Globus took the cancel. Tried 3
+        times, each given CANCEL_HTTP_TIMEOUT seconds to answer, at most CANCEL_MAX_SLEEP
+        apart (about 1.5 s when Globus refuses, 8 s at most when it does not answer): the
+        process is ending, and a batch system's soft kill (SIGTERM) is followed by SIGKILL
+        within seconds."""
         if self.current_task is None:
             return False
         try:
             with self.client.retry_config.tune(max_retries=CANCEL_RETRIES,
-                                               max_sleep=CANCEL_MAX_SLEEP):
+                                               max_sleep=CANCEL_MAX_SLEEP), \
+                    self.client.transport.tune(http_timeout=CANCEL_HTTP_TIMEOUT):
                 self.client.cancel_task(self.current_task)
         except Exception as error:  # the process is ending: report, do not mask the cause
             log.warning("could not cancel task %s: %s", self.current_task,
