@@ -17,6 +17,11 @@ class ApiError(Exception):
         self.extra = extra
 
 
+def shutting_down() -> ApiError:
+    """The answer to a request that comes while the emulator closes."""
+    return ApiError(503, "ServiceUnavailable", "The service is shutting down")
+
+
 def service_of(path: str) -> str:
     """Which emulated service a request path belongs to."""
     if path.startswith("/v0.10"):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from .errors import ApiError
+from .errors import ApiError, shutting_down
 from .paths import collection_id
 from .web import FileBody, Request, Response, Route
 
@@ -104,7 +104,7 @@ class HttpsService:
                 abandoned = temporary not in self._arriving
             if abandoned and isinstance(error, FileNotFoundError):  # the server is stopping:
                 # abandon_uploads removed its part file
-                raise ApiError(503, "ServiceUnavailable", "The service is shutting down") from None
+                raise shutting_down() from None
             raise
         finally:
             with self._arriving_lock:

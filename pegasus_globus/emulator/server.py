@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .auth import AuthService
 from .clock import ScaledClock
-from .errors import ApiError, error_body, service_of
+from .errors import ApiError, error_body, service_of, shutting_down
 from .gcs import GcsService
 from .https import HttpsService
 from .paths import collection_id, resolve
@@ -324,8 +324,8 @@ class Emulator:
         counted = request.stream is None
         with self._answered:
             if self._closing:
-                return self._error(service_of(request.path), ApiError(
-                    503, "ServiceUnavailable", "The service is shutting down"), request.path), None
+                return self._error(service_of(request.path), shutting_down(),
+                                   request.path), None
             self._answering += counted
         try:
             return self._dispatch(request)

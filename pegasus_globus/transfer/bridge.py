@@ -484,11 +484,7 @@ def _part_file(target: Path) -> tuple[int, str]:
                     os.unlink(path)
                 return _unshared_part_file(target)
             opened = os.fstat(fd)
-            try:
-                renamed = not os.path.samestat(opened, os.stat(path, follow_symlinks=False))
-            except FileNotFoundError:
-                renamed = True
-            if renamed:  # renamed or removed while this download waited for it: the name again
+            if not _still_named(opened, path):  # renamed or removed meanwhile: the name again
                 os.close(fd)
                 continue
             if _made_ours(fd, opened):
@@ -507,10 +503,19 @@ def _made_ours(fd: int, opened: os.stat_result) -> bool:
     try:
         if opened.st_mode & 0o777 != NEW_FILE_MODE:
             os.fchmod(fd, NEW_FILE_MODE)
-    except OSError:  # another user's
+    except OSError:  # a read-only file system, say
         return False
     os.set_blocking(fd, True)
     return True
+
+
+def _still_named(opened: os.stat_result, path: str) -> bool:
+    """Whether ``path`` still names the file ``opened`` describes: a download renames or
+    removes its part file while it holds the lock another waited for."""
+    try:
+        return os.path.samestat(opened, os.stat(path, follow_symlinks=False))
+    except FileNotFoundError:
+        return False
 
 
 def _own_file(found: os.stat_result) -> bool:
@@ -581,7 +586,7 @@ def _remove_leftover_parts(target: Path, own: str) -> None:
             opened = os.fstat(fd)
             if _own_file(opened):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while a download holds it
-                if os.path.samestat(opened, os.stat(path, follow_symlinks=False)):
+                if _still_named(opened, path):
                     os.unlink(path)  # while locked: see _part_file
         except OSError:  # held, or gone meanwhile
             pass
